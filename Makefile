@@ -1,0 +1,41 @@
+# Two commands: `make demo` (set up, then backfill + sync the samples into the bundled sandbox) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
+export DO_NOT_TRACK ?= 1
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: venv demo test ui bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# braze-client (a third-party client our sandbox is tested against) pins tenacity<6 and has invalid
+	# Requires-Python metadata; it runs fine on our tenacity, so it is installed without its pins.
+	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python 'braze-client==2.3.3'
+	@touch $(STAMP)
+
+demo: venv
+	$(BIN)/python scripts/demo.py
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+ui: venv
+	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
+bench: venv
+	$(BIN)/python -m bench
+
+lint: venv
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .demo-state

@@ -1,0 +1,69 @@
+"""`braze-migrate plan`: what a run would send and cost, with the payloads written out; nothing is sent."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import polars as pl
+
+from braze_migrate.planner import build_plan
+from braze_migrate.settings import LoadSettings
+from connectors.state.snapshot import Snapshot
+
+
+def dry_run(settings: LoadSettings, source: str, *, out: str | None = None) -> dict:
+    """Plan against the state folder's snapshot without touching the ledger; returns the cost per dataset."""
+    state = Path(settings.state)
+    plan_dir = Path(out) if out else state / "plans" / time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    info = build_plan(source, Snapshot(state), plan_dir, batch_size=settings.batch_size,
+                      batch_mode=settings.batch_mode, resend_in_doubt=settings.in_doubt == "resend")
+    objects = pl.read_parquet(plan_dir / "objects.parquet")
+    kept = pl.read_parquet(plan_dir / "kept.parquet")
+    rejects = pl.read_parquet(plan_dir / "rejects.parquet")
+    per = {}
+    for name, read in info.stats["read"].items():
+        o = objects.filter(pl.col("dataset") == name)
+        k = kept.filter(pl.col("dataset") == name)
+        r = rejects.filter((pl.col("dataset") == name) & pl.col("column").is_null())
+        per[name] = {
+            "read": read,
+            "to_send": o.height,
+            "data_points": int(o["data_points"].sum() or 0),
+            "unchanged": k.filter(pl.col("bucket") == "unchanged").height,
+            "held": k.filter(pl.col("bucket") != "unchanged").height,
+            "rejected_rows": r.select("file", "row").unique().height,
+            "rejected_cells": rejects.filter((pl.col("dataset") == name) & pl.col("column").is_not_null()).height,
+        }
+    with (plan_dir / "payloads.ndjson").open("w") as fh:
+        for batch_no, body in pl.read_parquet(plan_dir / "batches.parquet", columns=["batch_no", "body"]).iter_rows():
+            fh.write(json.dumps({"batch_no": batch_no, "body": json.loads(body)}) + "\n")
+    full = info.stats["full_resend"]
+    return {
+        "source": source,
+        "plan_dir": str(plan_dir),
+        "payloads": str(plan_dir / "payloads.ndjson"),
+        "requests": info.batches,
+        "objects": info.objects,
+        "data_points": info.data_points,
+        "full_resend": {"requests": math.ceil(full["objects"] / max(1, settings.batch_size)),
+                        "data_points": full["data_points"]},
+        "datasets": per,
+    }
+
+
+def render_text(result: dict) -> str:
+    lines = [
+        f"plan for {result['source']}: {result['requests']} requests, {result['objects']} objects, "
+        f"{result['data_points']} data points (a full resend: {result['full_resend']['requests']} requests, "
+        f"{result['full_resend']['data_points']} data points)",
+        f"  {'dataset':<12}{'read':>8}{'to send':>9}{'points':>8}{'unchanged':>11}{'held':>6}{'bad rows':>10}"
+        f"{'bad cells':>11}",
+    ]
+    for name, d in result["datasets"].items():
+        lines.append(f"  {name:<12}{d['read']:>8}{d['to_send']:>9}{d['data_points']:>8}{d['unchanged']:>11}"
+                     f"{d['held']:>6}{d['rejected_rows']:>10}{d['rejected_cells']:>11}")
+    lines.append(f"  payloads: {result['payloads']} (nothing was sent)")
+    return "\n".join(lines)

@@ -1,0 +1,150 @@
+"""One run's life: plan (or resume the unfinished plan) → apply → commit → report.
+
+Flows call these steps as tasks; the CLI calls them through the flows. A run that was planned is always
+finished before anything new is planned, the way a loader finishes pending loads before extracting more.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from braze_migrate import report
+from braze_migrate.applier import StopFlag, apply_plan
+from braze_migrate.committer import commit_run
+from braze_migrate.planner import build_plan
+from braze_migrate.settings import ConfigError, LoadSettings
+from connectors.sources import source_fingerprint
+from connectors.state.ledger import Ledger
+from connectors.state.snapshot import Snapshot
+
+
+@dataclass
+class Prepared:
+    """A run ready to load: new, or the unfinished one being resumed."""
+
+    run_id: str
+    plan_dir: Path
+    resumed: bool
+    batches: int
+    notes: list[str] = field(default_factory=list)
+
+
+class Engine:
+    """The state folder's ledger and snapshot, and the steps of a run over them."""
+
+    def __init__(self, settings: LoadSettings):
+        self.settings = settings
+        self.state = Path(settings.state)
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger(self.state / "ledger.sqlite")
+        self.snapshot = Snapshot(self.state)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.state / "runs" / run_id
+
+    def prepare(self, kind: str, source: str) -> Prepared:
+        """Resume the unfinished run of this source, or plan a new run."""
+        source = str(source)
+        unfinished = self.ledger.unfinished_run()
+        notes = []
+        if unfinished is not None and unfinished.status == "planning":
+            # Died while planning: nothing was sent, so the plan can be thrown away.
+            shutil.rmtree(self.run_dir(unfinished.run_id), ignore_errors=True)
+            self.ledger.set_run_status(unfinished.run_id, "abandoned")
+            unfinished = None
+        if unfinished is not None:
+            if unfinished.source != source:
+                raise ConfigError(
+                    f"run {unfinished.run_id} of {unfinished.source} is unfinished in {self.state}: finish it first "
+                    f"with `braze-migrate {unfinished.kind} {unfinished.source} --state {self.state}`"
+                )
+            if unfinished.source_fingerprint != source_fingerprint(source):
+                notes.append("the source changed since this run was planned: finishing the planned run first; "
+                             "run the command again to load the changes")
+            n = len(self.ledger.batch_statuses(unfinished.run_id))
+            return Prepared(unfinished.run_id, self.run_dir(unfinished.run_id) / "plan", True, n, notes)
+
+        s = self.settings
+        run_id = self.ledger.new_run(kind, source, source_fingerprint(source), _public_settings(s))
+        plan_dir = self.run_dir(run_id) / "plan"
+        info = build_plan(source, self.snapshot, plan_dir, batch_size=s.batch_size, batch_mode=s.batch_mode,
+                          resend_in_doubt=s.in_doubt == "resend")
+        batches = pl.read_parquet(plan_dir / "batches.parquet", columns=["batch_no", "n_events", "n_purchases",
+                                                                         "n_attributes"])
+        self.ledger.add_batches(run_id, (
+            (b, (e + p) > 0, a + e + p) for b, e, p, a in batches.select(
+                "batch_no", "n_events", "n_purchases", "n_attributes").iter_rows()
+        ))
+        self.ledger.set_run_status(run_id, "planned")
+        return Prepared(run_id, plan_dir, False, info.batches, notes)
+
+    def apply(self, prepared: Prepared, endpoint: str, api_key: str, *, stop: StopFlag | None = None,
+              on_progress=None, transport=None):
+        self.ledger.set_run_status(prepared.run_id, "loading")
+        stats = apply_plan(prepared.run_id, prepared.plan_dir, self.ledger, self.settings, endpoint, api_key,
+                           stop=stop or StopFlag(), on_progress=on_progress, transport=transport)
+        return stats
+
+    def finish(self, prepared: Prepared, *, started: float, stopped: bool = False) -> dict:
+        """Commit what Braze acknowledged and build the summary. A stopped run stays open for resuming."""
+        run = self.ledger.run(prepared.run_id)
+        statuses = self.ledger.batch_statuses(prepared.run_id)
+        unsent = sum(1 for s in statuses.values() if s in ("planned", "sending"))
+        outcome = commit_run(prepared.run_id, prepared.plan_dir, self.ledger, self.snapshot,
+                             in_doubt_policy=self.settings.in_doubt)
+        rejects_path = self.run_dir(prepared.run_id) / "rejects.csv"
+        n_rejects = report.write_rejects(prepared.plan_dir, outcome, rejects_path)
+        datasets = report.buckets(prepared.plan_dir, outcome)
+        totals = self.ledger.totals(prepared.run_id)
+        stats = json.loads((prepared.plan_dir / "stats.json").read_text())
+        pending = sum(d["pending"] for d in datasets.values())
+        status = "completed" if pending == 0 and unsent == 0 else ("interrupted" if stopped or unsent else "incomplete")
+        resume = None
+        if status != "completed":
+            resume = (f"braze-migrate {run.kind} {run.source} --state {self.state}"
+                      + (" --in-doubt resend" if status == "incomplete" and self.settings.in_doubt == "skip"
+                         and any(d["pending"] for d in datasets.values()) else ""))
+        acked = outcome.filter(outcome["outcome"] == "acknowledged")
+        summary = {
+            "run_id": prepared.run_id,
+            "kind": run.kind,
+            "source": run.source,
+            "state": str(self.state),
+            "status": status,
+            "resumed": prepared.resumed,
+            "requests": totals["requests"],
+            "batches": totals["batches"],
+            "acknowledged_batches": totals["acknowledged_batches"],
+            "retries": totals["retries"],
+            "throttled": totals["throttled"],
+            "in_doubt": report.in_doubt_batches(outcome),
+            "datasets": datasets,
+            "data_points": {"sent": int(acked["data_points"].sum() or 0),
+                            "full_resend": stats["full_resend"]["data_points"]},
+            "requests_full_resend": math.ceil(stats["full_resend"]["objects"] / max(1, self.settings.batch_size)),
+            "rejects_file": str(rejects_path),
+            "rejects": n_rejects,
+            "duration_s": round(time.monotonic() - started, 3),
+            "notes": prepared.notes,
+            "resume_command": resume,
+        }
+        if status in ("completed", "incomplete"):
+            self.ledger.set_run_status(prepared.run_id, "committed", summary)
+        else:
+            self.ledger.set_run_status(prepared.run_id, "loading", summary)
+        return summary
+
+
+def _public_settings(s: LoadSettings) -> dict:
+    """Settings worth recording with a run (no secrets live in LoadSettings)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in s.model_dump().items()}

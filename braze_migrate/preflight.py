@@ -1,0 +1,24 @@
+"""A first request that proves the endpoint and key before a long run starts (and before Prefect spins up).
+
+An empty `attributes` array writes nothing and costs no data point; Braze checks the key before the body,
+so 401/403/404 surface here within a second instead of after planning and start-up. It is sent only when
+the plan has something to send, so a run with nothing to do sends no request at all.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from connectors.braze.outcomes import BrazeConfigError
+
+
+def check_credentials(endpoint: str, api_key: str, *, timeout: float = 5.0, transport=None) -> None:
+    """Raise BrazeConfigError (one line naming BRAZE_API_KEY and BRAZE_REST_ENDPOINT) if Braze refuses us."""
+    url = f"{endpoint.rstrip('/')}/users/track"
+    try:
+        with httpx.Client(timeout=timeout, transport=transport) as client:
+            response = client.post(url, headers={"Authorization": f"Bearer {api_key}"}, json={"attributes": []})
+    except httpx.HTTPError as exc:
+        raise BrazeConfigError(None, what=f"could not be reached ({type(exc).__name__})") from None
+    if response.status_code in (401, 403, 404):
+        raise BrazeConfigError(response.status_code)

@@ -1,0 +1,98 @@
+"""The run summary and the rejects file: every row read ends in exactly one bucket, and every rejected row or
+cell is listed with a reason the user can act on. Counts and ids only: no payloads, emails or tokens."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+BUCKETS = ("acknowledged", "rejected", "unchanged", "pending")
+REJECT_COLUMNS = ["dataset", "key", "column", "value", "reason", "file", "row"]
+
+
+def write_rejects(plan_dir: Path, outcome: pl.DataFrame, path: Path) -> int:
+    """One CSV: normalization rejects, rows held back as rejected, and objects Braze rejected (mapped back
+    through the array as sent to their source file and row). Returns the number of entries."""
+    own = pl.read_parquet(plan_dir / "rejects.parquet")
+    kept = pl.read_parquet(plan_dir / "kept.parquet").filter(pl.col("bucket") == "rejected").select(
+        "dataset", "key", pl.lit(None, pl.Utf8).alias("column"), pl.lit(None, pl.Utf8).alias("value"),
+        "reason", pl.col("_file").alias("file"), pl.col("_row").alias("row"),
+    )
+    braze = outcome.filter(pl.col("outcome") == "rejected").select(
+        "dataset", "key", pl.lit(None, pl.Utf8).alias("column"), pl.lit(None, pl.Utf8).alias("value"),
+        (pl.lit("rejected by Braze: ") + pl.col("reason").fill_null("no reason given")).alias("reason"),
+        pl.col("_file").alias("file"), pl.col("_row").alias("row"),
+    )
+    frames = [f.select(REJECT_COLUMNS).cast({"row": pl.Int64}) for f in (own, kept, braze)]
+    allr = pl.concat(frames).sort(["dataset", "file", "row", "column"], nulls_last=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    allr.write_csv(path)
+    return allr.height
+
+
+def buckets(plan_dir: Path, outcome: pl.DataFrame) -> dict[str, dict[str, int]]:
+    """Per dataset: read, acknowledged, rejected, unchanged, pending (adding up to read), plus rejected cells."""
+    stats = json.loads((plan_dir / "stats.json").read_text())
+    rejects = pl.read_parquet(plan_dir / "rejects.parquet")
+    kept = pl.read_parquet(plan_dir / "kept.parquet")
+    out: dict[str, dict[str, int]] = {}
+    for name, read in stats["read"].items():
+        own = rejects.filter(pl.col("dataset") == name)
+        rows = own.filter(pl.col("column").is_null()).select("file", "row").unique().height
+        cells = own.filter(pl.col("column").is_not_null()).height
+        k = kept.filter(pl.col("dataset") == name)["bucket"].value_counts()
+        kc = dict(zip(k["bucket"].to_list(), k["count"].to_list())) if k.height else {}
+        o = outcome.filter(pl.col("dataset") == name)["outcome"].value_counts()
+        oc = dict(zip(o["outcome"].to_list(), o["count"].to_list())) if o.height else {}
+        out[name] = {
+            "read": int(read),
+            "acknowledged": int(oc.get("acknowledged", 0)),
+            "rejected": int(rows + kc.get("rejected", 0) + oc.get("rejected", 0)),
+            "unchanged": int(kc.get("unchanged", 0)),
+            "pending": int(kc.get("pending", 0) + oc.get("pending", 0)),
+            "rejected_cells": int(cells),
+        }
+    return out
+
+
+def in_doubt_batches(outcome: pl.DataFrame) -> list[dict]:
+    """Batches that may have landed without our knowing: listed so a person can check them."""
+    d = outcome.filter(pl.col("in_doubt"))
+    if d.height == 0:
+        return []
+    g = d.group_by("batch_no").agg(
+        events=(pl.col("dataset") == "events").sum(),
+        purchases=(pl.col("dataset") == "purchases").sum(),
+        resent=(pl.col("outcome") == "acknowledged").any(),
+    ).sort("batch_no")
+    return [
+        {"batch_no": r["batch_no"], "events": int(r["events"]), "purchases": int(r["purchases"]),
+         "action": "resent (duplicates possible)" if r["resent"] and (r["events"] or r["purchases"])
+         else ("held as pending" if not r["resent"] else "resent (attributes only: idempotent)")}
+        for r in g.iter_rows(named=True)
+    ]
+
+
+def render_text(summary: dict) -> str:
+    """The human summary printed at the end of a run."""
+    lines = [
+        f"run {summary['run_id']} ({summary['kind']} of {summary['source']}): {summary['status'].upper()}",
+        f"  requests {summary['requests']}  batches {summary['batches']}  retries {summary['retries']}  "
+        f"throttled (429) {summary['throttled']}  in doubt {len(summary['in_doubt'])}  "
+        f"duration {summary['duration_s']:.1f}s",
+        f"  {'dataset':<12}{'read':>8}{'acked':>8}{'rejected':>10}{'unchanged':>11}{'pending':>9}{'bad cells':>11}",
+    ]
+    for name, b in summary["datasets"].items():
+        lines.append(f"  {name:<12}{b['read']:>8}{b['acknowledged']:>8}{b['rejected']:>10}{b['unchanged']:>11}"
+                     f"{b['pending']:>9}{b['rejected_cells']:>11}")
+    dp = summary["data_points"]
+    lines.append(f"  data points sent {dp['sent']} (a full resend would cost {dp['full_resend']}); "
+                 f"requests {summary['requests']} vs {summary['requests_full_resend']} for a full resend")
+    for b in summary["in_doubt"]:
+        lines.append(f"  in doubt: batch {b['batch_no']} ({b['events']} events, {b['purchases']} purchases): {b['action']}")
+    lines.append(f"  rejects file: {summary['rejects_file']} ({summary['rejects']} entries)")
+    if summary.get("resume_command"):
+        lines.append(f"  to resume: {summary['resume_command']}")
+    return "\n".join(lines)

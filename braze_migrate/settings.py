@@ -1,0 +1,91 @@
+"""Typed settings, resolved once at the edge (CLI or flow) and passed down explicitly."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BATCH_MODES = ("combined", "per_array")
+IN_DOUBT_POLICIES = ("resend", "skip")
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*(ms|s|m|h)?\s*$")
+
+
+class ConfigError(Exception):
+    """Bad or missing configuration: the message says what to set; never a traceback for the user."""
+
+
+class BrazeSettings(BaseSettings):
+    """Where Braze is and the key to reach it (environment: BRAZE_REST_ENDPOINT, BRAZE_API_KEY)."""
+
+    model_config = SettingsConfigDict(env_prefix="BRAZE_", extra="ignore")
+
+    rest_endpoint: str | None = None
+    api_key: SecretStr | None = None
+
+    def require(self) -> tuple[str, str]:
+        """Endpoint and key, or one ConfigError line naming every missing variable."""
+        missing = [name for name, v in (("BRAZE_REST_ENDPOINT", self.rest_endpoint),
+                                        ("BRAZE_API_KEY", self.api_key)) if not v]
+        if missing:
+            raise ConfigError(
+                f"missing {' and '.join(missing)}: set {' and '.join(missing)} in the environment "
+                "(e.g. BRAZE_REST_ENDPOINT=https://rest.iad-01.braze.com BRAZE_API_KEY=...)"
+            )
+        endpoint = self.rest_endpoint.strip().rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", endpoint):
+            raise ConfigError(
+                f"BRAZE_REST_ENDPOINT must be an http(s) URL such as https://rest.iad-01.braze.com, "
+                f"not {endpoint!r}"
+            )
+        return endpoint, self.api_key.get_secret_value()
+
+
+class LoadSettings(BaseSettings):
+    """How a run plans and loads: limits are settings because Braze has changed them under loaders."""
+
+    model_config = SettingsConfigDict(env_prefix="BRAZE_MIGRATE_", extra="ignore")
+
+    state: Path = Path("state")
+    rate_limit: str = "3000/3s"
+    batch_size: int = Field(75, ge=1, le=1000)
+    batch_mode: Literal["combined", "per_array"] = "combined"
+    concurrency: int = Field(16, ge=1, le=256)
+    in_doubt: Literal["resend", "skip"] = "skip"
+    max_attempts: int = Field(6, ge=1, le=50)
+    max_retry_seconds: float = Field(300.0, gt=0)
+    timeout_seconds: float = Field(30.0, gt=0)
+    partitions: int = Field(1, ge=1, le=4096)
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate(cls, v: str) -> str:
+        parse_rate(v)
+        return v
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """`3000/3s` → (3000, 3.0). Units: ms, s, m, h (default s)."""
+    m = _RATE.match(text or "")
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"rate limit {text!r} is not of the form REQUESTS/PERIOD, e.g. 3000/3s or 50000/1m")
+    n = int(m.group(1))
+    amount = float(m.group(2)) if m.group(2) else 1.0
+    seconds = amount * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(3) or "s"]
+    if seconds <= 0:
+        raise ValueError(f"rate limit {text!r} has a zero period")
+    return n, seconds
+
+
+def load_settings(**overrides) -> LoadSettings:
+    """LoadSettings from the environment plus explicit overrides, with errors as ConfigError lines."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return LoadSettings(**clean)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting --{field.replace('_', '-')}: {first['msg']}") from None

@@ -1,0 +1,213 @@
+"""Deltas against what Braze acknowledged: pure lazy Polars, no I/O.
+
+Every good row of tonight's export leaves here either as an object to send or as a kept row with its
+bucket (`unchanged`, `rejected`, `pending`) and reason, so the run summary can account for every row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import polars as pl
+import polars_hash  # noqa: F401  (registers the stable `.nchash` namespace)
+
+# Writing these is free (braze-api.md, "Data points"); everything else costs one point per attribute written.
+NOT_BILLABLE = frozenset({"email_subscribe", "push_subscribe", "subscription_groups"})
+
+OBJECT_COLUMNS = ["dataset", "array", "key", "external_id", "object", "fingerprint", "data_points", "_file", "_row"]
+KEPT_COLUMNS = ["dataset", "key", "bucket", "reason", "_file", "_row"]
+_OLD = "\x00old:"
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What to send (`send`, OBJECT_COLUMNS), what not and why (`kept`, KEPT_COLUMNS), and for users the
+    snapshot rows to store once Braze acknowledges their object (`next_rows`)."""
+
+    send: pl.LazyFrame
+    kept: pl.LazyFrame
+    next_rows: pl.LazyFrame | None = None
+
+
+def json_text(expr: pl.Expr) -> pl.Expr:
+    """The JSON encoding of a scalar column, as text (`"a\\"b"`, `12`, `null`)."""
+    encoded = pl.struct(expr.alias("v")).struct.json_encode()
+    return encoded.str.slice(5, encoded.str.len_bytes() - 6)
+
+
+def _xxh3(expr: pl.Expr) -> pl.Expr:
+    """A hash stable across Polars versions (polars-hash xxh3_64), safe to store."""
+    return expr.nchash.xxh3_64()
+
+
+def _attribute_columns(schema: pl.Schema) -> list[str]:
+    return [c for c in schema.names() if c != "external_id" and not c.startswith("_")]
+
+
+def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame) -> Delta:
+    """Column-level diff of normalized users against the acknowledged snapshot.
+
+    A changed value is sent, an unchanged one is not, a value that became empty is sent as `null`,
+    a cell dropped as invalid (`_dropped`) keeps its acknowledged value, a column absent tonight is left
+    alone, and a user absent tonight is not touched. An attributes object that Braze rejected before is not
+    sent again until it changes.
+    """
+    attrs = _attribute_columns(tonight.collect_schema())
+    snap_attrs = _attribute_columns(snapshot.collect_schema())
+    old = snapshot.rename({c: _OLD + c for c in snap_attrs})
+    joined = tonight.join(old, on="external_id", how="left")
+
+    effective, changed, fragments = {}, {}, []
+    for c in attrs:
+        before = pl.col(_OLD + c) if c in snap_attrs else pl.lit(None, pl.Utf8)
+        now = pl.when(pl.col("_dropped").list.contains(pl.lit(c))).then(before).otherwise(pl.col(c))
+        effective[c] = now
+        changed[c] = now.ne_missing(before)
+        fragments.append(pl.when(changed[c]).then(pl.lit(json.dumps(c) + ":") + now.fill_null("null")))
+
+    billable = [changed[c].cast(pl.Int64) for c in attrs if c not in NOT_BILLABLE]
+    body = pl.concat_str(fragments, separator=",", ignore_nulls=True) if fragments else pl.lit(None, pl.Utf8)
+    n_changed = pl.sum_horizontal([changed[c].cast(pl.Int64) for c in attrs]) if attrs else pl.lit(0)
+    obj = pl.concat_str([pl.lit('{"external_id":'), json_text(pl.col("external_id")), pl.lit(","), body, pl.lit("}")])
+
+    planned = joined.with_columns(
+        _n_changed=n_changed,
+        object=obj,
+        data_points=pl.sum_horizontal(billable) if billable else pl.lit(0, pl.Int64),
+    ).with_columns(fingerprint=_xxh3(pl.col("object")))
+
+    held_users = held.filter(pl.col("dataset") == "users").select(
+        pl.col("key").alias("external_id"), pl.col("fingerprint").alias("_held_fp"), pl.col("reason").alias("_held_reason")
+    )
+    planned = planned.join(held_users, on="external_id", how="left")
+    is_held = (pl.col("_n_changed") > 0) & (pl.col("_held_fp") == pl.col("fingerprint"))
+    to_send = (pl.col("_n_changed") > 0) & ~is_held.fill_null(False)
+
+    send = planned.filter(to_send).select(
+        pl.lit("users").alias("dataset"),
+        pl.lit("attributes").alias("array"),
+        pl.col("external_id").alias("key"),
+        "external_id", "object", "fingerprint",
+        pl.col("data_points").cast(pl.Int64),
+        "_file", "_row",
+    )
+    kept = planned.filter(~to_send).select(
+        pl.lit("users").alias("dataset"),
+        pl.col("external_id").alias("key"),
+        pl.when(is_held.fill_null(False)).then(pl.lit("rejected")).otherwise(pl.lit("unchanged")).alias("bucket"),
+        pl.when(is_held.fill_null(False))
+        .then(pl.lit("rejected by Braze in an earlier run and unchanged since: ") + pl.col("_held_reason"))
+        .alias("reason"),
+        "_file", "_row",
+    )
+    snapshot_only = [c for c in snap_attrs if c not in effective]
+    next_rows = planned.filter(to_send).select(
+        "external_id",
+        *[e.alias(c) for c, e in effective.items()],
+        *[pl.col(_OLD + c).alias(c) for c in snapshot_only],
+    )
+    return Delta(send=send, kept=kept, next_rows=next_rows)
+
+
+def diff_occurrences(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFrame, *, dataset: str) -> Delta:
+    """Purchases or events: only ids never acknowledged are sent.
+
+    An acknowledged id whose row changed is reported, not resent (Braze cannot edit an occurrence);
+    an id held in doubt stays pending; one Braze rejected stays rejected until its row changes.
+    """
+    key = "purchase_id" if dataset == "purchases" else "event_id"
+    array = dataset
+    rows = tonight.rename({key: "key"})
+    acked_ = acked.select("key", pl.col("fingerprint").alias("_acked_fp"))
+    held_ = held.filter(pl.col("dataset") == dataset).select(
+        "key", pl.col("fingerprint").alias("_held_fp"), pl.col("status").alias("_held_status"),
+        pl.col("reason").alias("_held_reason"),
+    )
+    j = rows.join(acked_, on="key", how="left").join(held_, on="key", how="left")
+    is_acked = pl.col("_acked_fp").is_not_null()
+    in_doubt = pl.col("_held_status").eq_missing(pl.lit("in_doubt"))
+    was_rejected = pl.col("_held_status").eq_missing(pl.lit("rejected")) & (pl.col("_held_fp") == pl.col("fingerprint"))
+    bucket = (
+        pl.when(is_acked & (pl.col("_acked_fp") == pl.col("fingerprint"))).then(pl.lit("unchanged"))
+        .when(is_acked).then(pl.lit("rejected"))
+        .when(in_doubt).then(pl.lit("pending"))
+        .when(was_rejected).then(pl.lit("rejected"))
+        .otherwise(pl.lit(None, pl.Utf8))
+    )
+    noun = "purchase" if dataset == "purchases" else "event"
+    reason = (
+        pl.when(is_acked & (pl.col("_acked_fp") != pl.col("fingerprint")))
+        .then(pl.lit(f"{key} already acknowledged with different content; Braze cannot edit a {noun}, not resent"))
+        .when(in_doubt).then(pl.lit("in doubt since an earlier run (may have landed); resolve with --in-doubt resend"))
+        .when(was_rejected)
+        .then(pl.lit("rejected by Braze in an earlier run and unchanged since: ") + pl.col("_held_reason"))
+    )
+    j = j.with_columns(_bucket=bucket, _reason=reason)
+    send = j.filter(pl.col("_bucket").is_null()).select(
+        pl.lit(dataset).alias("dataset"), pl.lit(array).alias("array"), "key", "external_id", "object",
+        "fingerprint", pl.col("data_points").cast(pl.Int64), "_file", "_row",
+    )
+    kept = j.filter(pl.col("_bucket").is_not_null()).select(
+        pl.lit(dataset).alias("dataset"), "key", pl.col("_bucket").alias("bucket"), pl.col("_reason").alias("reason"),
+        "_file", "_row",
+    )
+    return Delta(send=send, kept=kept)
+
+
+def token_key() -> pl.Expr:
+    """The key of a token row as it appears in rejects and the ledger: never the token itself."""
+    return pl.concat_str([pl.col("app_id"), pl.lit(":"), _xxh3(pl.col("token")).cast(pl.Utf8)])
+
+
+def diff_push_tokens(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFrame) -> Delta:
+    """New `(app_id, token)` pairs are sent; a token that moved to another user is sent for the new user;
+    an anonymous token Braze already has is left alone (Braze ignores known tokens).
+
+    Tokens are matched by `token_key()`, so the state folder never stores a raw token."""
+    acked_ = acked.select("key", pl.col("external_id").alias("_acked_uid"), pl.lit(True).alias("_acked"))
+    j = tonight.with_columns(key=token_key(), fingerprint=_xxh3(pl.col("object"))).join(acked_, on="key", how="left")
+    held_ = held.filter(pl.col("dataset") == "push_tokens").select(
+        "key", pl.col("fingerprint").alias("_held_fp"), pl.col("reason").alias("_held_reason")
+    )
+    j = j.join(held_, on="key", how="left")
+    known = pl.col("_acked").fill_null(False)
+    same_owner = pl.col("external_id").is_null() | pl.col("external_id").eq_missing(pl.col("_acked_uid"))
+    was_rejected = pl.col("_held_fp").eq_missing(pl.col("fingerprint"))
+    bucket = (
+        pl.when(known & same_owner).then(pl.lit("unchanged"))
+        .when(was_rejected).then(pl.lit("rejected"))
+        .otherwise(pl.lit(None, pl.Utf8))
+    )
+    j = j.with_columns(_bucket=bucket)
+    send = j.filter(pl.col("_bucket").is_null()).select(
+        pl.lit("push_tokens").alias("dataset"), pl.lit("attributes").alias("array"), "key", "external_id", "object",
+        "fingerprint", pl.lit(0, pl.Int64).alias("data_points"), "_file", "_row",
+    )
+    kept = j.filter(pl.col("_bucket").is_not_null()).select(
+        pl.lit("push_tokens").alias("dataset"), "key", pl.col("_bucket").alias("bucket"),
+        pl.when(pl.col("_bucket") == "rejected").then(
+            pl.lit("rejected by Braze in an earlier run and unchanged since: ") + pl.col("_held_reason")
+        ).alias("reason"),
+        "_file", "_row",
+    )
+    return Delta(send=send, kept=kept)
+
+
+def full_resend_cost(users: pl.LazyFrame | None, occurrences: list[pl.LazyFrame]) -> pl.LazyFrame:
+    """Data points a naive full resend of tonight's export would cost: every non-empty billable attribute
+    plus every event and purchase with its properties. Used to show what the delta saved."""
+    parts = []
+    if users is not None:
+        attrs = [c for c in _attribute_columns(users.collect_schema()) if c not in NOT_BILLABLE]
+        if attrs:
+            parts.append(users.select(pl.sum_horizontal([pl.col(c).is_not_null().cast(pl.Int64) for c in attrs])
+                                      .sum().alias("dp"), pl.len().cast(pl.Int64).alias("objects")))
+        else:
+            parts.append(users.select(pl.lit(0, pl.Int64).alias("dp"), pl.len().cast(pl.Int64).alias("objects")))
+    for occ in occurrences:
+        parts.append(occ.select(pl.col("data_points").sum().cast(pl.Int64).alias("dp"),
+                                pl.len().cast(pl.Int64).alias("objects")))
+    if not parts:
+        return pl.LazyFrame({"dp": [0], "objects": [0]}, schema={"dp": pl.Int64, "objects": pl.Int64})
+    return pl.concat(parts).select(pl.col("dp").sum(), pl.col("objects").sum())
