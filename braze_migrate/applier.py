@@ -1,65 +1,25 @@
 """Apply a plan: walk its batches through the Braze client, recording each one in the ledger.
 
-Acknowledged batches are skipped, batches left `sending` by a killed process go out flagged in doubt, and
-a stop signal lets in-flight requests finish while no new batch starts.
+Acknowledged batches are skipped and batches left `sending` by a killed process go out flagged in doubt.
+A first SIGINT/SIGTERM lets in-flight requests finish and starts no new batch (the client handles it).
 """
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
 
-from braze_migrate.settings import LoadSettings, parse_rate
+from braze_migrate.settings import LoadSettings
 from connectors.braze.client import BatchRequest, BrazeLoader
-from connectors.braze.ratelimit import Rate
+from connectors.braze.ratelimit import parse_rate
 from connectors.state.ledger import Ledger
 
 CHUNK = 2_000  # batches read from the plan at a time: memory stays bounded for plans of any size
 
 
-class StopFlag:
-    """Set by SIGINT/SIGTERM: finish what is in flight, start nothing new."""
-
-    def __init__(self):
-        self._event = threading.Event()
-        self.signal_name: str | None = None
-
-    def set(self, name: str = "stop") -> None:
-        self.signal_name = name
-        self._event.set()
-
-    def __bool__(self) -> bool:
-        return self._event.is_set()
-
-
-@contextmanager
-def stop_on_signals(flag: StopFlag):
-    """Turn the first SIGINT/SIGTERM into a graceful stop; a second one ends the process at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous = {}
-
-    def handler(signum, _frame):
-        if flag:
-            raise KeyboardInterrupt
-        flag.set(signal.Signals(signum).name)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, handler)
-    try:
-        yield flag
-    finally:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
-
-
-def iter_batches(plan_dir: Path, statuses: dict[int, str], stop: StopFlag) -> Iterator[BatchRequest]:
+def iter_batches(plan_dir: Path, statuses: dict[int, str]) -> Iterator[BatchRequest]:
     """Batches still to send, in order, read from the plan in chunks."""
     todo = sorted(b for b, s in statuses.items() if s in ("planned", "sending"))
     scan = pl.scan_parquet(plan_dir / "batches.parquet").select("batch_no", "body")
@@ -67,20 +27,17 @@ def iter_batches(plan_dir: Path, statuses: dict[int, str], stop: StopFlag) -> It
         chunk = todo[start:start + CHUNK]
         rows = scan.filter(pl.col("batch_no").is_in(chunk)).collect().sort("batch_no")
         for batch_no, body in rows.iter_rows():
-            if stop:
-                return
             yield BatchRequest(batch_no=batch_no, body=body.encode(), in_doubt=statuses[batch_no] == "sending")
 
 
 def apply_plan(run_id: str, plan_dir: Path, ledger: Ledger, settings: LoadSettings, endpoint: str, api_key: str,
-               *, stop: StopFlag, on_progress: Callable[[int, int], None] | None = None, transport=None):
+               *, on_progress: Callable[[int, int], None] | None = None, transport=None):
     """Send every unacknowledged batch of the plan; returns the client's LoadStats."""
     statuses = ledger.batch_statuses(run_id)
     total = len(statuses)
     done = sum(1 for s in statuses.values() if s in ("acknowledged", "pending"))
-    n, seconds = parse_rate(settings.rate_limit)
     loader = BrazeLoader(
-        endpoint, api_key, rate=Rate(n, seconds), concurrency=settings.concurrency,
+        endpoint, api_key, rate=parse_rate(settings.rate_limit), concurrency=settings.concurrency,
         timeout=settings.timeout_seconds, max_attempts=settings.max_attempts,
         max_retry_seconds=settings.max_retry_seconds, in_doubt_policy=settings.in_doubt, transport=transport,
     )
@@ -97,4 +54,4 @@ def apply_plan(run_id: str, plan_dir: Path, ledger: Ledger, settings: LoadSettin
 
     if on_progress is not None:
         on_progress(done, total)
-    return loader.run_sync(iter_batches(plan_dir, statuses, stop), on_sending=on_sending, on_result=on_result)
+    return loader.run_sync(iter_batches(plan_dir, statuses), on_sending=on_sending, on_result=on_result)

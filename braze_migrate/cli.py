@@ -137,16 +137,14 @@ def _load(args) -> int:
 
 def _run_inline(args, settings, endpoint: str, api_key: str) -> dict:
     """The flow's steps without Prefect: same engine, same ledger."""
-    from braze_migrate.applier import StopFlag, stop_on_signals
     from braze_migrate.engine import Engine
 
     started = time.monotonic()
     engine = Engine(settings)
     try:
-        with stop_on_signals(StopFlag()) as stop:
-            prepared = engine.prepare(args.command, args.source)
-            engine.apply(prepared, endpoint, api_key, stop=stop)
-            return engine.finish(prepared, started=started, stopped=bool(stop))
+        prepared = engine.prepare(args.command, args.source)
+        engine.apply(prepared, endpoint, api_key)
+        return engine.finish(prepared, started=started)
     finally:
         engine.close()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from braze_migrate import report
-from braze_migrate.applier import StopFlag, apply_plan
+from braze_migrate.applier import apply_plan
 from braze_migrate.committer import commit_run
 from braze_migrate.planner import build_plan
 from braze_migrate.settings import ConfigError, LoadSettings
@@ -72,7 +72,8 @@ class Engine:
                 notes.append("the source changed since this run was planned: finishing the planned run first; "
                              "run the command again to load the changes")
             n = len(self.ledger.batch_statuses(unfinished.run_id))
-            return Prepared(unfinished.run_id, self.run_dir(unfinished.run_id) / "plan", True, n, notes)
+            resumed = unfinished.status != "planned"  # "planned": made moments ago by the CLI, never loaded
+            return Prepared(unfinished.run_id, self.run_dir(unfinished.run_id) / "plan", resumed, n, notes)
 
         s = self.settings
         run_id = self.ledger.new_run(kind, source, source_fingerprint(source), _public_settings(s))
@@ -88,14 +89,13 @@ class Engine:
         self.ledger.set_run_status(run_id, "planned")
         return Prepared(run_id, plan_dir, False, info.batches, notes)
 
-    def apply(self, prepared: Prepared, endpoint: str, api_key: str, *, stop: StopFlag | None = None,
-              on_progress=None, transport=None):
+    def apply(self, prepared: Prepared, endpoint: str, api_key: str, *, on_progress=None, transport=None):
         self.ledger.set_run_status(prepared.run_id, "loading")
         stats = apply_plan(prepared.run_id, prepared.plan_dir, self.ledger, self.settings, endpoint, api_key,
-                           stop=stop or StopFlag(), on_progress=on_progress, transport=transport)
+                           on_progress=on_progress, transport=transport)
         return stats
 
-    def finish(self, prepared: Prepared, *, started: float, stopped: bool = False) -> dict:
+    def finish(self, prepared: Prepared, *, started: float) -> dict:
         """Commit what Braze acknowledged and build the summary. A stopped run stays open for resuming."""
         run = self.ledger.run(prepared.run_id)
         statuses = self.ledger.batch_statuses(prepared.run_id)
@@ -108,7 +108,7 @@ class Engine:
         totals = self.ledger.totals(prepared.run_id)
         stats = json.loads((prepared.plan_dir / "stats.json").read_text())
         pending = sum(d["pending"] for d in datasets.values())
-        status = "completed" if pending == 0 and unsent == 0 else ("interrupted" if stopped or unsent else "incomplete")
+        status = "interrupted" if unsent else ("completed" if pending == 0 else "incomplete")
         resume = None
         if status != "completed":
             resume = (f"braze-migrate {run.kind} {run.source} --state {self.state}"

@@ -37,15 +37,17 @@ def normalized_datasets(source: str) -> dict[str, tuple[pl.LazyFrame, normalize.
     """Scan and normalize every dataset the source holds: (raw frame, normalized), lazy."""
     out = {}
     for name, ds in scan_folder(source).items():
-        frame = ds.frame
-        csv_types = infer_csv_types(frame) if ds.format == "csv" else None
-        fn = {
-            "users": normalize.normalize_users,
-            "purchases": normalize.normalize_purchases,
-            "events": normalize.normalize_events,
-            "push_tokens": normalize.normalize_push_tokens,
-        }[name]
-        out[name] = (frame, fn(frame, csv_types=csv_types))
+        frame, files = ds.frame, ds.files
+        if name == "users":
+            csv_types = infer_csv_types(frame) if ds.format == "csv" else None
+            out[name] = (frame, normalize.normalize_users(frame, csv_types, files=files))
+        else:
+            fn = {
+                "purchases": normalize.normalize_purchases,
+                "events": normalize.normalize_events,
+                "push_tokens": normalize.normalize_push_tokens,
+            }[name]
+            out[name] = (frame, fn(frame, files=files))
     return out
 
 

@@ -89,7 +89,7 @@ def render_text(summary: dict) -> str:
                      f"{b['pending']:>9}{b['rejected_cells']:>11}")
     dp = summary["data_points"]
     lines.append(f"  data points sent {dp['sent']} (a full resend would cost {dp['full_resend']}); "
-                 f"requests {summary['requests']} vs {summary['requests_full_resend']} for a full resend")
+                 f"requests {summary['requests']} (a full resend needs at least {summary['requests_full_resend']})")
     for b in summary["in_doubt"]:
         lines.append(f"  in doubt: batch {b['batch_no']} ({b['events']} events, {b['purchases']} purchases): {b['action']}")
     lines.append(f"  rejects file: {summary['rejects_file']} ({summary['rejects']} entries)")

@@ -9,9 +9,6 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-BATCH_MODES = ("combined", "per_array")
-IN_DOUBT_POLICIES = ("resend", "skip")
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*(ms|s|m|h)?\s*$")
 
 
 class ConfigError(Exception):
@@ -63,21 +60,10 @@ class LoadSettings(BaseSettings):
     @field_validator("rate_limit")
     @classmethod
     def _check_rate(cls, v: str) -> str:
+        from connectors.braze.ratelimit import parse_rate
+
         parse_rate(v)
         return v
-
-
-def parse_rate(text: str) -> tuple[int, float]:
-    """`3000/3s` → (3000, 3.0). Units: ms, s, m, h (default s)."""
-    m = _RATE.match(text or "")
-    if not m or int(m.group(1)) <= 0:
-        raise ValueError(f"rate limit {text!r} is not of the form REQUESTS/PERIOD, e.g. 3000/3s or 50000/1m")
-    n = int(m.group(1))
-    amount = float(m.group(2)) if m.group(2) else 1.0
-    seconds = amount * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(3) or "s"]
-    if seconds <= 0:
-        raise ValueError(f"rate limit {text!r} has a zero period")
-    return n, seconds
 
 
 def load_settings(**overrides) -> LoadSettings:

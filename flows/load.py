@@ -11,7 +11,6 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed
 
-from braze_migrate.applier import StopFlag, stop_on_signals
 from braze_migrate.credentials import resolve_credentials
 from braze_migrate.engine import Engine, Prepared
 from braze_migrate.settings import load_settings
@@ -30,19 +29,19 @@ def plan_task(engine: Engine, kind: str, source: str) -> Prepared:
 
 
 @task(name="load", cache_policy=NO_CACHE)
-def load_task(engine: Engine, prepared: Prepared, stop: StopFlag):
+def load_task(engine: Engine, prepared: Prepared):
     """Send the plan's unacknowledged batches; progress goes to a progress artifact."""
     endpoint, api_key = resolve_credentials(engine.settings)
     progress = artifacts.Progress(prepared.run_id)
-    stats = engine.apply(prepared, endpoint, api_key, stop=stop, on_progress=progress.update)
+    stats = engine.apply(prepared, endpoint, api_key, on_progress=progress.update)
     progress.finish()
     return stats
 
 
 @task(name="commit", cache_policy=NO_CACHE)
-def commit_task(engine: Engine, prepared: Prepared, started: float, stopped: bool) -> dict:
+def commit_task(engine: Engine, prepared: Prepared, started: float) -> dict:
     """Advance the snapshot with what Braze acknowledged; write the rejects file and the summary."""
-    return engine.finish(prepared, started=started, stopped=stopped)
+    return engine.finish(prepared, started=started)
 
 
 def run_load(kind: str, source: str, **options) -> dict:
@@ -52,10 +51,9 @@ def run_load(kind: str, source: str, **options) -> dict:
     engine = Engine(settings)
     logger = get_run_logger()
     try:
-        with stop_on_signals(StopFlag()) as stop:
-            prepared = plan_task(engine, kind, source)
-            load_task(engine, prepared, stop)
-            summary = commit_task(engine, prepared, started, bool(stop))
+        prepared = plan_task(engine, kind, source)
+        load_task(engine, prepared)
+        summary = commit_task(engine, prepared, started)
     finally:
         engine.close()
     artifacts.publish_summary(summary)

@@ -62,7 +62,7 @@ def main() -> int:
         dp = nightly["data_points"]
         print(
             f"\nnightly delta: {nightly['requests']} requests and {dp['sent']} data points, "
-            f"against {nightly['requests_full_resend']} requests and {dp['full_resend']} data points "
+            f"against at least {nightly['requests_full_resend']} requests and {dp['full_resend']} data points "
             f"for a full resend of day 2"
         )
         print(f"rejects of the backfill and the sync: {STATE.relative_to(ROOT)}/runs/*/rejects.csv")
