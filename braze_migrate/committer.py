@@ -30,8 +30,10 @@ def object_outcomes(run_id: str, plan_dir: Path, ledger: Ledger) -> pl.DataFrame
         objects.join(batches, on="batch_no", how="left")
         .join(outcomes, on=["batch_no", "array", "index"], how="left")
         .with_columns(
+            # A finished batch (acknowledged, or pending with its pending objects listed) acknowledged every
+            # object it does not list; a batch never finished (planned, sending) acknowledged nothing.
             outcome=pl.when(pl.col("_outcome").is_not_null()).then(pl.col("_outcome"))
-            .when(pl.col("_status") == "acknowledged").then(pl.lit("acknowledged"))
+            .when(pl.col("_status").is_in(["acknowledged", "pending"])).then(pl.lit("acknowledged"))
             .otherwise(pl.lit("pending")),
             reason=pl.col("_reason"),
             in_doubt=pl.col("in_doubt").fill_null(False),

@@ -62,17 +62,24 @@ def in_doubt_batches(outcome: pl.DataFrame) -> list[dict]:
     d = outcome.filter(pl.col("in_doubt"))
     if d.height == 0:
         return []
+    occurrence = pl.col("dataset").is_in(["events", "purchases"])
     g = d.group_by("batch_no").agg(
         events=(pl.col("dataset") == "events").sum(),
         purchases=(pl.col("dataset") == "purchases").sum(),
-        resent=(pl.col("outcome") == "acknowledged").any(),
+        resent=(occurrence & (pl.col("outcome") == "acknowledged")).sum(),
+        held=(occurrence & (pl.col("outcome") == "pending")).sum(),
     ).sort("batch_no")
-    return [
-        {"batch_no": r["batch_no"], "events": int(r["events"]), "purchases": int(r["purchases"]),
-         "action": "resent (duplicates possible)" if r["resent"] and (r["events"] or r["purchases"])
-         else ("held as pending" if not r["resent"] else "resent (attributes only: idempotent)")}
-        for r in g.iter_rows(named=True)
-    ]
+    actions = []
+    for r in g.iter_rows(named=True):
+        if r["resent"]:
+            action = f"{r['resent']} events/purchases resent: duplicates possible"
+        elif r["held"]:
+            action = f"{r['held']} events/purchases held as pending (--in-doubt skip)"
+        else:
+            action = "attributes only: resent (idempotent)"
+        actions.append({"batch_no": r["batch_no"], "events": int(r["events"]), "purchases": int(r["purchases"]),
+                        "action": action})
+    return actions
 
 
 def render_text(summary: dict) -> str:

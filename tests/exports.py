@@ -87,3 +87,38 @@ def _write(df: pl.DataFrame, path: Path, fmt: str) -> None:
         df.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%dT%H:%M:%SZ")).write_csv(path)
     else:
         df.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%dT%H:%M:%SZ")).write_ndjson(path)
+
+
+def bulk_export(folder: Path, n_users: int, *, purchases_per_user: int = 1, events_per_user: int = 1,
+                city: str = "Oslo") -> Path:
+    """A larger valid export whose purchases and events carry their own id in `properties.id`, so a test
+    can count every occurrence Braze stored."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = [f"user-{i:06d}" for i in range(n_users)]
+    pl.DataFrame({"external_id": ids, "city": [city] * n_users, "score": list(range(n_users))}).write_parquet(
+        folder / "users.parquet")
+    pids = [f"p-{i:06d}-{k}" for i in range(n_users) for k in range(purchases_per_user)]
+    pl.DataFrame({
+        "purchase_id": pids,
+        "external_id": [ids[i] for i in range(n_users) for _ in range(purchases_per_user)],
+        "product_id": ["sku"] * len(pids), "currency": ["EUR"] * len(pids), "price": [1.5] * len(pids),
+        "time": [T0] * len(pids), "properties": [json.dumps({"id": p}) for p in pids],
+    }).write_parquet(folder / "purchases.parquet")
+    eids = [f"e-{i:06d}-{k}" for i in range(n_users) for k in range(events_per_user)]
+    pl.DataFrame({
+        "event_id": eids,
+        "external_id": [ids[i] for i in range(n_users) for _ in range(events_per_user)],
+        "name": ["visit"] * len(eids), "time": [T0] * len(eids), "properties": [json.dumps({"id": e}) for e in eids],
+    }).write_parquet(folder / "events.parquet")
+    return folder
+
+
+def occurrence_counts(profiles: dict) -> dict[str, int]:
+    """How many times each purchase/event id (from `properties.id`) is stored across all profiles."""
+    counts: dict[str, int] = {}
+    for p in profiles.values():
+        for occ in list(p.get("purchases", [])) + list(p.get("events", [])):
+            key = (occ.get("properties") or {}).get("id")
+            if key is not None:
+                counts[key] = counts.get(key, 0) + 1
+    return counts

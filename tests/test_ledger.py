@@ -73,3 +73,22 @@ def test_snapshot_advances_only_for_acknowledged_objects(tmp_path):
     # Committing again changes nothing.
     commit_run(run, plan, led, snap, in_doubt_policy="skip")
     assert snap.scan("users").collect().height == 1 and snap.scan("held").collect().height == 2
+
+
+def test_objects_not_listed_pending_in_a_finished_pending_batch_are_acknowledged(tmp_path):
+    objs = [
+        {"dataset": "users", "array": "attributes", "key": "u1", "external_id": "u1", "fingerprint": 1,
+         "data_points": 1, "_file": "f", "_row": 1, "batch_no": 0, "index": 0},
+        {"dataset": "events", "array": "events", "key": "e1", "external_id": "u1", "fingerprint": 2,
+         "data_points": 1, "_file": "f", "_row": 1, "batch_no": 0, "index": 0},
+        {"dataset": "events", "array": "events", "key": "e2", "external_id": "u2", "fingerprint": 3,
+         "data_points": 1, "_file": "f", "_row": 2, "batch_no": 1, "index": 0},
+    ]
+    plan = _plan(tmp_path, objs, {"external_id": ["u1"], "city": ['"Oslo"']})
+    led = Ledger(tmp_path / "ledger.sqlite")
+    run = led.new_run("backfill", "src", "fp", {})
+    led.add_batches(run, [(0, True, 2), (1, True, 1)])
+    led.record_result(run, result(0, status="pending", pending=[("events", 0)], in_doubt=True))
+    led.mark_sending(run, 1)  # killed while sending: no outcome known
+    outcome = commit_run(run, plan, led, Snapshot(tmp_path), in_doubt_policy="skip")
+    assert dict(zip(outcome["key"], outcome["outcome"])) == {"u1": "acknowledged", "e1": "pending", "e2": "pending"}
