@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from braze_migrate.planner import scan_batches
 from braze_migrate.settings import LoadSettings
 from connectors.braze.client import BatchRequest, BrazeLoader
 from connectors.braze.ratelimit import parse_rate
@@ -22,7 +23,7 @@ CHUNK = 2_000  # batches read from the plan at a time: memory stays bounded for 
 def iter_batches(plan_dir: Path, statuses: dict[int, str]) -> Iterator[BatchRequest]:
     """Batches still to send, in order, read from the plan in chunks."""
     todo = sorted(b for b, s in statuses.items() if s in ("planned", "sending"))
-    scan = pl.scan_parquet(plan_dir / "batches.parquet").select("batch_no", "body")
+    scan = scan_batches(plan_dir, ["batch_no", "body"])
     for start in range(0, len(todo), CHUNK):
         chunk = todo[start:start + CHUNK]
         rows = scan.filter(pl.col("batch_no").is_in(chunk)).collect().sort("batch_no")

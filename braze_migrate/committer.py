@@ -1,7 +1,7 @@
 """Commit a run: advance the snapshot with exactly what Braze acknowledged, nothing more.
 
 Derived only from the plan and the ledger, so committing twice gives the same snapshot (a crash between
-the snapshot write and the ledger update is harmless).
+the snapshot write and the ledger update is harmless). Users are committed partition by partition.
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ from pathlib import Path
 
 import polars as pl
 
+from braze_migrate.planner import object_files
 from connectors.state.ledger import Ledger
 from connectors.state.snapshot import SCHEMAS, Snapshot
 
+OUTCOME_COLUMNS = ["dataset", "array", "key", "external_id", "fingerprint", "data_points", "_file", "_row",
+                   "batch_no", "index", "outcome", "reason", "in_doubt"]
 
-def object_outcomes(run_id: str, plan_dir: Path, ledger: Ledger) -> pl.DataFrame:
-    """Every planned object with its final outcome (`acknowledged` | `rejected` | `pending`), reason, in-doubt flag."""
-    objects = pl.read_parquet(plan_dir / "objects.parquet")
+
+def _ledger_frames(run_id: str, ledger: Ledger) -> tuple[pl.DataFrame, pl.DataFrame]:
     batches = pl.DataFrame(
         [(b["batch_no"], b["status"], bool(b["in_doubt"])) for b in ledger.batches(run_id)],
         schema={"batch_no": pl.Int64, "_status": pl.Utf8, "in_doubt": pl.Boolean}, orient="row",
@@ -26,6 +28,10 @@ def object_outcomes(run_id: str, plan_dir: Path, ledger: Ledger) -> pl.DataFrame
         schema={"batch_no": pl.Int64, "array": pl.Utf8, "index": pl.Int64, "_outcome": pl.Utf8, "_reason": pl.Utf8},
         orient="row",
     )
+    return batches, outcomes
+
+
+def _outcome(objects: pl.DataFrame, batches: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
     return (
         objects.join(batches, on="batch_no", how="left")
         .join(outcomes, on=["batch_no", "array", "index"], how="left")
@@ -38,34 +44,61 @@ def object_outcomes(run_id: str, plan_dir: Path, ledger: Ledger) -> pl.DataFrame
             reason=pl.col("_reason"),
             in_doubt=pl.col("in_doubt").fill_null(False),
         )
-        .drop(["_status", "_outcome", "_reason"])
+        .select(OUTCOME_COLUMNS)
     )
+
+
+def object_outcomes(run_id: str, plan_dir: Path, ledger: Ledger) -> pl.DataFrame:
+    """Every planned object with its final outcome (`acknowledged` | `rejected` | `pending`), reason, in-doubt flag."""
+    batches, outcomes = _ledger_frames(run_id, ledger)
+    files = object_files(plan_dir)
+    if not files:
+        return pl.DataFrame(schema={**{c: pl.Utf8 for c in OUTCOME_COLUMNS}, "fingerprint": pl.UInt64,
+                                    "data_points": pl.Int64, "_row": pl.Int64, "batch_no": pl.Int64,
+                                    "index": pl.Int64, "in_doubt": pl.Boolean}).select(OUTCOME_COLUMNS)
+    return pl.concat([_outcome(pl.read_parquet(f), batches, outcomes) for f in files])
 
 
 def commit_run(run_id: str, plan_dir: Path, ledger: Ledger, snapshot: Snapshot, *, in_doubt_policy: str) -> pl.DataFrame:
     """Merge acknowledged values, ids and tokens into the snapshot; hold rejected and in-doubt objects."""
-    outcome = object_outcomes(run_id, plan_dir, ledger)
+    batches, outcomes = _ledger_frames(run_id, ledger)
+    parts = []
+    for f in object_files(plan_dir):
+        p = int(f.stem.split("-")[1])
+        outcome = _outcome(pl.read_parquet(f), batches, outcomes)
+        _commit_users(p, outcome, plan_dir, snapshot)
+        parts.append(outcome)
+    outcome = pl.concat(parts) if parts else object_outcomes(run_id, plan_dir, ledger)
     acked = outcome.filter(pl.col("outcome") == "acknowledged")
-
-    users_next = plan_dir / "users_next.parquet"
-    acked_users = acked.filter(pl.col("dataset") == "users").select("external_id")
-    if users_next.exists() and acked_users.height:
-        fresh = pl.read_parquet(users_next).join(acked_users, on="external_id", how="semi")
-        kept = snapshot.scan("users").collect().join(acked_users, on="external_id", how="anti")
-        snapshot.replace("users", pl.concat([kept, fresh], how="diagonal_relaxed").sort("external_id"))
 
     for name in ("purchases", "events"):
         new = acked.filter(pl.col("dataset") == name).select("key", "fingerprint")
         if new.height:
             old = snapshot.scan(name).collect()
-            merged = pl.concat([old.join(new, on="key", how="anti"), new]).sort("key")
-            snapshot.replace(name, merged)
+            snapshot.replace(name, pl.concat([old.join(new, on="key", how="anti"), new]).sort("key"))
 
     tokens = acked.filter(pl.col("dataset") == "push_tokens").select("key", "external_id")
     if tokens.height:
         old = snapshot.scan("push_tokens").collect()
         snapshot.replace("push_tokens", pl.concat([old.join(tokens, on="key", how="anti"), tokens]).sort("key"))
 
+    _commit_held(run_id, outcome, snapshot, in_doubt_policy)
+    return outcome
+
+
+def _commit_users(p: int, outcome: pl.DataFrame, plan_dir: Path, snapshot: Snapshot) -> None:
+    """Partition p of the users snapshot takes the planned values of the users Braze acknowledged."""
+    acked = outcome.filter((pl.col("outcome") == "acknowledged") & (pl.col("dataset") == "users")).select("external_id")
+    users_next = plan_dir / "users_next" / f"part-{p:05d}.parquet"
+    if not acked.height or not users_next.exists():
+        return
+    fresh = pl.read_parquet(users_next).join(acked, on="external_id", how="semi")
+    kept = snapshot.scan_users_part(p).collect().join(acked, on="external_id", how="anti")
+    snapshot.replace_users_part(p, pl.concat([kept, fresh], how="diagonal_relaxed").sort("external_id"))
+
+
+def _commit_held(run_id: str, outcome: pl.DataFrame, snapshot: Snapshot, in_doubt_policy: str) -> None:
+    """Objects not to send again unchanged: Braze rejected them, or (under `skip`) they are in doubt."""
     rejected = outcome.filter(pl.col("outcome") == "rejected").select(
         "dataset", "key", "fingerprint", pl.lit("rejected").alias("status"), pl.col("reason").fill_null("rejected"),
     )
@@ -81,4 +114,3 @@ def commit_run(run_id: str, plan_dir: Path, ledger: Ledger, snapshot: Snapshot, 
         held = pl.concat([held_before.join(settled, on=["dataset", "key"], how="anti")
                           .join(newly_held, on=["dataset", "key"], how="anti"), newly_held])
         snapshot.replace("held", held.sort(["dataset", "key"]))
-    return outcome

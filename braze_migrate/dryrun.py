@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from braze_migrate.planner import build_plan
+from braze_migrate.planner import build_plan, object_files, scan_batches
 from braze_migrate.settings import LoadSettings
 from connectors.state.snapshot import Snapshot
 
@@ -19,8 +19,11 @@ def dry_run(settings: LoadSettings, source: str, *, out: str | None = None) -> d
     state = Path(settings.state)
     plan_dir = Path(out) if out else state / "plans" / time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     info = build_plan(source, Snapshot(state), plan_dir, batch_size=settings.batch_size,
-                      batch_mode=settings.batch_mode, resend_in_doubt=settings.in_doubt == "resend")
-    objects = pl.read_parquet(plan_dir / "objects.parquet")
+                      batch_mode=settings.batch_mode, resend_in_doubt=settings.in_doubt == "resend",
+                      users_per_partition=settings.users_per_partition)
+    files = object_files(plan_dir)
+    objects = pl.concat([pl.read_parquet(f) for f in files]) if files else pl.DataFrame(
+        schema={"dataset": pl.Utf8, "data_points": pl.Int64})
     kept = pl.read_parquet(plan_dir / "kept.parquet")
     rejects = pl.read_parquet(plan_dir / "rejects.parquet")
     per = {}
@@ -32,13 +35,13 @@ def dry_run(settings: LoadSettings, source: str, *, out: str | None = None) -> d
             "read": read,
             "to_send": o.height,
             "data_points": int(o["data_points"].sum() or 0),
-            "unchanged": k.filter(pl.col("bucket") == "unchanged").height,
-            "held": k.filter(pl.col("bucket") != "unchanged").height,
+            "unchanged": info.stats["unchanged"].get(name, 0),
+            "held": k.height,
             "rejected_rows": r.select("file", "row").unique().height,
             "rejected_cells": rejects.filter((pl.col("dataset") == name) & pl.col("column").is_not_null()).height,
         }
     with (plan_dir / "payloads.ndjson").open("w") as fh:
-        for batch_no, body in pl.read_parquet(plan_dir / "batches.parquet", columns=["batch_no", "body"]).iter_rows():
+        for batch_no, body in scan_batches(plan_dir, ["batch_no", "body"]).collect().sort("batch_no").iter_rows():
             fh.write(json.dumps({"batch_no": batch_no, "body": json.loads(body)}) + "\n")
     full = info.stats["full_resend"]
     return {

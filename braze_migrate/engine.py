@@ -18,7 +18,7 @@ import polars as pl
 from braze_migrate import report
 from braze_migrate.applier import apply_plan
 from braze_migrate.committer import commit_run
-from braze_migrate.planner import build_plan
+from braze_migrate.planner import build_plan, scan_batches
 from braze_migrate.settings import ConfigError, LoadSettings
 from connectors.sources import source_fingerprint
 from connectors.state.ledger import Ledger
@@ -79,12 +79,11 @@ class Engine:
         run_id = self.ledger.new_run(kind, source, source_fingerprint(source), _public_settings(s))
         plan_dir = self.run_dir(run_id) / "plan"
         info = build_plan(source, self.snapshot, plan_dir, batch_size=s.batch_size, batch_mode=s.batch_mode,
-                          resend_in_doubt=s.in_doubt == "resend")
-        batches = pl.read_parquet(plan_dir / "batches.parquet", columns=["batch_no", "n_events", "n_purchases",
-                                                                         "n_attributes"])
+                          resend_in_doubt=s.in_doubt == "resend",
+                          users_per_partition=s.users_per_partition)
+        batches = scan_batches(plan_dir, ["batch_no", "n_attributes", "n_events", "n_purchases"]).collect()
         self.ledger.add_batches(run_id, (
-            (b, (e + p) > 0, a + e + p) for b, e, p, a in batches.select(
-                "batch_no", "n_events", "n_purchases", "n_attributes").iter_rows()
+            (b, (e + p) > 0, a + e + p) for b, a, e, p in batches.iter_rows()
         ))
         self.ledger.set_run_status(run_id, "planned")
         return Prepared(run_id, plan_dir, False, info.batches, notes)

@@ -2,24 +2,41 @@
 
 The plan is the exact list of requests the run will send. It is written once, before anything is sent,
 and a resumed run walks the same plan: a half-done run is never re-planned.
+
+Memory stays bounded whatever the export size: users are split by a stable hash of `external_id` into
+partitions (streamed to disk first), and each partition is normalized, diffed against its own snapshot
+part and packed on its own. Events, purchases and tokens are diffed in one streaming pass and their
+objects routed to the partition of their user, so one user's objects still share a request.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from connectors.sources import scan_folder
-from connectors.state.snapshot import Snapshot
+from connectors.sources import Dataset, reading, scan_folder
+from connectors.state.snapshot import Snapshot, partition_of
 from transforms import deltas, normalize
 from transforms.csv_typing import infer_csv_types
 from transforms.payloads import pack
 
-DATASETS = ("users", "push_tokens", "events", "purchases")
 REJECT_COLUMNS = ["dataset", "key", "column", "value", "reason", "file", "row"]
+OCCURRENCES = ("push_tokens", "events", "purchases")
+USERS_PER_PARTITION = 500_000
+
+OBJECT_SCHEMA = {
+    "dataset": pl.Utf8, "array": pl.Utf8, "key": pl.Utf8, "external_id": pl.Utf8, "object": pl.Utf8,
+    "fingerprint": pl.UInt64, "data_points": pl.Int64, "_file": pl.Utf8, "_row": pl.Int64,
+}
+KEPT_SCHEMA = {"dataset": pl.Utf8, "key": pl.Utf8, "bucket": pl.Utf8, "reason": pl.Utf8, "_file": pl.Utf8,
+               "_row": pl.Int64}
+REJECT_SCHEMA = {"dataset": pl.Utf8, "key": pl.Utf8, "column": pl.Utf8, "value": pl.Utf8, "reason": pl.Utf8,
+                 "file": pl.Utf8, "row": pl.Int64}
 
 
 @dataclass(frozen=True)
@@ -33,94 +50,152 @@ class PlanInfo:
     stats: dict
 
 
-def normalized_datasets(source: str) -> dict[str, tuple[pl.LazyFrame, normalize.Normalized]]:
-    """Scan and normalize every dataset the source holds: (raw frame, normalized), lazy."""
-    out = {}
-    for name, ds in scan_folder(source).items():
-        frame, files = ds.frame, ds.files
-        if name == "users":
-            csv_types = infer_csv_types(frame) if ds.format == "csv" else None
-            out[name] = (frame, normalize.normalize_users(frame, csv_types, files=files))
-        else:
-            fn = {
-                "purchases": normalize.normalize_purchases,
-                "events": normalize.normalize_events,
-                "push_tokens": normalize.normalize_push_tokens,
-            }[name]
-            out[name] = (frame, fn(frame, files=files))
-    return out
-
-
 def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: int, batch_mode: str,
-               resend_in_doubt: bool) -> PlanInfo:
-    """Write `batches.parquet`, `objects.parquet`, `users_next.parquet`, `kept.parquet`, `rejects.parquet`
-    and `stats.json` into `plan_dir`."""
-    plan_dir.mkdir(parents=True, exist_ok=True)
-    scanned = normalized_datasets(source)
-    data = {n: norm for n, (_, norm) in scanned.items()}
+               resend_in_doubt: bool, users_per_partition: int = USERS_PER_PARTITION) -> PlanInfo:
+    """Write the plan into `plan_dir`: `batches/`, `objects/`, `users_next/` (one file per partition),
+    `kept.parquet` (rows not sent and why, except unchanged ones, which are counted), `rejects.parquet`
+    and `stats.json`."""
+    for sub in ("batches", "objects", "users_next", "work"):
+        shutil.rmtree(plan_dir / sub, ignore_errors=True)
+        (plan_dir / sub).mkdir(parents=True, exist_ok=True)
+    data = scan_folder(source)
+    read = {name: _count_rows(ds) for name, ds in data.items()}
+    n_parts = snapshot.partitions(default=max(1, math.ceil(read.get("users", 0) / users_per_partition)))
     held = snapshot.scan("held")
     if resend_in_doubt:
         held = held.filter(pl.col("status") != "in_doubt")
 
-    sends, kepts, rejects, read = [], [], [], {}
-    next_rows = None
-    for name in DATASETS:
+    rejects: list[pl.DataFrame] = []
+    kept: list[pl.DataFrame] = []
+    unchanged: dict[str, int] = {}
+    full_dp, full_objects = 0, 0
+
+    occ_dir = plan_dir / "work" / "occurrences"
+    occ_parts: list[pl.LazyFrame] = []
+    for name in OCCURRENCES:
         if name not in data:
             continue
-        good, rej = data[name].good, data[name].rejects
-        if name == "users":
-            d = deltas.diff_users(good, snapshot.scan("users"), held)
-            next_rows = d.next_rows
-        elif name == "push_tokens":
-            d = deltas.diff_push_tokens(good, snapshot.scan("push_tokens"), held)
-        else:
-            d = deltas.diff_occurrences(good, snapshot.scan(name), held, dataset=name)
-        sends.append(d.send)
-        kepts.append(d.kept)
-        rejects.append(rej.select(REJECT_COLUMNS))
+        ds = data[name]
+        norm = _normalize(ds)
+        with reading(ds):
+            rejects.append(norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA).collect())
+            if name == "push_tokens":
+                d = deltas.diff_push_tokens(norm.good, snapshot.scan("push_tokens"), held)
+            else:
+                d = deltas.diff_occurrences(norm.good, snapshot.scan(name), held, dataset=name)
+                cost = norm.good.select(pl.col("data_points").sum(), pl.len()).collect().row(0)
+                full_dp, full_objects = full_dp + int(cost[0] or 0), full_objects + int(cost[1])
+            k = d.kept.select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA).collect()
+            target = occ_dir / name
+            (d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA)
+             .with_columns(_part=partition_of(pl.coalesce("external_id", "key"), n_parts))
+             .sink_parquet(pl.PartitionBy(target, key="_part", include_key=False), mkdir=True))
+        unchanged[name] = k.filter(pl.col("bucket") == "unchanged").height
+        kept.append(k.filter(pl.col("bucket") != "unchanged"))
+        occ_parts.append(pl.scan_parquet(target / "**" / "*.parquet", hive_partitioning=True)
+                         if any(target.rglob("*.parquet")) else None)
 
-    full = deltas.full_resend_cost(
-        data["users"].good if "users" in data else None,
-        [data[n].good for n in ("events", "purchases") if n in data],
-    )
-    empty_objects = pl.LazyFrame(schema={c: t for c, t in _OBJECT_SCHEMA.items()})
-    objects = pl.concat([s.select(deltas.OBJECT_COLUMNS).cast(_OBJECT_SCHEMA) for s in sends] or [empty_objects])
-    batches, placed = pack(objects, batch_size=batch_size, mode=batch_mode)
+    users = data.get("users")
+    if users is not None:
+        csv_types = infer_csv_types(users.frame) if users.format == "csv" else None
+        users_dir = plan_dir / "work" / "users"
+        with reading(users):
+            (users.frame.with_columns(_part=partition_of(normalize.external_id_text(users.frame), n_parts))
+             .sink_parquet(pl.PartitionBy(users_dir, key="_part", include_key=False), mkdir=True))
+        unchanged["users"] = 0
 
-    kept = pl.concat([k.select(deltas.KEPT_COLUMNS).cast(_KEPT_SCHEMA) for k in kepts]).collect() if kepts \
-        else pl.DataFrame(schema=_KEPT_SCHEMA)
-    rej_df = pl.concat([r.cast(_REJECT_SCHEMA) for r in rejects]).collect() if rejects \
-        else pl.DataFrame(schema=_REJECT_SCHEMA)
-    for name, (raw, _) in scanned.items():
-        read[name] = _count_rows(raw)
+    next_batch, total_objects, total_dp = 0, 0, 0
+    for p in range(n_parts):
+        sends = []
+        if users is not None:
+            part_files = list((users_dir / f"_part={p}").glob("*.parquet"))
+            if part_files:
+                frame = pl.scan_parquet(part_files)
+                norm = normalize.normalize_users(frame, csv_types, files=users.files)
+                d = deltas.diff_users(norm.good, snapshot.scan_users_part(p), held)
+                rej, send, k, nxt, cost = pl.collect_all([
+                    norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA),
+                    d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA),
+                    d.kept.select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA),
+                    d.next_rows,
+                    deltas.full_resend_cost(norm.good, []),
+                ])
+                rejects.append(rej)
+                unchanged["users"] += k.filter(pl.col("bucket") == "unchanged").height
+                kept.append(k.filter(pl.col("bucket") != "unchanged"))
+                nxt.write_parquet(plan_dir / "users_next" / f"part-{p:05d}.parquet", compression="zstd")
+                full_dp += int(cost["dp"][0] or 0)
+                full_objects += int(cost["objects"][0] or 0)
+                sends.append(send.lazy())
+        for occ in occ_parts:
+            if occ is not None:
+                sends.append(occ.filter(pl.col("_part") == p).select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA))
+        if not sends:
+            continue
+        batches, placed = pack(pl.concat(sends), batch_size=batch_size, mode=batch_mode)
+        if batches.height == 0:
+            continue
+        batches = batches.with_columns(pl.col("batch_no") + next_batch, partition=pl.lit(p, pl.Int32))
+        placed = placed.with_columns(pl.col("batch_no") + next_batch)
+        next_batch += batches.height
+        total_objects += placed.height
+        total_dp += int(batches["data_points"].sum() or 0)
+        batches.write_parquet(plan_dir / "batches" / f"part-{p:05d}.parquet", compression="zstd")
+        placed.drop("object").write_parquet(plan_dir / "objects" / f"part-{p:05d}.parquet", compression="zstd")
 
-    full_row = full.collect().row(0, named=True)
+    shutil.rmtree(plan_dir / "work", ignore_errors=True)
+    pl.concat(kept or [pl.DataFrame(schema=KEPT_SCHEMA)]).write_parquet(plan_dir / "kept.parquet")
+    pl.concat(rejects or [pl.DataFrame(schema=REJECT_SCHEMA)]).write_parquet(plan_dir / "rejects.parquet")
     stats = {
         "source": source,
         "read": read,
-        "full_resend": {"data_points": int(full_row["dp"] or 0), "objects": int(full_row["objects"] or 0)},
+        "unchanged": unchanged,
+        "partitions": n_parts,
+        "full_resend": {"data_points": full_dp, "objects": full_objects},
         "batch_size": batch_size,
         "batch_mode": batch_mode,
     }
-    batches.write_parquet(plan_dir / "batches.parquet", compression="zstd")
-    placed.drop("object").write_parquet(plan_dir / "objects.parquet", compression="zstd")
-    kept.write_parquet(plan_dir / "kept.parquet", compression="zstd")
-    rej_df.write_parquet(plan_dir / "rejects.parquet", compression="zstd")
-    if next_rows is not None:
-        next_rows.collect().write_parquet(plan_dir / "users_next.parquet", compression="zstd")
     (plan_dir / "stats.json").write_text(json.dumps(stats, indent=2))
-    return PlanInfo(plan_dir, batches.height, placed.height, int(batches["data_points"].sum() or 0), stats)
+    return PlanInfo(plan_dir, next_batch, total_objects, total_dp, stats)
 
 
-def _count_rows(frame: pl.LazyFrame) -> int:
-    return int(frame.select(pl.len()).collect().item())
+def scan_batches(plan_dir: Path, columns: list[str] | None = None) -> pl.LazyFrame:
+    """All planned batches (every partition), lazily."""
+    files = sorted((plan_dir / "batches").glob("*.parquet"))
+    if not files:
+        return pl.LazyFrame(schema={"batch_no": pl.Int64, "body": pl.Utf8, "n_attributes": pl.UInt32,
+                                    "n_events": pl.UInt32, "n_purchases": pl.UInt32, "data_points": pl.Int64,
+                                    "partition": pl.Int32}).select(columns or pl.all())
+    lf = pl.scan_parquet(files)
+    return lf.select(columns) if columns else lf
 
 
-_OBJECT_SCHEMA = {
-    "dataset": pl.Utf8, "array": pl.Utf8, "key": pl.Utf8, "external_id": pl.Utf8, "object": pl.Utf8,
-    "fingerprint": pl.UInt64, "data_points": pl.Int64, "_file": pl.Utf8, "_row": pl.Int64,
-}
-_KEPT_SCHEMA = {"dataset": pl.Utf8, "key": pl.Utf8, "bucket": pl.Utf8, "reason": pl.Utf8, "_file": pl.Utf8,
-                "_row": pl.Int64}
-_REJECT_SCHEMA = {"dataset": pl.Utf8, "key": pl.Utf8, "column": pl.Utf8, "value": pl.Utf8, "reason": pl.Utf8,
-                  "file": pl.Utf8, "row": pl.Int64}
+def object_files(plan_dir: Path) -> list[Path]:
+    return sorted((plan_dir / "objects").glob("*.parquet"))
+
+
+def _normalize(ds: Dataset) -> normalize.Normalized:
+    fn = {
+        "purchases": normalize.normalize_purchases,
+        "events": normalize.normalize_events,
+        "push_tokens": normalize.normalize_push_tokens,
+    }[ds.name]
+    return fn(ds.frame, files=ds.files)
+
+
+def _count_rows(ds: Dataset) -> int:
+    with reading(ds):
+        return int(ds.frame.select(pl.len()).collect().item())
+
+
+def normalized_datasets(source: str) -> dict[str, tuple[pl.LazyFrame, normalize.Normalized]]:
+    """Scan and normalize every dataset of a source whole: (raw frame, normalized), lazy. For readers that
+    look at a sample (verify); planning itself goes partition by partition."""
+    out = {}
+    for name, ds in scan_folder(source).items():
+        if name == "users":
+            csv_types = infer_csv_types(ds.frame) if ds.format == "csv" else None
+            out[name] = (ds.frame, normalize.normalize_users(ds.frame, csv_types, files=ds.files))
+        else:
+            out[name] = (ds.frame, _normalize(ds))
+    return out

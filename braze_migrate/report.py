@@ -50,7 +50,7 @@ def buckets(plan_dir: Path, outcome: pl.DataFrame) -> dict[str, dict[str, int]]:
             "read": int(read),
             "acknowledged": int(oc.get("acknowledged", 0)),
             "rejected": int(rows + kc.get("rejected", 0) + oc.get("rejected", 0)),
-            "unchanged": int(kc.get("unchanged", 0)),
+            "unchanged": int(stats["unchanged"].get(name, 0) + kc.get("unchanged", 0)),
             "pending": int(kc.get("pending", 0) + oc.get("pending", 0)),
             "rejected_cells": int(cells),
         }

@@ -55,7 +55,7 @@ class LoadSettings(BaseSettings):
     max_attempts: int = Field(6, ge=1, le=50)
     max_retry_seconds: float = Field(300.0, gt=0)
     timeout_seconds: float = Field(30.0, gt=0)
-    partitions: int = Field(1, ge=1, le=4096)
+    users_per_partition: int = Field(500_000, ge=1)
 
     @field_validator("rate_limit")
     @classmethod

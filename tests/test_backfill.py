@@ -29,10 +29,11 @@ def known_profiles(sandbox):
     return {k: v for k, v in sandbox.profiles().items() if v.get("external_id")}
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "csv", "ndjson"])
-def test_backfill_loads_exactly_the_expected_state(fmt, sandbox, tmp_path):
+@pytest.mark.parametrize("fmt,per_partition", [("parquet", 500_000), ("csv", 500_000), ("ndjson", 500_000),
+                                               ("parquet", 1), ("csv", 2)])
+def test_backfill_loads_exactly_the_expected_state(fmt, per_partition, sandbox, tmp_path):
     src = write_export(tmp_path / "export", fmt)
-    summary = run("backfill", src, tmp_path / "state", sandbox.url)
+    summary = run("backfill", src, tmp_path / "state", sandbox.url, users_per_partition=per_partition)
     assert summary["status"] == "completed"
 
     profiles = known_profiles(sandbox)
@@ -100,9 +101,10 @@ def test_requests_stay_within_the_object_limit(sandbox, tmp_path):
     assert sandbox.stats().get("throttled", 0) == 0
 
 
-def test_sync_sends_only_changes_unsets_new_users_and_new_purchases(sandbox, tmp_path):
+@pytest.mark.parametrize("per_partition", [500_000, 2])
+def test_sync_sends_only_changes_unsets_new_users_and_new_purchases(per_partition, sandbox, tmp_path):
     state = tmp_path / "state"
-    run("backfill", write_export(tmp_path / "day1", "parquet"), state, sandbox.url)
+    run("backfill", write_export(tmp_path / "day1", "parquet"), state, sandbox.url, users_per_partition=per_partition)
     dp_before = sandbox.stats()["data_points"]
 
     users = [dict(u) for u in DAY1_USERS]
@@ -115,7 +117,7 @@ def test_sync_sends_only_changes_unsets_new_users_and_new_purchases(sandbox, tmp
                                    "quantity": 1, "properties": None}]
     day2 = write_export(tmp_path / "day2", "parquet", users=users, purchases=purchases, events=DAY1_EVENTS,
                         tokens=DAY1_TOKENS)
-    summary = run("sync", day2, state, sandbox.url)
+    summary = run("sync", day2, state, sandbox.url, users_per_partition=per_partition)
     assert summary["status"] == "completed"
     profiles = known_profiles(sandbox)
     assert profiles["000123"]["custom_attributes"]["city"] == "Bergen"
@@ -127,5 +129,5 @@ def test_sync_sends_only_changes_unsets_new_users_and_new_purchases(sandbox, tmp
     assert summary["data_points"]["sent"] == minimum
     assert sandbox.stats()["data_points"] - dp_before == minimum
 
-    again = run("sync", day2, state, sandbox.url)
+    again = run("sync", day2, state, sandbox.url, users_per_partition=per_partition)
     assert again["requests"] == 0

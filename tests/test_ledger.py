@@ -35,13 +35,14 @@ def test_unfinished_run_is_found_until_committed(tmp_path):
 
 def _plan(tmp_path, objects, users_next=None):
     plan = tmp_path / "plan"
-    plan.mkdir()
+    (plan / "objects").mkdir(parents=True)
+    (plan / "users_next").mkdir()
     pl.DataFrame(objects, schema={"dataset": pl.Utf8, "array": pl.Utf8, "key": pl.Utf8, "external_id": pl.Utf8,
                                   "fingerprint": pl.UInt64, "data_points": pl.Int64, "_file": pl.Utf8,
                                   "_row": pl.Int64, "batch_no": pl.Int64, "index": pl.Int64}).write_parquet(
-        plan / "objects.parquet")
+        plan / "objects" / "part-00000.parquet")
     if users_next is not None:
-        pl.DataFrame(users_next).write_parquet(plan / "users_next.parquet")
+        pl.DataFrame(users_next).write_parquet(plan / "users_next" / "part-00000.parquet")
     return plan
 
 

@@ -46,7 +46,7 @@ def in_doubt_ids(summary: dict, state: Path) -> set[str]:
     batches = [b["batch_no"] for b in summary["in_doubt"]]
     if not batches:
         return set()
-    objs = pl.read_parquet(state / "runs" / summary["run_id"] / "plan" / "objects.parquet")
+    objs = pl.read_parquet(state / "runs" / summary["run_id"] / "plan" / "objects" / "*.parquet")
     return set(objs.filter(pl.col("batch_no").is_in(batches) & pl.col("dataset").is_in(["events", "purchases"]))
                ["key"].to_list())
 
