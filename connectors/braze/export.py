@@ -1,0 +1,167 @@
+"""Reading profiles back with `POST /users/export/ids` (the verify flow), classified and retried like loads.
+
+Braze takes at most 50 external ids per call, at 250 requests per minute by default (braze-api.md,
+"Reading back"); `fields_to_export` is required for workspaces created since 2024-08-22. An export only
+reads, so every transient failure may be retried without doubt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import httpx
+import orjson
+from tenacity import RetryCallState
+
+from connectors.braze.client import (
+    TRANSPORT_ERRORS,
+    PostFactory,
+    Transport,
+    braze_retrying,
+    default_transport,
+    open_transport,
+    read_body,
+    rest_base_url,
+    with_retries,
+)
+from connectors.braze.outcomes import (
+    BrazeError,
+    BrazeThrottled,
+    BrazeTransientError,
+    BrazeUnexpectedStatus,
+    classify,
+    classify_exception,
+)
+from connectors.braze.ratelimit import Clock, Rate, RateLimiter, Sleep
+
+EXPORT_RATE = Rate(250, 60)
+MAX_IDS = 50
+
+
+@dataclass(slots=True)
+class ExportResult:
+    """Profiles Braze returned, ids it does not know, and ids left without an answer (retries exhausted)."""
+
+    users: list[dict] = field(default_factory=list)
+    invalid_user_ids: list[str] = field(default_factory=list)
+    pending_ids: list[str] = field(default_factory=list)
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+
+
+class _Chunk:
+    """≤ 50 ids being exported; carries what the retry conditions read."""
+
+    __slots__ = ("failures", "ids", "result", "started")
+
+    def __init__(self, ids: list[str], result: ExportResult, started: float) -> None:
+        self.ids = ids
+        self.result = result
+        self.failures = 0
+        self.started = started
+
+
+class BrazeExporter:
+    """`export_users(external_ids, fields)` in chunks of 50, within the export rate limit."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        api_key: str | Any,
+        *,
+        rate: Rate = EXPORT_RATE,
+        timeout: float = 30,
+        max_attempts: int = 6,
+        max_retry_seconds: float = 300,
+        transport: Transport | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+        wall_clock: Clock | None = None,
+    ) -> None:
+        self.endpoint = rest_base_url(endpoint)
+        self._post = PostFactory(self.endpoint + "/users/export/ids", api_key, timeout)
+        self._transport = transport or partial(default_transport, 1)
+        self._clock = clock or time.monotonic
+        self._sleep = sleep or asyncio.sleep
+        self.limiter = RateLimiter(rate, clock=self._clock, wall_clock=wall_clock, sleep=self._sleep)
+        self._retrying = braze_retrying(
+            limiter=self.limiter, max_attempts=max_attempts, max_seconds=max_retry_seconds,
+            clock=self._clock, stopped=threading.Event(), before_sleep=_count_retry,
+        )
+        self._active: httpx.AsyncBaseTransport | None = None
+
+    def __repr__(self) -> str:
+        return f"BrazeExporter(endpoint={self.endpoint!r}, rate='{self.limiter.rate}')"
+
+    async def export_users(self, external_ids: Iterable[str], fields: Sequence[str]) -> ExportResult:
+        """Profiles of `external_ids` with `fields`; 400 raises BrazeRejected, 401/403/404 BrazeConfigError."""
+        if not fields:
+            raise ValueError("fields_to_export is required (Braze workspaces created since 2024-08-22)")
+        ids = list(dict.fromkeys(external_ids))
+        result = ExportResult()
+        self._active, owned = open_transport(self._transport)
+        try:
+            for start in range(0, len(ids), MAX_IDS):
+                await self._export_chunk(_Chunk(ids[start:start + MAX_IDS], result, self._clock()), list(fields))
+        finally:
+            if owned:
+                await self._active.aclose()
+            self._active = None
+        return result
+
+    def export_users_sync(self, external_ids: Iterable[str], fields: Sequence[str]) -> ExportResult:
+        """`export_users` in a fresh event loop."""
+        return asyncio.run(self.export_users(external_ids, fields))
+
+    async def _export_chunk(self, chunk: _Chunk, fields: list[str]) -> None:
+        body = orjson.dumps({"external_ids": chunk.ids, "fields_to_export": fields})
+        try:
+            doc = await with_retries(self._retrying, self._sleep, self._attempt, chunk, body)
+        except (BrazeTransientError, BrazeUnexpectedStatus):
+            chunk.result.pending_ids.extend(chunk.ids)
+            return
+        chunk.result.users.extend(doc.get("users") or [])
+        chunk.result.invalid_user_ids.extend(doc.get("invalid_user_ids") or [])
+
+    async def _attempt(self, chunk: _Chunk, body: bytes) -> dict:
+        """One export request: wait for the limiter, POST, classify."""
+        await self.limiter.acquire()
+        chunk.result.requests += 1
+        try:
+            response = await self._active.handle_async_request(self._post(body))
+            content = await read_body(response)
+        except TRANSPORT_ERRORS as exc:
+            raise self._failed(chunk, classify_exception(exc)) from None
+        self.limiter.observe(response.status_code, response.headers)
+        try:
+            classify(response.status_code, content)
+        except BrazeError as error:
+            raise self._failed(chunk, error) from None
+        try:
+            doc = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            raise BrazeUnexpectedStatus(response.status_code) from None
+        if not isinstance(doc, dict):
+            raise BrazeUnexpectedStatus(response.status_code)
+        return doc
+
+    @staticmethod
+    def _failed(chunk: _Chunk, error: BrazeError) -> BrazeError:
+        if isinstance(error, BrazeThrottled):
+            chunk.result.throttled += 1
+        elif isinstance(error, BrazeTransientError):
+            chunk.failures += 1
+        return error
+
+
+def _count_retry(retry_state: RetryCallState) -> None:
+    """tenacity before_sleep: count resends caused by failures (429s are counted as throttled)."""
+    if not isinstance(retry_state.outcome.exception(), BrazeThrottled):
+        retry_state.args[0].result.retries += 1
