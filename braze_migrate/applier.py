@@ -41,6 +41,7 @@ def apply_plan(run_id: str, plan_dir: Path, ledger: Ledger, settings: LoadSettin
         endpoint, api_key, rate=parse_rate(settings.rate_limit), concurrency=settings.concurrency,
         timeout=settings.timeout_seconds, max_attempts=settings.max_attempts,
         max_retry_seconds=settings.max_retry_seconds, in_doubt_policy=settings.in_doubt, transport=transport,
+        backoff=settings.retry_backoff_seconds,
     )
     progress = {"done": done}
 

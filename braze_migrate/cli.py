@@ -34,7 +34,7 @@ def _load_options(p: argparse.ArgumentParser) -> None:
                    help="batch size counts all arrays together (default) or each array (legacy contracts)")
     p.add_argument("--in-doubt", choices=("skip", "resend"),
                    help="events/purchases whose request may have landed: hold as pending (skip, default) or resend")
-    p.add_argument("--concurrency", type=int, help="requests in flight at once (default 16)")
+    p.add_argument("--concurrency", type=int, help="requests in flight at once (default 100)")
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON object on stdout")
     p.add_argument("--no-prefect", action="store_true", help="run the same steps without Prefect (no UI record)")
 

@@ -134,9 +134,6 @@ class VerifyReport:
         return dict(sorted(counts.items()))
 
 
-# --- what the export says ---------------------------------------------------------------------------------
-
-
 def sample_ids(frames: Iterable[pl.LazyFrame], n: int) -> list[str]:
     """The n external_ids with the smallest stable hash (xxh3_64): the same users every night."""
     ids = [f.select("external_id").filter(pl.col("external_id").is_not_null()) for f in frames]
@@ -151,7 +148,8 @@ def sample_ids(frames: Iterable[pl.LazyFrame], n: int) -> list[str]:
     )
 
 
-def build_expectations(source: str, state: str | Path, n: int, *, since: datetime | None = None) -> Expectations:
+def build_expectations(source: str, state: str | Path, n: int, *,
+                       since: datetime | None = None) -> Expectations:
     """Normalize the export, sample n users and say what Braze should hold for each.
 
     `since`: Braze's export aggregates events and purchases over a recent window only; older occurrences
@@ -169,7 +167,8 @@ def build_expectations(source: str, state: str | Path, n: int, *, since: datetim
         columns = data["users"].collect_schema().names()
         fields += sorted(c for c in columns if c in EXPORTED_STANDARD) + ["custom_attributes"]
     if "push_tokens" in data:
-        excluded += _expect_tokens(users, data["push_tokens"].join(sample, on="external_id", how="semi"), held)
+        tokens = data["push_tokens"].join(sample, on="external_id", how="semi")
+        excluded += _expect_tokens(users, tokens, held)
         fields.append("push_tokens")
     for name, label, value in (("purchases", "product_id", "quantity"), ("events", "name", None)):
         if name in data:
@@ -216,18 +215,22 @@ def _expect_counts(users: dict[str, Expectation], rows: pl.LazyFrame, held: pl.L
     """(fewest, most) occurrences per user and name: in-doubt ones may have landed, rejected ones did not."""
     key = "purchase_id" if dataset == "purchases" else "event_id"
     status = held.filter(pl.col("dataset") == dataset).select(pl.col("key").alias(key), pl.col("status"))
-    n = pl.col("object").str.json_path_match(f"$.{weight}").cast(pl.Int64).fill_null(1) if weight else pl.lit(1)
+    n = pl.col("object").str.json_path_match(f"$.{weight}").cast(pl.Int64).fill_null(1) if weight \
+        else pl.lit(1)
     when = pl.col("object").str.json_path_match("$.time").str.to_datetime(time_zone="UTC", strict=False)
     certain = pl.col("status").is_null()
     if since is not None:
         edge = since.astimezone(UTC)
         certain = certain & (when >= edge + WINDOW_SLACK)
-        possible = pl.col("status").is_null() & (when >= edge - WINDOW_SLACK) | (pl.col("status") == "in_doubt")
+        in_window = pl.col("status").is_null() & (when >= edge - WINDOW_SLACK)
+        possible = in_window | (pl.col("status") == "in_doubt")
     else:
         possible = certain | (pl.col("status") == "in_doubt")
     frame = (
         rows.join(status, on=key, how="left")
-        .with_columns(pl.col("object").str.json_path_match(f"$.{label}").alias("__name"), n.alias("__n"))
+        # Braze trims event names and product ids.
+        .with_columns(pl.col("object").str.json_path_match(f"$.{label}").str.strip_chars().alias("__name"),
+                      n.alias("__n"))
         .group_by("external_id", "__name")
         .agg(
             pl.col("__n").filter(certain).sum().alias("low"),
@@ -243,9 +246,6 @@ def _expect_counts(users: dict[str, Expectation], rows: pl.LazyFrame, held: pl.L
     return int(frame["rejected"].sum())
 
 
-# --- what Braze says --------------------------------------------------------------------------------------
-
-
 def read_profiles(endpoint: str, api_key: str, ids: list[str], fields: list[str], *,
                   transport: httpx.AsyncBaseTransport | None = None, sleep=None) -> ReadBack:
     """Export the users with the client's exporter: ≤50 ids per request, within the export endpoint's own
@@ -253,12 +253,10 @@ def read_profiles(endpoint: str, api_key: str, ids: list[str], fields: list[str]
     exporter = BrazeExporter(endpoint, api_key, transport=transport, sleep=sleep)
     result = exporter.export_users_sync(ids, fields)
     wanted = set(ids)
-    profiles = {u["external_id"]: u for u in result.users if isinstance(u, dict) and u.get("external_id") in wanted}
+    profiles = {u["external_id"]: u for u in result.users
+                if isinstance(u, dict) and u.get("external_id") in wanted}
     return ReadBack(profiles, unread=set(result.pending_ids), requests=result.requests,
                     throttled=result.throttled, retries=result.retries)
-
-
-# --- the comparison ---------------------------------------------------------------------------------------
 
 
 def compare_user(expected: Expectation, profile: dict | None) -> list[Mismatch]:
@@ -374,7 +372,8 @@ def compare(source: str, expectations: Expectations, read: ReadBack) -> VerifyRe
     sampled = len(expectations.users)
     return VerifyReport(
         source=str(source), sampled=sampled, matched=sampled - mismatched, mismatched=mismatched,
-        excluded=expectations.excluded, requests=read.requests, throttled=read.throttled, retries=read.retries,
+        excluded=expectations.excluded, requests=read.requests, throttled=read.throttled,
+        retries=read.retries,
         mismatches=mismatches,
     )
 

@@ -71,7 +71,7 @@ def run_load(kind: str, source: str, **options) -> dict:
 
 @flow(name="backfill", flow_run_name="backfill-{source}", log_prints=False)
 def backfill(source: str, state: str = "state", rate_limit: str = "3000/3s", batch_size: int = 75,
-             batch_mode: str = "combined", in_doubt: str = "skip", concurrency: int = 16):
+             batch_mode: str = "combined", in_doubt: str = "skip", concurrency: int = 100):
     """Load an export's history into Braze (deltas against the state folder, so re-running sends nothing new)."""
     return run_load("backfill", source, state=state, rate_limit=rate_limit, batch_size=batch_size,
                     batch_mode=batch_mode, in_doubt=in_doubt, concurrency=concurrency)
@@ -79,7 +79,7 @@ def backfill(source: str, state: str = "state", rate_limit: str = "3000/3s", bat
 
 @flow(name="sync", flow_run_name="sync-{source}", log_prints=False)
 def sync(source: str, state: str = "state", rate_limit: str = "3000/3s", batch_size: int = 75,
-         batch_mode: str = "combined", in_doubt: str = "skip", concurrency: int = 16):
+         batch_mode: str = "combined", in_doubt: str = "skip", concurrency: int = 100):
     """Nightly: send only what changed since the last acknowledged load, never an occurrence twice."""
     return run_load("sync", source, state=state, rate_limit=rate_limit, batch_size=batch_size,
                     batch_mode=batch_mode, in_doubt=in_doubt, concurrency=concurrency)

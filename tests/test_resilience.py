@@ -83,3 +83,58 @@ def test_kill_9_at_random_moments_then_resume_is_exact(braze_env, tmp_path):
     users = {k: v for k, v in sandbox.profiles().items() if v.get("external_id")}
     assert len(users) == 1500
     assert all(u["custom_attributes"]["city"] == "Oslo" for u in users.values())
+
+
+@pytest.fixture
+def faulty_sandbox():
+    """A sandbox that answers 10% of requests with a 5xx, applies 2% and then answers 5xx, at 40 req/s."""
+    from connectors.braze.sandbox import SandboxConfig, start_sandbox
+
+    cfg = SandboxConfig(api_key=API_KEY, rate_limit="40/1s", fail_rate=0.10, applied_then_fail_rate=0.02, seed=5)
+    with start_sandbox(cfg) as handle:
+        yield handle
+
+
+def engine_run(kind, source, state, url, **opts):
+    from braze_migrate.engine import Engine
+    from braze_migrate.settings import load_settings
+
+    engine = Engine(load_settings(state=state, rate_limit="40/1s", retry_backoff_seconds=0.05, **opts))
+    try:
+        prepared = engine.prepare(kind, str(source))
+        engine.apply(prepared, url, API_KEY)
+        return engine.finish(prepared, started=time.monotonic())
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("policy", ["skip", "resend"])
+def test_faults_then_sync_end_exact_except_listed_in_doubt(policy, faulty_sandbox, tmp_path):
+    import polars as pl
+
+    state = tmp_path / "state"
+    day1 = bulk_export(tmp_path / "day1", 500)
+    day2 = bulk_export(tmp_path / "day2", 700, city="Bergen")
+    s1 = engine_run("backfill", day1, state, faulty_sandbox.url, in_doubt=policy)
+    s2 = engine_run("sync", day2, state, faulty_sandbox.url, in_doubt=policy)
+    stats = faulty_sandbox.stats()
+    assert stats["faults"], "the sandbox injected no fault: the test proves nothing"
+
+    doubtful = in_doubt_ids(s1, state) | in_doubt_ids(s2, state)
+    counts = occurrence_counts(faulty_sandbox.profiles())
+    expected = {f"p-{i:06d}-0" for i in range(700)} | {f"e-{i:06d}-0" for i in range(700)}
+    held_file = state / "snapshot" / "held.parquet"
+    held = set(pl.read_parquet(held_file)["key"].to_list()) if held_file.exists() else set()
+    for key in expected - doubtful:
+        assert counts.get(key) == 1, key
+    for key in doubtful:
+        if policy == "skip":
+            assert counts.get(key, 0) <= 1 and (key in held or counts.get(key) == 1)
+        else:
+            assert 1 <= counts.get(key, 0) <= 2
+    if policy == "skip":
+        assert s2["datasets"]["purchases"]["pending"] + s2["datasets"]["events"]["pending"] == len(held)
+    users = {k: v for k, v in faulty_sandbox.profiles().items() if v.get("external_id")}
+    assert len(users) == 700 and all(u["custom_attributes"]["city"] == "Bergen" for u in users.values())
+    requests = stats["requests"]
+    assert stats["throttled"] < 0.01 * requests
