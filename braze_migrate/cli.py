@@ -154,11 +154,20 @@ def _run_flow(args, settings) -> dict:
     from flows.load import backfill, sync
 
     flow = backfill if args.command == "backfill" else sync
-    state = flow(
-        source=args.source, state=str(settings.state), rate_limit=settings.rate_limit,
-        batch_size=settings.batch_size, batch_mode=settings.batch_mode, in_doubt=settings.in_doubt,
-        concurrency=settings.concurrency, return_state=True,
-    )
+    try:
+        state = flow(
+            source=args.source, state=str(settings.state), rate_limit=settings.rate_limit,
+            batch_size=settings.batch_size, batch_mode=settings.batch_mode, in_doubt=settings.in_doubt,
+            concurrency=settings.concurrency, return_state=True,
+        )
+    except Exception as exc:
+        if not type(exc).__module__.startswith(("prefect", "httpx", "httpcore")):
+            raise
+        raise ConfigError(
+            f"Prefect could not run the flow ({type(exc).__name__}): point PREFECT_API_URL at a running server, "
+            "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or pass --no-prefect; the plan is kept, "
+            "so the same command resumes it"
+        ) from None
     summary = _summary_from_state(state, settings)
     if summary is None:
         state.result()  # re-raises the flow's own error (configuration errors become one line in main)
