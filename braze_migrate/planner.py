@@ -97,9 +97,9 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
 
     users = data.get("users")
     if users is not None:
-        csv_types = infer_csv_types(users.frame) if users.format == "csv" else None
         users_dir = plan_dir / "work" / "users"
         with reading(users):
+            csv_types = infer_csv_types(users.frame) if users.format == "csv" else None
             (users.frame.with_columns(_part=partition_of(normalize.external_id_text(users.frame), n_parts))
              .sink_parquet(pl.PartitionBy(users_dir, key="_part", include_key=False), mkdir=True))
         unchanged["users"] = 0

@@ -138,3 +138,33 @@ def test_faults_then_sync_end_exact_except_listed_in_doubt(policy, faulty_sandbo
     assert len(users) == 700 and all(u["custom_attributes"]["city"] == "Bergen" for u in users.values())
     requests = stats["requests"]
     assert stats["throttled"] < 0.01 * requests
+
+
+@pytest.mark.parametrize("mode", ["--no-prefect", None])
+def test_sigterm_finishes_in_flight_records_them_and_prints_the_resume_command(mode, braze_env, tmp_path):
+    sandbox = braze_env
+    sandbox.set_faults(latency_ms=20)
+    src = bulk_export(tmp_path / "export", 1500)
+    state = tmp_path / "state"
+    args = ["backfill", str(src), "--state", str(state), "--json", "--concurrency", "2"] + ([mode] if mode else [])
+    proc = cli(args, {**os.environ})
+    deadline = time.monotonic() + 120
+    while acknowledged_batches(state) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["status"] == "interrupted"
+    assert summary["resume_command"].startswith("braze-migrate backfill")
+    assert "Traceback" not in err
+    statuses = sqlite3.connect(state / "ledger.sqlite").execute(
+        "SELECT status, COUNT(*) FROM batches GROUP BY status").fetchall()
+    assert "sending" not in dict(statuses)  # in-flight requests were finished and recorded
+
+    sandbox.set_faults(latency_ms=0)
+    final = cli(["backfill", str(src), "--state", str(state), "--json", "--no-prefect"], {**os.environ})
+    out, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err[-3000:]
+    counts = occurrence_counts(sandbox.profiles())
+    assert len(counts) == 3000 and set(counts.values()) == {1}
