@@ -1,12 +1,20 @@
-"""Apply a plan: walk its batches through the Braze client, recording each one in the ledger.
+"""Apply a plan: claim its batches from the ledger and send them through the Braze client.
 
-Acknowledged batches are skipped and batches left `sending` by a killed process go out flagged in doubt.
-A first SIGINT/SIGTERM lets in-flight requests finish and starts no new batch (the client handles it).
+Any number of workers (processes, machines, Dask tasks) may apply one run at once. Each claims small
+blocks of batches, marks a batch `sending` only while it still owns the claim, and draws its permits from
+a rate budget shared through the ledger's database, so together they stay within the limit and never send
+a batch twice. Acknowledged batches are never claimed; batches left `sending` by a dead worker come back in
+doubt. A first SIGINT/SIGTERM lets in-flight requests finish and starts no new batch (the client handles
+it); the claims not yet sent go back to `planned`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import polars as pl
@@ -14,39 +22,120 @@ import polars as pl
 from braze_migrate.planner import scan_batches
 from braze_migrate.settings import LoadSettings
 from connectors.braze.client import BatchRequest, BrazeLoader
-from connectors.braze.ratelimit import parse_rate
-from connectors.state.ledger import Ledger
+from connectors.braze.outcomes import LoadStats
+from connectors.braze.ratelimit import RateLimiter, parse_rate
+from connectors.state.budget import LeasedBudget, budget_key
+from connectors.state.ledger import LEASE_SECONDS, LedgerBase
+
+log = logging.getLogger(__name__)
 
 CHUNK = 2_000  # batches read from the plan at a time: memory stays bounded for plans of any size
+HEARTBEAT_SECONDS = LEASE_SECONDS / 6
+POLL_SECONDS = 0.5  # while other workers finish their batches
 
 
-def iter_batches(plan_dir: Path, statuses: dict[int, str]) -> Iterator[BatchRequest]:
-    """Batches still to send, in order, read from the plan in chunks."""
-    todo = sorted(b for b, s in statuses.items() if s in ("planned", "sending"))
-    scan = scan_batches(plan_dir, ["batch_no", "body"])
-    for start in range(0, len(todo), CHUNK):
-        chunk = todo[start:start + CHUNK]
-        rows = scan.filter(pl.col("batch_no").is_in(chunk)).collect().sort("batch_no")
-        for batch_no, body in rows.iter_rows():
-            yield BatchRequest(batch_no=batch_no, body=body.encode(), in_doubt=statuses[batch_no] == "sending")
+@dataclass(slots=True)
+class WorkerStats(LoadStats):
+    """One worker's LoadStats, with its id and what the shared rate budget cost it."""
+
+    worker_id: str = ""
+    leases: int = 0
+    lease_seconds: float = 0.0
 
 
-def apply_plan(run_id: str, plan_dir: Path, ledger: Ledger, settings: LoadSettings, endpoint: str, api_key: str,
-               *, on_progress: Callable[[int, int], None] | None = None, transport=None):
-    """Send every unacknowledged batch of the plan; returns the client's LoadStats."""
-    statuses = ledger.batch_statuses(run_id)
-    total = len(statuses)
-    done = sum(1 for s in statuses.values() if s in ("acknowledged", "pending"))
+class ClaimLost(Exception):
+    """This worker's claim on a batch was taken over (its lease ran out): it stops rather than risk a
+    second send. Its other batches are reclaimed by the remaining workers."""
+
+    def __init__(self, batch_no: int) -> None:
+        super().__init__(f"batch {batch_no}: the claim was taken over by another worker; stopping this worker")
+        self.batch_no = batch_no
+
+
+class PlanBodies:
+    """Request bodies of claimed batches, read from the plan a chunk at a time (claims come in order)."""
+
+    def __init__(self, plan_dir: Path) -> None:
+        self._scan = scan_batches(plan_dir, ["batch_no", "body"])
+        self._cache: dict[int, str] = {}
+
+    def take(self, batch_nos: list[int]) -> dict[int, bytes]:
+        missing = [b for b in batch_nos if b not in self._cache]
+        if missing:
+            low = min(missing)
+            wanted = pl.col("batch_no").is_between(low, low + CHUNK - 1) | pl.col("batch_no").is_in(missing)
+            self._cache = dict(self._scan.filter(wanted).collect().iter_rows())
+        return {b: self._cache.pop(b).encode() for b in batch_nos}
+
+
+class Heartbeat:
+    """Renews this worker's leases from a thread with its own connection, whatever the event loop is doing."""
+
+    def __init__(self, ledger: LedgerBase, run_id: str, worker_id: str, *, every: float = HEARTBEAT_SECONDS):
+        self._ledger = ledger.reopen()
+        self._args = (run_id, worker_id)
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{worker_id}", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self._ledger.heartbeat(*self._args)
+            except Exception as exc:  # noqa: BLE001 - a missed beat is retried; the lease outlasts several
+                log.warning("heartbeat failed (%s); retrying in %.0f s", type(exc).__name__, self._every)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._ledger.close()
+
+
+class ClaimedBatches:
+    """The batches this worker sends, claimed a block at a time; `exhausted` once nothing was left to claim."""
+
+    def __init__(self, ledger: LedgerBase, run_id: str, worker_id: str, bodies: PlanBodies, block: int) -> None:
+        self.ledger, self.run_id, self.worker_id = ledger, run_id, worker_id
+        self.bodies = bodies
+        self.block = block
+        self.exhausted = False
+
+    async def __aiter__(self) -> AsyncIterator[BatchRequest]:
+        while True:
+            claims = self.ledger.claim(self.run_id, self.worker_id, self.block)
+            if not claims:
+                self.exhausted = True
+                return
+            bodies = self.bodies.take([c.batch_no for c in claims])
+            for claim in claims:
+                yield BatchRequest(claim.batch_no, bodies[claim.batch_no], in_doubt=claim.in_doubt)
+
+
+def apply_plan(run_id: str, plan_dir: Path, ledger: LedgerBase, settings: LoadSettings, endpoint: str, api_key: str,
+               *, on_progress: Callable[[int, int], None] | None = None, transport=None, wait: bool = True,
+               block: int | None = None, poll_seconds: float = POLL_SECONDS) -> WorkerStats:
+    """Claim and send batches of the run until none is left; returns this worker's WorkerStats.
+
+    `wait`: then also wait until every batch of the run is final, taking over the batches of workers that
+    died (this is what the run that commits does); without it the worker returns once nothing is claimable.
+    """
+    total = sum(ledger.status_counts(run_id).values())
+    worker_id = ledger.register_worker(run_id)
+    rate = parse_rate(settings.rate_limit)
+    budget_store = ledger.reopen()
+    budget = LeasedBudget(budget_store, rate, key=budget_key(endpoint))
     loader = BrazeLoader(
-        endpoint, api_key, rate=parse_rate(settings.rate_limit), concurrency=settings.concurrency,
+        endpoint, api_key, rate=rate, concurrency=settings.concurrency,
         timeout=settings.timeout_seconds, max_attempts=settings.max_attempts,
         max_retry_seconds=settings.max_retry_seconds, in_doubt_policy=settings.in_doubt, transport=transport,
-        backoff=settings.retry_backoff_seconds,
+        backoff=settings.retry_backoff_seconds, limiter=RateLimiter(rate, budget=budget),
     )
-    progress = {"done": done}
+    progress = {"done": _done(ledger, run_id)}
 
     def on_sending(batch_no: int) -> None:
-        ledger.mark_sending(run_id, batch_no)
+        if not ledger.mark_sending(run_id, batch_no, worker_id):
+            raise ClaimLost(batch_no)
 
     def on_result(result) -> None:
         ledger.record_result(run_id, result)
@@ -55,5 +144,53 @@ def apply_plan(run_id: str, plan_dir: Path, ledger: Ledger, settings: LoadSettin
             on_progress(progress["done"], total)
 
     if on_progress is not None:
-        on_progress(done, total)
-    return loader.run_sync(iter_batches(plan_dir, statuses), on_sending=on_sending, on_result=on_result)
+        on_progress(progress["done"], total)
+    heartbeat = Heartbeat(ledger, run_id, worker_id)
+    stats = WorkerStats(worker_id=worker_id)
+    bodies = PlanBodies(plan_dir)
+    try:
+        while True:
+            ledger.expire_dead_owners(run_id)
+            claims = ClaimedBatches(ledger, run_id, worker_id, bodies, block or settings.concurrency)
+            _merge(stats, loader.run_sync(claims, on_sending=on_sending, on_result=on_result))
+            ledger.release(run_id, worker_id)
+            if not claims.exhausted or not wait or not _unfinished(ledger, run_id):
+                break
+            while _unfinished(ledger, run_id) and not ledger.claimable(run_id) and not ledger.expire_dead_owners(run_id):
+                time.sleep(poll_seconds)
+                if on_progress is not None:
+                    progress["done"] = _done(ledger, run_id)
+                    on_progress(progress["done"], total)
+            if not _unfinished(ledger, run_id):
+                break
+    finally:
+        heartbeat.stop()
+        ledger.finish_worker(run_id, worker_id)
+        budget_store.close()
+    log.info("worker %s: %d batches, %d requests, %d throttled; %d leases of the rate budget, %.1f ms each",
+             worker_id, stats.batches, stats.requests, stats.throttled, budget.leases, budget.lease_cost * 1000)
+    stats.leases, stats.lease_seconds = budget.leases, budget.lease_seconds
+    return stats
+
+
+def _unfinished(ledger: LedgerBase, run_id: str) -> int:
+    counts = ledger.status_counts(run_id)
+    return sum(counts.get(s, 0) for s in ("planned", "claimed", "sending"))
+
+
+def _done(ledger: LedgerBase, run_id: str) -> int:
+    counts = ledger.status_counts(run_id)
+    return counts.get("acknowledged", 0) + counts.get("pending", 0)
+
+
+def _merge(total: LoadStats, part: LoadStats) -> None:
+    """Fold one loader run's totals into the worker's."""
+    for f in fields(LoadStats):
+        mine, theirs = getattr(total, f.name), getattr(part, f.name)
+        if isinstance(mine, dict):
+            for key, count in theirs.items():
+                mine[key] = mine.get(key, 0) + count
+        elif isinstance(mine, list):
+            mine.extend(theirs)
+        else:
+            setattr(total, f.name, mine + theirs)

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("braze-migrate: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no payloads
+    except Exception as exc:
         from braze_migrate.errors import user_message
 
         msg = user_message(exc)
@@ -238,7 +238,7 @@ def _status(args) -> int:
         print(f"{'run':<24}{'kind':<10}{'state':<11}{'result':<13}{'batches':>8}{'acked':>7}{'requests':>9}"
               f"{'429s':>6}{'in doubt':>9}  source")
         for r in rows:
-            print(f"{r['run_id']:<24}{r['kind']:<10}{r['status']:<11}{str(r['result']):<13}{r['batches']:>8}"
+            print(f"{r['run_id']:<24}{r['kind']:<10}{r['status']:<11}{r['result']!s:<13}{r['batches']:>8}"
                   f"{r['acknowledged_batches']:>7}{r['requests']:>9}{r['throttled']:>6}{r['in_doubt_batches']:>9}"
                   f"  {r['source']}")
     return EXIT_OK

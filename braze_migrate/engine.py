@@ -13,15 +13,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import polars as pl
-
 from braze_migrate import report
 from braze_migrate.applier import apply_plan
 from braze_migrate.committer import commit_run
 from braze_migrate.planner import build_plan, scan_batches
 from braze_migrate.settings import ConfigError, LoadSettings
 from connectors.sources import source_fingerprint
-from connectors.state.ledger import Ledger
+from connectors.state.ledger import LedgerBase, LedgerUnavailable, open_ledger
 from connectors.state.snapshot import Snapshot
 
 
@@ -43,7 +41,7 @@ class Engine:
         self.settings = settings
         self.state = Path(settings.state)
         self.state.mkdir(parents=True, exist_ok=True)
-        self.ledger = Ledger(self.state / "ledger.sqlite")
+        self.ledger = open_run_ledger(settings)
         self.snapshot = Snapshot(self.state)
 
     def close(self) -> None:
@@ -98,7 +96,7 @@ class Engine:
         """Commit what Braze acknowledged and build the summary. A stopped run stays open for resuming."""
         run = self.ledger.run(prepared.run_id)
         statuses = self.ledger.batch_statuses(prepared.run_id)
-        unsent = sum(1 for s in statuses.values() if s in ("planned", "sending"))
+        unsent = sum(1 for s in statuses.values() if s in ("planned", "claimed", "sending"))
         outcome = commit_run(prepared.run_id, prepared.plan_dir, self.ledger, self.snapshot,
                              in_doubt_policy=self.settings.in_doubt)
         rejects_path = self.run_dir(prepared.run_id) / "rejects.csv"
@@ -144,6 +142,15 @@ class Engine:
         return summary
 
 
+def open_run_ledger(settings: LoadSettings) -> LedgerBase:
+    """The ledger the settings name: PostgreSQL by `ledger_url`, else SQLite in the state folder."""
+    url = settings.ledger_url.get_secret_value() if settings.ledger_url else None
+    try:
+        return open_ledger(Path(settings.state), url)
+    except LedgerUnavailable as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _public_settings(s: LoadSettings) -> dict:
-    """Settings worth recording with a run (no secrets live in LoadSettings)."""
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in s.model_dump().items()}
+    """Settings worth recording with a run (the ledger URL may hold a password: left out)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in s.model_dump(exclude={"ledger_url"}).items()}

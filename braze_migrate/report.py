@@ -86,9 +86,9 @@ def render_text(summary: dict) -> str:
     """The human summary printed at the end of a run."""
     lines = [
         f"run {summary['run_id']} ({summary['kind']} of {summary['source']}): {summary['status'].upper()}",
-        f"  requests {summary['requests']}  batches {summary['batches']}  retries {summary['retries']}  "
-        f"throttled (429) {summary['throttled']}  in doubt {len(summary['in_doubt'])}  "
-        f"duration {summary['duration_s']:.1f}s",
+        (f"  requests {summary['requests']}  batches {summary['batches']}  retries {summary['retries']}  "
+         f"throttled (429) {summary['throttled']}  in doubt {len(summary['in_doubt'])}  "
+         f"duration {summary['duration_s']:.1f}s"),
         f"  {'dataset':<12}{'read':>8}{'acked':>8}{'rejected':>10}{'unchanged':>11}{'pending':>9}{'bad cells':>11}",
     ]
     for name, b in summary["datasets"].items():

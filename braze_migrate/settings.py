@@ -10,7 +10,6 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-
 class ConfigError(Exception):
     """Bad or missing configuration: the message says what to set; never a traceback for the user."""
 
@@ -58,6 +57,9 @@ class LoadSettings(BaseSettings):
     timeout_seconds: float = Field(30.0, gt=0)
     retry_backoff_seconds: float = Field(1.0, gt=0, le=60)
     users_per_partition: int = Field(500_000, ge=1)
+    # The ledger in PostgreSQL (postgresql://...), shared by workers on several machines; unset: SQLite in
+    # the state folder. A secret: it may hold a password.
+    ledger_url: SecretStr | None = None
 
     @field_validator("rate_limit")
     @classmethod
@@ -65,6 +67,13 @@ class LoadSettings(BaseSettings):
         from connectors.braze.ratelimit import parse_rate
 
         parse_rate(v)
+        return v
+
+    @field_validator("ledger_url")
+    @classmethod
+    def _check_ledger_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("BRAZE_MIGRATE_LEDGER_URL must be a postgresql:// URL")
         return v
 
 

@@ -58,6 +58,18 @@ KINDS = {
 _DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}([.:]\d+)?)?\s?(Z|[+-]\d{2}:?\d{2})?)?$")
 
 
+class MismatchesFound(Exception):
+    """The final state's error when sampled users differ: its text is the message, `report` the whole report
+    (a Failed state carrying a plain dict makes Prefect log a TypeError with the dict in the run's logs)."""
+
+    def __init__(self, message: str, report: dict | None = None):
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self):
+        return type(self), (str(self), self.report)
+
+
 @dataclass(frozen=True)
 class Mismatch:
     """One difference: who, which field, what kind. Never the values."""

@@ -62,6 +62,8 @@ def _run_flow(args: argparse.Namespace, state: str) -> dict:
     final = verify(source=args.source, state=state, sample=args.sample,
                    event_window_days=args.event_window_days, return_state=True)
     report = final.result(raise_on_failure=False)
+    if isinstance(report, logic.MismatchesFound):
+        return report.report
     if isinstance(report, BaseException):
         raise report
     return report

@@ -1,4 +1,8 @@
-"""What the Prefect UI shows of a run: progress, the buckets table and a run report. Counts only."""
+"""What the Prefect UI shows of a run: how far along it is, what went wrong, what to do now.
+
+Counts, batch numbers, paths and external_ids only: never an email, phone, token, payload or key. Keys are
+per flow (`backfill-*`, `sync-*`, `verify-*`) so each deployment's artifacts form one history in the UI.
+"""
 
 from __future__ import annotations
 
@@ -10,67 +14,162 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.runtime import deployment, flow_run
 
 UPDATE_EVERY_S = 2.0  # one API call per couple of seconds, not one per batch
+MAX_TABLE_ROWS = 500  # a table artifact is one JSON document: the CLI's --json output has every row
+BUCKET_COLUMNS = ("read", "acknowledged", "rejected", "unchanged", "pending", "rejected_cells")
 
 
 class Progress:
-    """A progress artifact (batches acknowledged of planned), updated in place and sparingly."""
+    """A progress artifact (batches done of those planned), updated in place and sparingly."""
 
-    def __init__(self, run_id: str):
+    def __init__(self, run_id: str, kind: str | None = None, *, clock=time.monotonic):
+        kind = kind or flow_run.get_flow_name() or "load"
+        # `_sync=True`: `update` is called from the loader's event loop, where Prefect's dispatching
+        # helpers would otherwise return an un-awaited coroutine and the update would never be sent.
         self.artifact_id = create_progress_artifact(
-            progress=0.0, key="braze-load-progress", description=f"Batches answered by Braze, run {run_id}"
+            progress=0.0, key=f"{kind}-progress", _sync=True,
+            description=f"Load of run {run_id}: batches done of those planned (the run report says how many "
+                        "were acknowledged)",
         )
-        self._last = 0.0
+        self._clock = clock
+        self._last = clock()
+        self._sent = 0.0
         self._pct = 0.0
 
     def update(self, done: int, total: int) -> None:
         self._pct = 100.0 if total == 0 else round(100.0 * done / total, 2)
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last >= UPDATE_EVERY_S or done == total:
-            self._last = now
-            update_progress_artifact(self.artifact_id, self._pct)
+            self._push(now)
 
     def finish(self) -> None:
-        update_progress_artifact(self.artifact_id, self._pct)
+        if self._pct != self._sent:
+            self._push(self._clock())
+
+    def _push(self, now: float) -> None:
+        self._last = now
+        self._sent = self._pct
+        update_progress_artifact(self.artifact_id, self._pct, _sync=True)
+
+
+def bucket_rows(summary: dict) -> list[dict]:
+    """One row per dataset plus a total row: read = acknowledged + rejected + unchanged + pending."""
+    rows = [{"dataset": name, **{c: int(b.get(c, 0)) for c in BUCKET_COLUMNS}}
+            for name, b in summary["datasets"].items()]
+    if rows:
+        rows.append({"dataset": "total", **{c: sum(r[c] for r in rows) for c in BUCKET_COLUMNS}})
+    return rows
 
 
 def publish_summary(summary: dict) -> None:
     """The buckets table and the markdown run report of a finished (or stopped) run."""
-    rows = [{"dataset": name, **{k: v for k, v in b.items()}} for name, b in summary["datasets"].items()]
-    create_table_artifact(table=rows, key="braze-load-buckets",
+    kind = summary["kind"]
+    create_table_artifact(table=bucket_rows(summary), key=f"{kind}-buckets",
                           description=f"Rows per bucket, run {summary['run_id']} ({summary['status']})")
-    create_markdown_artifact(markdown=report_markdown(summary), key="braze-load-report",
-                             description=f"Run report {summary['run_id']}")
+    name = f"{flow_run.get_flow_name()}/{deployment.name}" if deployment.get_id() else None
+    create_markdown_artifact(markdown=report_markdown(summary, name), key=f"{kind}-report",
+                             description=headline(summary))
 
 
-def report_markdown(summary: dict) -> str:
+def headline(summary: dict) -> str:
+    """One line for artifact lists: outcome, where the rows went, and whether something is left to do."""
+    total = bucket_rows(summary)[-1] if summary["datasets"] else dict.fromkeys(BUCKET_COLUMNS, 0)
+    line = (f"{summary['status']}: {total['acknowledged']} of {total['read']} rows acknowledged, "
+            f"{total['unchanged']} unchanged, {total['rejected']} rejected, {total['pending']} pending")
+    return line + (" - resume needed" if summary.get("resume_command") else "")
+
+
+def report_markdown(summary: dict, deployment_name: str | None = None) -> str:
+    """The run report: headline, what it cost, what went wrong, what to do (from the CLI, and from
+    Prefect when the run came from the deployment `deployment_name`)."""
     dp = summary["data_points"]
-    saved = dp["full_resend"] - dp["sent"]
+    duration = summary["duration_s"] or 0.0
+    throughput = summary["requests"] / duration if duration else 0.0
+    pending = sum(d["pending"] for d in summary["datasets"].values())
+    rejected = sum(d["rejected"] + d["rejected_cells"] for d in summary["datasets"].values())
     lines = [
         f"# {summary['kind']} {summary['run_id']}: {summary['status']}",
         "",
-        f"- source: `{summary['source']}`, state: `{summary['state']}`" + (" (resumed)" if summary["resumed"] else ""),
-        f"- requests: {summary['requests']} in {summary['batches']} batches "
-        f"({summary['acknowledged_batches']} acknowledged); full resend would need {summary['requests_full_resend']}",
-        f"- rate limited (429): {summary['throttled']}; retries: {summary['retries']}",
-        f"- data points sent: {dp['sent']} (full resend: {dp['full_resend']}, saved {saved})",
-        f"- duration: {summary['duration_s']:.1f} s; throughput: "
-        f"{(summary['requests'] / summary['duration_s']) if summary['duration_s'] else 0:.0f} requests/s",
-        f"- rejects file: `{summary['rejects_file']}` ({summary['rejects']} entries)",
+        f"Source `{summary['source']}`, state `{summary['state']}`"
+        + (" (resumed run)" if summary["resumed"] else ""),
+        "",
+        "| | |",
+        "|---|---|",
+        (f"| requests | {summary['requests']} ({summary['acknowledged_batches']} of {summary['batches']} "
+         f"batches acknowledged; a full resend would need {summary['requests_full_resend']}) |"),
+        f"| rate limited (429) | {summary['throttled']} |",
+        f"| retries | {summary['retries']} |",
+        f"| in-doubt batches | {len(summary['in_doubt'])} |",
+        (f"| data points sent | {dp['sent']} (a full resend would cost {dp['full_resend']}: "
+         f"{dp['full_resend'] - dp['sent']} saved) |"),
+        f"| duration | {duration:.1f} s |",
+        f"| throughput | {throughput:.1f} requests/s |",
+        f"| rejects file | `{summary['rejects_file']}` ({summary['rejects']} entries) |",
+        "",
+        "## Rows per bucket",
         "",
         "| dataset | read | acknowledged | rejected | unchanged | pending | rejected cells |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, b in summary["datasets"].items():
-        lines.append(f"| {name} | {b['read']} | {b['acknowledged']} | {b['rejected']} | {b['unchanged']} | "
-                     f"{b['pending']} | {b['rejected_cells']} |")
+    lines += [f"| {r['dataset']} | {r['read']} | {r['acknowledged']} | {r['rejected']} | {r['unchanged']} | "
+              f"{r['pending']} | {r['rejected_cells']} |" for r in bucket_rows(summary)]
     if summary["in_doubt"]:
-        lines += ["", "## In doubt (may have landed: check these batches)", ""]
-        lines += [f"- batch {b['batch_no']}: {b['events']} events, {b['purchases']} purchases — {b['action']}"
+        lines += ["", "## In doubt (sent, then no definite answer: may have landed)", ""]
+        lines += [f"- batch {b['batch_no']}: {b['events']} events, {b['purchases']} purchases: {b['action']}"
                   for b in summary["in_doubt"]]
+    lines += ["", "## What to do", ""]
+    for note in summary.get("notes") or ():
+        lines.append(f"- Note: {note}")
     if summary.get("resume_command"):
-        lines += ["", f"**What to do:** `{summary['resume_command']}`"]
-    elif summary["rejects"]:
-        lines += ["", f"**Warning:** {summary['rejects']} rejected rows or cells — open the rejects file."]
+        lines.append(f"- **{pending} rows are pending.** Resume (acknowledged batches are skipped): "
+                     f"`{summary['resume_command']}`")
+        if deployment_name:
+            resend = " -p in_doubt=resend" if "--in-doubt resend" in summary["resume_command"] else ""
+            lines.append(f"- Or from Prefect, run the deployment again on the same source and state: "
+                         f"`prefect deployment run '{deployment_name}' -p source={summary['source']} "
+                         f"-p state={summary['state']}{resend}`" + ("" if resend else " (or press Retry)"))
+    if rejected:
+        lines.append(f"- **Warning:** {rejected} rows or cells were rejected, each with its reason: open "
+                     f"`{summary['rejects_file']}`, fix them in the warehouse; the next run sends the fixes.")
+    if not summary.get("resume_command") and not rejected:
+        lines.append("- Nothing: every row was acknowledged by Braze or unchanged.")
+    return "\n".join(lines)
+
+
+def publish_verify(report) -> None:
+    """The mismatches table (external_id, field, kind: never a value) and the verification summary."""
+    rows = [{"external_id": m.external_id, "field": m.field, "kind": m.kind}
+            for m in report.mismatches[:MAX_TABLE_ROWS]]
+    if rows:
+        shown = f" (first {MAX_TABLE_ROWS} shown)" if len(report.mismatches) > len(rows) else ""
+        description = f"{len(report.mismatches)} mismatches in {report.mismatched} users{shown}"
+        create_table_artifact(table=rows, key="verify-mismatches", description=description)
+    create_markdown_artifact(markdown=verify_markdown(report), key="verify-summary",
+                             description=f"Verify: {report.mismatched} of {report.sampled} users differ")
+
+
+def verify_markdown(report) -> str:
+    """The verification summary: counts, mismatches by kind with their meaning, what to do."""
+    from braze_migrate.verify import KINDS
+
+    lines = [
+        f"# verify {report.source}: {'all sampled users match' if report.ok else 'mismatches found'}",
+        "",
+        "| sampled | matched | mismatched | set aside | export requests | 429s |",
+        "|---|---|---|---|---|---|",
+        (f"| {report.sampled} | {report.matched} | {report.mismatched} | {report.excluded} | "
+         f"{report.requests} | {report.throttled} |"),
+        "",
+        ("*Set aside*: objects the state folder holds as rejected by Braze or in doubt (listed in the "
+         "rejects files); they set no expectation."),
+    ]
+    if report.mismatches:
+        lines += ["", "## Mismatches by kind", "", "| kind | count | meaning |", "|---|---|---|"]
+        lines += [f"| {k} | {n} | {KINDS[k]} |" for k, n in report.kinds().items()]
+        lines += ["", "## What to do", "",
+                  "- Open the `verify-mismatches` table for the users and fields (values are never shown).",
+                  "- `count_lower`/`value_missing` right after a load: check that the load ended Completed.",
+                  "- `count_higher`: occurrences sent twice (in-doubt batches resent?) or logged elsewhere."]
     return "\n".join(lines)

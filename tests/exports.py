@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
 
-T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
 
 DAY1_USERS = [
     {"external_id": "000123", "updated_at": T0, "email": "ann@example.com", "first_name": "Ann", "country": "NO",
@@ -19,7 +19,7 @@ DAY1_USERS = [
      "dob": None, "zip": "2000", "vip": False, "score": 1, "balance": None, "city": "Aarhus"},
     {"external_id": "u3", "updated_at": T0, "email": "old@example.com", "first_name": "Old", "country": "FI",
      "dob": None, "zip": "3000", "vip": False, "score": 1, "balance": None, "city": "Turku"},
-    {"external_id": "u3", "updated_at": datetime(2026, 11, 2, tzinfo=timezone.utc), "email": "cy@example.com",
+    {"external_id": "u3", "updated_at": datetime(2026, 11, 2, tzinfo=UTC), "email": "cy@example.com",
      "first_name": "Cy", "country": "FI", "dob": None, "zip": "3001", "vip": True, "score": 2, "balance": 1.25,
      "city": "Espoo"},
 ]

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import csv
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from braze_migrate.engine import Engine
 from braze_migrate.settings import load_settings
-from tests.exports import DAY1_EVENTS, DAY1_PURCHASES, DAY1_TOKENS, DAY1_USERS, T0, write_export
-
 from tests.conftest import API_KEY
+from tests.exports import DAY1_EVENTS, DAY1_PURCHASES, DAY1_TOKENS, DAY1_USERS, T0, write_export
 
 
 def run(kind, source, state, url, **opts):
@@ -113,7 +112,7 @@ def test_sync_sends_only_changes_unsets_new_users_and_new_purchases(per_partitio
     users.append({**DAY1_USERS[0], "external_id": "u4", "email": "dee@example.com", "first_name": "Dee",
                   "updated_at": T0})  # new user: email, first_name, country, dob, zip, vip, score, balance, city
     purchases = DAY1_PURCHASES + [{"purchase_id": "p4", "external_id": "u4", "product_id": "sku-4",
-                                   "currency": "EUR", "price": 2.0, "time": datetime(2026, 11, 3, tzinfo=timezone.utc),
+                                   "currency": "EUR", "price": 2.0, "time": datetime(2026, 11, 3, tzinfo=UTC),
                                    "quantity": 1, "properties": None}]
     day2 = write_export(tmp_path / "day2", "parquet", users=users, purchases=purchases, events=DAY1_EVENTS,
                         tokens=DAY1_TOKENS)

@@ -4,8 +4,8 @@ import json
 
 import polars as pl
 
-from transforms.deltas import diff_occurrences, diff_push_tokens, diff_users, json_text
 from connectors.state.snapshot import SCHEMAS
+from transforms.deltas import diff_occurrences, diff_push_tokens, diff_users, json_text
 
 EMPTY_HELD = pl.LazyFrame(schema=SCHEMAS["held"])
 
