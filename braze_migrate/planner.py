@@ -77,21 +77,30 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
             continue
         ds = data[name]
         norm = _normalize(ds)
+        if name == "push_tokens":
+            d = deltas.diff_push_tokens(norm.good, snapshot.scan("push_tokens"), held)
+            cost = pl.LazyFrame({"dp": [0], "n": [0]})
+        else:
+            d = deltas.diff_occurrences(norm.good, snapshot.scan(name), held, dataset=name)
+            cost = norm.good.select(pl.col("data_points").sum().alias("dp"), pl.len().alias("n"))
+        target = occ_dir / name
+        sink = (d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA)
+                .with_columns(_part=partition_of(pl.coalesce("external_id", "key"), n_parts))
+                .sink_parquet(pl.PartitionBy(target, key="_part", include_key=False), mkdir=True, lazy=True))
         with reading(ds):
-            rejects.append(norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA).collect())
-            if name == "push_tokens":
-                d = deltas.diff_push_tokens(norm.good, snapshot.scan("push_tokens"), held)
-            else:
-                d = deltas.diff_occurrences(norm.good, snapshot.scan(name), held, dataset=name)
-                cost = norm.good.select(pl.col("data_points").sum(), pl.len()).collect().row(0)
-                full_dp, full_objects = full_dp + int(cost[0] or 0), full_objects + int(cost[1])
-            k = d.kept.select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA).collect()
-            target = occ_dir / name
-            (d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA)
-             .with_columns(_part=partition_of(pl.coalesce("external_id", "key"), n_parts))
-             .sink_parquet(pl.PartitionBy(target, key="_part", include_key=False), mkdir=True))
-        unchanged[name] = k.filter(pl.col("bucket") == "unchanged").height
-        kept.append(k.filter(pl.col("bucket") != "unchanged"))
+            # One pass over the source: the objects stream to disk by partition, and only the rows not sent
+            # for a reason other than "unchanged" are kept in memory (unchanged ones are counted).
+            _, rej, k, n_unchanged, c = pl.collect_all([
+                sink,
+                norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA),
+                d.kept.filter(pl.col("bucket") != "unchanged").select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA),
+                d.kept.filter(pl.col("bucket") == "unchanged").select(pl.len()),
+                cost,
+            ])
+        rejects.append(rej)
+        kept.append(k)
+        unchanged[name] = int(n_unchanged.item())
+        full_dp, full_objects = full_dp + int(c["dp"][0] or 0), full_objects + int(c["n"][0])
         occ_parts.append(pl.scan_parquet(target / "**" / "*.parquet", hive_partitioning=True)
                          if any(target.rglob("*.parquet")) else None)
 
@@ -113,16 +122,17 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
                 frame = pl.scan_parquet(part_files)
                 norm = normalize.normalize_users(frame, csv_types, files=users.files)
                 d = deltas.diff_users(norm.good, snapshot.scan_users_part(p), held)
-                rej, send, k, nxt, cost = pl.collect_all([
+                rej, send, k, n_unchanged, nxt, cost = pl.collect_all([
                     norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA),
                     d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA),
-                    d.kept.select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA),
+                    d.kept.filter(pl.col("bucket") != "unchanged").select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA),
+                    d.kept.filter(pl.col("bucket") == "unchanged").select(pl.len()),
                     d.next_rows,
                     deltas.full_resend_cost(norm.good, []),
                 ])
                 rejects.append(rej)
-                unchanged["users"] += k.filter(pl.col("bucket") == "unchanged").height
-                kept.append(k.filter(pl.col("bucket") != "unchanged"))
+                unchanged["users"] += int(n_unchanged.item())
+                kept.append(k)
                 nxt.write_parquet(plan_dir / "users_next" / f"part-{p:05d}.parquet", compression="zstd")
                 full_dp += int(cost["dp"][0] or 0)
                 full_objects += int(cost["objects"][0] or 0)
