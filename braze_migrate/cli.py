@@ -26,7 +26,8 @@ PREFECT_DEFAULTS = {
 
 
 def _load_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="export folder (Parquet, CSV or NDJSON datasets)")
+    p.add_argument("source", help="export folder, object-store URI (s3://, gs://, az://) or mapping file")
+    _mapping_option(p)
     p.add_argument("--state", help="state folder (default ./state or BRAZE_MIGRATE_STATE)")
     p.add_argument("--rate-limit", help="requests per period, e.g. 3000/3s (Braze's default for /users/track)")
     p.add_argument("--batch-size", type=int, help="objects per request (default 75)")
@@ -39,6 +40,12 @@ def _load_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-prefect", action="store_true", help="run the same steps without Prefect (no UI record)")
 
 
+def _mapping_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mapping", metavar="FILE",
+                   help="mapping file for a folder or URI source: where each dataset is and how its columns "
+                        "map onto the export contract (docs/sources.md)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="braze-migrate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     _load_options(sub.add_parser("sync", help="send only what changed since the last acknowledged load"))
     plan = sub.add_parser("plan", help="dry run: what would be sent and what it would cost; sends nothing")
     plan.add_argument("source")
+    _mapping_option(plan)
     plan.add_argument("--state")
     plan.add_argument("--batch-size", type=int)
     plan.add_argument("--batch-mode", choices=("combined", "per_array"))
@@ -121,10 +129,10 @@ def _load(args) -> int:
 
     settings = _settings(args)
     endpoint, api_key = resolve_credentials(settings)
-    _require_source(args.source)
+    _require_source(args.source, args.mapping)
     engine = Engine(settings)
     try:
-        prepared = engine.prepare(args.command, args.source)
+        prepared = engine.prepare(args.command, args.source, mapping=args.mapping)
         todo = sum(1 for s in engine.ledger.batch_statuses(prepared.run_id).values() if s in ("planned", "sending"))
     finally:
         engine.close()
@@ -142,7 +150,7 @@ def _run_inline(args, settings, endpoint: str, api_key: str) -> dict:
     started = time.monotonic()
     engine = Engine(settings)
     try:
-        prepared = engine.prepare(args.command, args.source)
+        prepared = engine.prepare(args.command, args.source, mapping=args.mapping)
         engine.apply(prepared, endpoint, api_key)
         return engine.finish(prepared, started=started)
     finally:
@@ -156,7 +164,7 @@ def _run_flow(args, settings) -> dict:
     flow = backfill if args.command == "backfill" else sync
     try:
         state = flow(
-            source=args.source, state=str(settings.state), rate_limit=settings.rate_limit,
+            source=args.source, mapping=args.mapping, state=str(settings.state), rate_limit=settings.rate_limit,
             batch_size=settings.batch_size, batch_mode=settings.batch_mode, in_doubt=settings.in_doubt,
             concurrency=settings.concurrency, return_state=True,
         )
@@ -195,17 +203,34 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         print(render_text(summary))
 
 
-def _require_source(source: str) -> None:
-    if "://" not in source and not Path(source).exists():
-        raise ConfigError(f"source {source!r} does not exist: pass an export folder such as data/samples/day1")
+def _require_source(source: str, mapping: str | None = None) -> None:
+    """Refuse a missing source or mapping file and check the mapping file's own content now, before Prefect
+    starts; its columns are checked against the data when the run plans."""
+    from connectors.mapping import load_mapping
+    from connectors.objectstore import scheme_of
+    from connectors.sources import SourceError, is_mapping_file
+
+    try:
+        remote = scheme_of(source) is not None
+    except SourceError as exc:
+        raise ConfigError(str(exc)) from None
+    if not remote and not Path(source).exists():
+        raise ConfigError(f"source {source!r} does not exist: pass an export folder (data/samples/day1), "
+                          "an object-store URI (s3://bucket/prefix/) or a mapping file (acme.yaml)")
+    if mapping is not None and not Path(mapping).is_file():
+        raise ConfigError(f"mapping file {mapping!r} does not exist")
+    if mapping is not None and is_mapping_file(source):
+        raise ConfigError(f"{source} is itself a mapping file: drop --mapping")
+    if mapping is not None or is_mapping_file(source):
+        load_mapping(mapping or source)
 
 
 def _plan(args) -> int:
     from braze_migrate.dryrun import dry_run
 
     settings = _settings(args)
-    _require_source(args.source)
-    result = dry_run(settings, args.source, out=args.out)
+    _require_source(args.source, args.mapping)
+    result = dry_run(settings, args.source, out=args.out, mapping=args.mapping)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:

@@ -14,13 +14,13 @@ from braze_migrate.settings import LoadSettings
 from connectors.state.snapshot import Snapshot
 
 
-def dry_run(settings: LoadSettings, source: str, *, out: str | None = None) -> dict:
+def dry_run(settings: LoadSettings, source: str, *, out: str | None = None, mapping: str | None = None) -> dict:
     """Plan against the state folder's snapshot without touching the ledger; returns the cost per dataset."""
     state = Path(settings.state)
     plan_dir = Path(out) if out else state / "plans" / time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     info = build_plan(source, Snapshot(state), plan_dir, batch_size=settings.batch_size,
                       batch_mode=settings.batch_mode, resend_in_doubt=settings.in_doubt == "resend",
-                      users_per_partition=settings.users_per_partition)
+                      users_per_partition=settings.users_per_partition, mapping=mapping)
     files = object_files(plan_dir)
     objects = pl.concat([pl.read_parquet(f) for f in files]) if files else pl.DataFrame(
         schema={"dataset": pl.Utf8, "data_points": pl.Int64})

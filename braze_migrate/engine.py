@@ -50,9 +50,10 @@ class Engine:
     def run_dir(self, run_id: str) -> Path:
         return self.state / "runs" / run_id
 
-    def prepare(self, kind: str, source: str) -> Prepared:
+    def prepare(self, kind: str, source: str, mapping: str | None = None) -> Prepared:
         """Resume the unfinished run of this source, or plan a new run."""
         source = str(source)
+        mapping = str(mapping) if mapping else None
         unfinished = self.ledger.unfinished_run()
         notes = []
         if unfinished is not None and unfinished.status == "planning":
@@ -61,12 +62,14 @@ class Engine:
             self.ledger.set_run_status(unfinished.run_id, "abandoned")
             unfinished = None
         if unfinished is not None:
-            if unfinished.source != source:
+            recorded = (unfinished.settings or {}).get("mapping")
+            if unfinished.source != source or recorded != mapping:
+                again = f" --mapping {recorded}" if recorded else ""
                 raise ConfigError(
                     f"run {unfinished.run_id} of {unfinished.source} is unfinished in {self.state}: finish it first "
-                    f"with `braze-migrate {unfinished.kind} {unfinished.source} --state {self.state}`"
+                    f"with `braze-migrate {unfinished.kind} {unfinished.source}{again} --state {self.state}`"
                 )
-            if unfinished.source_fingerprint != source_fingerprint(source):
+            if unfinished.source_fingerprint != source_fingerprint(source, mapping):
                 notes.append("the source changed since this run was planned: finishing the planned run first; "
                              "run the command again to load the changes")
             n = len(self.ledger.batch_statuses(unfinished.run_id))
@@ -74,11 +77,12 @@ class Engine:
             return Prepared(unfinished.run_id, self.run_dir(unfinished.run_id) / "plan", resumed, n, notes)
 
         s = self.settings
-        run_id = self.ledger.new_run(kind, source, source_fingerprint(source), _public_settings(s))
+        run_id = self.ledger.new_run(kind, source, source_fingerprint(source, mapping),
+                                     {**_public_settings(s), "mapping": mapping})
         plan_dir = self.run_dir(run_id) / "plan"
         info = build_plan(source, self.snapshot, plan_dir, batch_size=s.batch_size, batch_mode=s.batch_mode,
                           resend_in_doubt=s.in_doubt == "resend",
-                          users_per_partition=s.users_per_partition)
+                          users_per_partition=s.users_per_partition, mapping=mapping)
         batches = scan_batches(plan_dir, ["batch_no", "n_attributes", "n_events", "n_purchases"]).collect()
         self.ledger.add_batches(run_id, (
             (b, (e + p) > 0, a + e + p) for b, a, e, p in batches.iter_rows()
@@ -108,7 +112,9 @@ class Engine:
         status = "interrupted" if unsent else ("completed" if pending == 0 else "incomplete")
         resume = None
         if status != "completed":
-            resume = (f"braze-migrate {run.kind} {run.source} --state {self.state}"
+            mapping = (run.settings or {}).get("mapping")
+            resume = (f"braze-migrate {run.kind} {run.source}" + (f" --mapping {mapping}" if mapping else "")
+                      + f" --state {self.state}"
                       + (" --in-doubt resend" if status == "incomplete" and self.settings.in_doubt == "skip"
                          and any(d["pending"] for d in datasets.values()) else ""))
         acked = outcome.filter(outcome["outcome"] == "acknowledged")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from connectors.sources import Dataset, reading, scan_folder
+from connectors.sources import Dataset, open_source, reading
 from connectors.state.snapshot import Snapshot, partition_of
 from transforms import deltas, normalize
 from transforms.csv_typing import infer_csv_types
@@ -51,14 +51,15 @@ class PlanInfo:
 
 
 def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: int, batch_mode: str,
-               resend_in_doubt: bool, users_per_partition: int = USERS_PER_PARTITION) -> PlanInfo:
+               resend_in_doubt: bool, users_per_partition: int = USERS_PER_PARTITION,
+               mapping: str | None = None) -> PlanInfo:
     """Write the plan into `plan_dir`: `batches/`, `objects/`, `users_next/` (one file per partition),
     `kept.parquet` (rows not sent and why, except unchanged ones, which are counted), `rejects.parquet`
     and `stats.json`."""
     for sub in ("batches", "objects", "users_next", "work"):
         shutil.rmtree(plan_dir / sub, ignore_errors=True)
         (plan_dir / sub).mkdir(parents=True, exist_ok=True)
-    data = scan_folder(source)
+    data = open_source(source, mapping=mapping, work_dir=plan_dir / "work" / "source")
     read = {name: _count_rows(ds) for name, ds in data.items()}
     n_parts = snapshot.partitions(default=max(1, math.ceil(read.get("users", 0) / users_per_partition)))
     held = snapshot.scan("held")
@@ -108,7 +109,7 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
     if users is not None:
         users_dir = plan_dir / "work" / "users"
         with reading(users):
-            csv_types = infer_csv_types(users.frame) if users.format == "csv" else None
+            csv_types = infer_csv_types(users.frame, exclude=users.typed) if users.format == "csv" else None
             (users.frame.with_columns(_part=partition_of(normalize.external_id_text(users.frame), n_parts))
              .sink_parquet(pl.PartitionBy(users_dir, key="_part", include_key=False), mkdir=True))
         unchanged["users"] = 0
@@ -158,6 +159,7 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
     pl.concat(rejects or [pl.DataFrame(schema=REJECT_SCHEMA)]).write_parquet(plan_dir / "rejects.parquet")
     stats = {
         "source": source,
+        "mapping": mapping,
         "read": read,
         "unchanged": unchanged,
         "partitions": n_parts,
@@ -198,13 +200,14 @@ def _count_rows(ds: Dataset) -> int:
         return int(ds.frame.select(pl.len()).collect().item())
 
 
-def normalized_datasets(source: str) -> dict[str, tuple[pl.LazyFrame, normalize.Normalized]]:
+def normalized_datasets(source: str, *, work_dir: Path, mapping: str | None = None
+                        ) -> dict[str, tuple[pl.LazyFrame, normalize.Normalized]]:
     """Scan and normalize every dataset of a source whole: (raw frame, normalized), lazy. For readers that
     look at a sample (verify); planning itself goes partition by partition."""
     out = {}
-    for name, ds in scan_folder(source).items():
+    for name, ds in open_source(source, mapping=mapping, work_dir=work_dir).items():
         if name == "users":
-            csv_types = infer_csv_types(ds.frame) if ds.format == "csv" else None
+            csv_types = infer_csv_types(ds.frame, exclude=ds.typed) if ds.format == "csv" else None
             out[name] = (ds.frame, normalize.normalize_users(ds.frame, csv_types, files=ds.files))
         else:
             out[name] = (ds.frame, _normalize(ds))

@@ -1,24 +1,37 @@
-"""Scan a local export folder into one lazy frame per dataset; no business logic.
+"""Open a source — a local folder, an object-store prefix, or a mapping file — as one lazy frame per dataset.
 
-A folder holds up to four datasets (`users`, `purchases`, `events`, `push_tokens`), each one file
-(`users.parquet`) or a folder of parts (`purchases/part-0001.csv`, also nested `date=.../part.parquet`),
-in Parquet, CSV or NDJSON. Every frame carries `_file` (the file's path) and `_row` (1-based record number
-in that file, header excluded) so a reject can name its origin. CSV is read as text: typing is
-`transforms.csv_typing`'s job. Files that are no dataset (a README, `_SUCCESS`, `.crc`) are ignored and
-listed by `ignored_files`.
+A folder or prefix holds up to four datasets (`users`, `purchases`, `events`, `push_tokens`), each one file
+(`users.parquet`) or a folder of parts (`purchases/part-0001.csv`, also nested `date=.../part.parquet`), in
+Parquet, CSV or NDJSON; the same layout rules hold locally and on `s3://`, `gs://` and `az://`. A mapping
+file (`connectors.mapping`) can say where each dataset is instead (a path, URI or glob, or a SQL query,
+spooled to local Parquet by `connectors.sql`) and how the warehouse's columns map onto the export contract.
+Every frame carries `_file` (the file's path or URI, `sql:<dataset>` for a query) and `_row` (1-based record
+number in that file or query result, header excluded) so a reject can name its origin. CSV is read as text:
+typing is `transforms.csv_typing`'s job, except for the columns a mapping file types. No business logic.
+
+`connectors.mapping`, `.objectstore` and `.sql` import `SourceError` from this module, so it imports them
+inside the functions that use them (which also keeps a local scan free of psycopg and obstore).
 """
 
 from __future__ import annotations
 
+import glob as globbing
 import hashlib
 import os
 from collections.abc import Iterator
+from collections.abc import Mapping as MappingABC
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import unquote
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from connectors.mapping import Mapping
+    from connectors.objectstore import StoreOptions
+    from connectors.sql import Query
 
 DATASETS = ("users", "purchases", "events", "push_tokens")
 FORMATS: dict[str, Literal["parquet", "csv", "ndjson"]] = {
@@ -28,6 +41,7 @@ FORMATS: dict[str, Literal["parquet", "csv", "ndjson"]] = {
     ".jsonl": "ndjson",
 }
 ORIGIN_COLUMNS = ("_file", "_row")
+MAPPING_SUFFIXES = (".yaml", ".yml")
 
 
 class SourceError(Exception):
@@ -36,52 +50,129 @@ class SourceError(Exception):
 
 @dataclass(frozen=True)
 class Dataset:
-    """One dataset of a source: its lazy frame, its format and the files it reads, in order."""
+    """One dataset of a source: its lazy frame, its format and the files it reads, in order.
+
+    `typed` names the columns whose type a mapping file declares: CSV typing must leave them as they are.
+    """
 
     name: str
     frame: pl.LazyFrame
     format: Literal["parquet", "csv", "ndjson"]
     files: list[str] = field(default_factory=list)
+    typed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class _Layout:
-    datasets: dict[str, tuple[str, list[Path]]]
-    ignored: list[Path]
+    """Datasets found in a folder or prefix (format, files, their folder or None), ignored files, and
+    per dataset the listing entries (name, size, entity tag) a fingerprint needs (object stores only)."""
+
+    datasets: dict[str, tuple[str, list[str], str | None]]
+    ignored: list[str]
+    stamps: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Located:
+    """Where one dataset is: its files in one format (`root`: where partition folders start), or a query."""
+
+    name: str
+    format: str = "parquet"
+    files: list[str] = field(default_factory=list)
+    root: str | None = None
+    stamps: list[str] = field(default_factory=list)
+    query: Query | None = None
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    mapping: Mapping | None
+    located: dict[str, _Located]
+    options: dict[str, StoreOptions]
+
+
+def open_source(
+    source: str | Path,
+    *,
+    mapping: str | Path | None = None,
+    work_dir: Path,
+    environ: MappingABC[str, str] | None = None,
+) -> dict[str, Dataset]:
+    """Return the datasets of `source`, keyed by name in contract order; absent datasets are left out.
+
+    `source` is a local folder, an object-store prefix (`s3://bucket/exports/2026-11-27/`), or a mapping
+    file (`.yaml`) whose datasets say where each is. `mapping` is a mapping file for a folder or prefix
+    source. Everything is checked before any data is read in full: the mapping file, the environment
+    variables it names, every dataset's location and columns (Parquet footers, CSV headers, query
+    descriptions). SQL datasets are then spooled to Parquet parts under `work_dir`, which must outlive
+    the frames. Credentials come from the environment (`environ`, default `os.environ`).
+    """
+    from connectors import sql
+
+    resolved = _resolve(str(source), mapping, os.environ if environ is None else environ)
+    frames = {name: _scan_files(loc, resolved) for name, loc in resolved.located.items() if loc.query is None}
+    schemas = {
+        name: frames[name].collect_schema() if loc.query is None else sql.describe(loc.query)
+        for name, loc in resolved.located.items()
+    }
+    _check_columns(resolved, schemas)
+    out = {}
+    for name, loc in resolved.located.items():
+        if loc.query is not None:
+            parts = sql.spool(loc.query, Path(work_dir) / "sql" / name)
+            frames[name] = _with_origin(pl.scan_parquet(parts), loc.files[0])
+        out[name] = _mapped(name, loc, frames[name], resolved.mapping)
+    return out
 
 
 def scan_folder(path: str | Path) -> dict[str, Dataset]:
-    """Return the datasets present in `path`, keyed by name; absent datasets are left out.
+    """Return the datasets present in local folder `path`, keyed by name; absent datasets are left out.
 
     Each file's schema is read here (Parquet footer, CSV header, NDJSON records), so a file that is not
     what its extension says fails now with a `SourceError` naming it, not later in a transform.
     """
     layout = _discover(Path(path))
     return {
-        name: Dataset(name, _scan_files(name, fmt, files), fmt, [str(f) for f in files])
-        for name, (fmt, files) in layout.datasets.items()
+        name: Dataset(name, _concat([_scan_one(f, fmt) for f in files]), fmt, list(files))
+        for name, (fmt, files, _) in layout.datasets.items()
     }
 
 
 def ignored_files(path: str | Path) -> list[str]:
     """Files under `path` that `scan_folder` does not read (not a dataset, or not a data file)."""
-    return [str(p) for p in _discover(Path(path)).ignored]
+    return list(_discover(Path(path)).ignored)
 
 
-def source_fingerprint(path: str | Path) -> str:
-    """A stable hash of the data files' relative names, sizes and modification times.
+def is_mapping_file(source: str | Path) -> bool:
+    """Whether `source` names a mapping file (a local `.yaml`/`.yml` file) rather than the data itself."""
+    text = str(source)
+    return _scheme(text) is None and text.lower().endswith(MAPPING_SUFFIXES) and Path(text).is_file()
 
-    A resumed run compares it with the fingerprint of the run it resumes: a changed export means the
-    stored plan no longer describes the source.
+
+def source_fingerprint(
+    source: str | Path, mapping: str | Path | None = None, *, environ: MappingABC[str, str] | None = None
+) -> str:
+    """A stable hash of what the source is, without reading its data.
+
+    Files: relative names, sizes and modification times (local) or entity tags (object stores); SQL:
+    the queries and where they run (password masked); plus the mapping file's content. A resumed run
+    compares it with the fingerprint of the run it resumes: a changed export means the stored plan no
+    longer describes the source.
     """
-    root = Path(path)
+    text = str(source)
+    if mapping is None and _scheme(text) is None and not is_mapping_file(text):
+        return _folder_fingerprint(Path(text))
+    resolved = _resolve(text, mapping, os.environ if environ is None else environ)
     digest = hashlib.sha256()
-    for name, (fmt, files) in sorted(_discover(root).datasets.items()):
-        for f in files:
-            st = f.stat()
-            digest.update(
-                f"{name}\t{fmt}\t{f.relative_to(root).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode()
-            )
+    if resolved.mapping is not None:
+        digest.update(f"mapping\t{resolved.mapping.digest}\n".encode())
+    for name, loc in resolved.located.items():
+        if loc.query is not None:
+            digest.update(f"{name}\tsql\t{loc.query.where}\t{loc.query.sql}\n".encode())
+        else:
+            stamps = loc.stamps or [_local_stamp(f) for f in loc.files]
+            for stamp in stamps:
+                digest.update(f"{name}\t{loc.format}\t{stamp}\n".encode())
     return digest.hexdigest()
 
 
@@ -89,7 +180,7 @@ def source_fingerprint(path: str | Path) -> str:
 def reading(dataset: Dataset) -> Iterator[None]:
     """Turn a Polars read error raised while collecting `dataset` into a `SourceError` naming its files.
 
-    Schemas are checked by `scan_folder`; a record broken deep inside a file only shows when it is read.
+    Schemas are checked when a source is opened; a record broken deep inside a file only shows when read.
     """
     try:
         yield
@@ -101,40 +192,263 @@ def reading(dataset: Dataset) -> Iterator[None]:
         ) from err
 
 
-def _discover(root: Path) -> _Layout:
+# --- resolving where each dataset is -------------------------------------------------------------------
+
+
+def _resolve(source: str, mapping: str | Path | None, environ: MappingABC[str, str]) -> _Resolved:
+    """The mapping (checked), each dataset's location and the store options; lists, reads no data."""
+    m, base = _mapping_and_base(source, mapping)
+    if m is not None:
+        m.require_env(environ)
+    specs = m.model.datasets if m is not None else {}
+    locations = ([base] if base is not None else []) + [
+        _join(base, d.path, m) for d in specs.values() if d.path
+    ]
+    schemes = {s for s in map(_scheme, locations) if s}
+    options = _store_options(m, schemes, environ)
+    layout = None
+    if base is not None:
+        declared = {n: d.format for n, d in specs.items() if d.format and d.path is None and d.query is None}
+        layout = (
+            _discover_remote(base, options, declared) if _scheme(base) else _discover(Path(base), declared)
+        )
+    located: dict[str, _Located] = {}
+    for name in DATASETS:
+        spec = specs.get(name)
+        if spec is not None and spec.query is not None:
+            located[name] = _Located(
+                name, "parquet", [f"sql:{name}"], query=_query(m, name, spec.query, environ)
+            )
+        elif spec is not None and spec.path is not None:
+            located[name] = _locate(name, _join(base, spec.path, m), spec.format, options, m)
+        elif layout is not None and name in layout.datasets:
+            fmt, files, root = layout.datasets[name]
+            located[name] = _Located(name, fmt, files, root, layout.stamps.get(name, []))
+        elif spec is not None:
+            where = f"in {base}" if base is not None else "anywhere: the mapping names no source"
+            message = f"dataset {name!r} is not found {where}; give it a path or a query, or remove it"
+            raise m.error([(("datasets", name), message)])
+    if not located:
+        raise SourceError(
+            f"source {source} holds no dataset: expected {', '.join(DATASETS)} "
+            f"(as files, folders of parts, or datasets of a mapping file)"
+        )
+    return _Resolved(m, located, options)
+
+
+def _mapping_and_base(source: str, mapping: str | Path | None) -> tuple[Mapping | None, str | None]:
+    """The checked mapping file, if any, and the folder or prefix where datasets are found by name."""
+    from connectors.mapping import load_mapping
+
+    if not is_mapping_file(source):
+        return (load_mapping(mapping) if mapping is not None else None), source
+    if mapping is not None:
+        raise SourceError(
+            f"{source} is itself a mapping file: pass --mapping only with a folder or object-store source"
+        )
+    m = load_mapping(source)
+    base = m.model.source
+    if base is not None and _scheme(base) is None and not Path(base).is_absolute():
+        base = str(m.file.parent / base)
+    return m, base
+
+
+def _store_options(m: Mapping | None, schemes: set[str], environ) -> dict[str, StoreOptions]:
+    if not schemes:
+        return {}
+    from connectors.objectstore import resolve_options, unused_options
+
+    storage = m.model.storage if m is not None else None
+    if m is not None:
+        unused = unused_options(storage, schemes)
+        if unused:
+            used = ", ".join(sorted(schemes))
+            raise m.error(
+                [(("storage", o), f"storage.{o} does not apply to {used}:// sources") for o in unused]
+            )
+    return {s: resolve_options(s, storage, environ) for s in schemes}
+
+
+def _check_columns(resolved: _Resolved, schemas: dict[str, pl.Schema]) -> None:
+    """Every problem of the mapping against the datasets' real columns, at once, or nothing."""
+    m = resolved.mapping
+    if m is None:
+        return
+    from connectors.mapping import check_columns
+
+    problems = [
+        p
+        for name, loc in resolved.located.items()
+        for p in check_columns(m, name, schemas[name], _file_list(loc.files))
+    ]
+    if problems:
+        raise m.error(problems)
+
+
+def _mapped(name: str, loc: _Located, frame: pl.LazyFrame, m: Mapping | None) -> Dataset:
+    spec = m.model.datasets.get(name) if m is not None else None
+    if spec is None:
+        return Dataset(name, frame, loc.format, loc.files)
+    from connectors.mapping import apply_mapping, typed_columns
+
+    return Dataset(
+        name, apply_mapping(spec, frame), loc.format, loc.files, typed_columns(spec, frame.collect_schema())
+    )
+
+
+def _query(m: Mapping, name: str, sql_text: str, environ) -> Query:
+    from connectors.sql import Query
+
+    env_name = m.connection_env(name)
+    return Query(
+        name, sql_text.strip().rstrip(";"), environ[env_name], env_name, m.batch_size(name), str(m.file)
+    )
+
+
+def _join(base: str | None, path: str, m: Mapping | None) -> str:
+    """A dataset path from the mapping file, made absolute against the source (or the file's folder)."""
+    if _scheme(path) is not None or Path(path).is_absolute():
+        return path
+    if base is not None and _scheme(base) is not None:
+        return base.rstrip("/") + "/" + path
+    anchor = Path(base) if base is not None else (m.file.parent if m is not None else Path.cwd())
+    return str(anchor / path)
+
+
+def _locate(name: str, where: str, declared: str | None, options: dict, m: Mapping) -> _Located:
+    """The files of a dataset given by path: one file, a folder of parts, or a glob."""
+    loc = ("datasets", name, "path")
+    scheme = _scheme(where)
+    is_glob = any(ch in where for ch in "*?[")
+    if scheme is not None:
+        from connectors.objectstore import list_objects
+
+        objects = list_objects(where, options[scheme])
+        listed = [(o.uri, f"{o.uri}\t{o.size}\t{o.etag}") for o in objects]
+        single = len(objects) == 1 and objects[0].uri == where
+    else:
+        p = Path(where)
+        if is_glob:
+            found = sorted(f for f in globbing.glob(where, recursive=True) if Path(f).is_file())
+        elif p.is_file():
+            found = [where]
+        elif p.is_dir():
+            found = [str(f) for f in sorted(p.rglob("*")) if f.is_file()]
+        else:
+            raise m.error([(loc, f"{where} does not exist")])
+        listed = [(f, "") for f in found]
+        single = p.is_file()
+    root = _glob_root(where) if is_glob else (None if single else where.rstrip("/"))
+    if root is not None:
+        listed = [
+            (f, s) for f, s in listed if not any(_hidden(part) for part in _relative(f, root).split("/"))
+        ]
+    if not listed:
+        raise m.error([(loc, f"{where} matches no file")])
+    fmt, parts, _ = _parts_of(where, [f for f, _ in listed], declared, strict=is_glob or single)
+    kept = set(parts)
+    stamps = [s for f, s in listed if f in kept and s]
+    return _Located(name, fmt, parts, root, stamps)
+
+
+def _glob_root(pattern: str) -> str:
+    cut = min(i for i in (pattern.find(c) for c in "*?[") if i >= 0)
+    return pattern[: pattern.rfind("/", 0, cut)]
+
+
+# --- layout: the same rules for a local folder and an object-store prefix -------------------------------
+
+
+def _discover(root: Path, declared: dict[str, str] | None = None) -> _Layout:
     if not root.exists():
         raise SourceError(f"source folder {root} does not exist: pass the folder that holds the export")
     if not root.is_dir():
         raise SourceError(
             f"source {root} is not a folder: pass the folder that holds users.*, purchases.*, ..."
         )
-    found: dict[str, list[tuple[str, list[Path]]]] = {}
-    ignored: list[Path] = []
-    for entry in sorted(root.iterdir()):
+    files, folders = [], set()
+    for entry in root.iterdir():
         if _hidden(entry.name):
             continue
-        if entry.is_dir() and entry.name in DATASETS:
-            found.setdefault(entry.name, []).append(_parts(entry, ignored))
-        elif entry.is_file() and _dataset_of(entry) is not None:
-            found.setdefault(_dataset_of(entry), []).append((_format_of(entry), [entry]))
+        if entry.is_dir():
+            folders.add(entry.name)
+            files.extend(p.relative_to(root).as_posix() for p in entry.rglob("*") if p.is_file())
+        elif entry.is_file():
+            files.append(entry.name)
+    return _layout(str(root), files, folders, lambda rel: str(root / rel), declared or {})
+
+
+def _discover_remote(base: str, options: dict, declared: dict[str, str]) -> _Layout:
+    from connectors.objectstore import list_objects
+
+    prefix = base.rstrip("/") + "/"
+    objects = [o for o in list_objects(prefix, options[_scheme(base)]) if o.uri.startswith(prefix)]
+    if not objects:
+        raise SourceError(f"source {base} holds no object: check the bucket and the prefix")
+    files = [o.uri[len(prefix) :] for o in objects]
+    folders = {rel.split("/", 1)[0] for rel in files if "/" in rel}
+    layout = _layout(base, files, folders, lambda rel: prefix + rel, declared)
+    stamp = {o.uri: f"{o.uri[len(prefix) :]}\t{o.size}\t{o.etag}" for o in objects}
+    stamps = {name: [stamp[part] for part in parts] for name, (_, parts, _) in layout.datasets.items()}
+    return replace(layout, stamps=stamps)
+
+
+def _layout(root: str, files: list[str], folders: set[str], join, declared: dict[str, str]) -> _Layout:
+    """Datasets and ignored files of a folder listing (`files`: relative paths; `folders`: top-level ones)."""
+    found: dict[str, list[tuple[str, list[str], str | None]]] = {}
+    ignored: list[str] = []
+    in_folder: dict[str, list[str]] = {}
+    for rel in sorted(files, key=lambda r: tuple(r.split("/"))):
+        top, _, rest = rel.partition("/")
+        if _hidden(top):
+            continue
+        if not rest:
+            name = _dataset_of(top, join(rel))
+            if name is None:
+                ignored.append(join(rel))
+            else:
+                found.setdefault(name, []).append(
+                    (FORMATS[os.path.splitext(top)[1].lower()], [join(rel)], None)
+                )
+        elif any(_hidden(part) for part in rest.split("/")):
+            continue
+        elif top in DATASETS:
+            in_folder.setdefault(top, []).append(join(rel))
         else:
-            ignored.extend(_all_files(entry))
+            ignored.append(join(rel))
+    for top in sorted(folders):
+        if top in DATASETS and not _hidden(top):
+            fmt, parts, skipped = _parts_of(join(top), in_folder.get(top, []), declared.get(top))
+            ignored.extend(skipped)
+            found.setdefault(top, []).insert(0, (fmt, parts, join(top)))
     datasets = {}
     for name, candidates in sorted(found.items(), key=lambda kv: DATASETS.index(kv[0])):
         if len(candidates) > 1:
-            listed = ", ".join(str(f) for _, files in candidates for f in files[:1])
+            listed = ", ".join(paths[0] for _, paths, _ in candidates)
             raise SourceError(
-                f"dataset {name!r} is exported more than once in {root} ({listed}): keep one file or one folder"
+                f"dataset {name!r} is exported more than once in {root} ({listed}): "
+                "keep one file or one folder"
             )
         datasets[name] = candidates[0]
-    return _Layout(datasets, ignored)
+    return _Layout(datasets, sorted(ignored))
 
 
-def _parts(folder: Path, ignored: list[Path]) -> tuple[str, list[Path]]:
-    parts = []
-    for f in _all_files(folder):
-        if f.suffix.lower() in FORMATS:
+def _parts_of(
+    folder: str, files: list[str], declared: str | None, *, strict: bool = False
+) -> tuple[str, list[str], list[str]]:
+    """(format, parts, ignored) of a dataset's files: by extension, or all of them in a declared format."""
+    if declared is not None:
+        return declared, list(files), []
+    parts, ignored = [], []
+    for f in files:
+        ext = os.path.splitext(f)[1].lower()
+        if ext in FORMATS:
             parts.append(f)
+        elif strict:
+            raise SourceError(
+                f"{f}: {ext or 'no extension'} is not a supported format: name it .parquet, .csv "
+                f"or .ndjson, or give the dataset's format in the mapping file"
+            )
         else:
             ignored.append(f)
     if not parts:
@@ -142,69 +456,145 @@ def _parts(folder: Path, ignored: list[Path]) -> tuple[str, list[Path]]:
             f"dataset folder {folder} holds no .parquet, .csv, .ndjson or .jsonl part: "
             f"export the parts into it, or remove the folder if the dataset is absent"
         )
-    formats = sorted({FORMATS[f.suffix.lower()] for f in parts})
+    formats = sorted({FORMATS[os.path.splitext(f)[1].lower()] for f in parts})
     if len(formats) > 1:
         raise SourceError(
             f"dataset folder {folder} mixes formats ({', '.join(formats)}): export every part in one format"
         )
-    return formats[0], parts
+    return formats[0], parts, ignored
 
 
-def _all_files(entry: Path) -> list[Path]:
-    if entry.is_file():
-        return [entry]
-    return sorted(
-        p
-        for p in entry.rglob("*")
-        if p.is_file() and not any(_hidden(part) for part in p.relative_to(entry).parts)
-    )
-
-
-def _dataset_of(f: Path) -> str | None:
-    name, ext = os.path.splitext(f.name)
+def _dataset_of(filename: str, shown: str) -> str | None:
+    name, ext = os.path.splitext(filename)
     if name not in DATASETS:
         return None
     if ext.lower() not in FORMATS:
         raise SourceError(
-            f"{f}: {ext or 'no extension'} is not a supported format: export {name} as .parquet, .csv or .ndjson"
+            f"{shown}: {ext or 'no extension'} is not a supported format: "
+            f"export {name} as .parquet, .csv or .ndjson"
         )
     return name
-
-
-def _format_of(f: Path) -> Literal["parquet", "csv", "ndjson"]:
-    return FORMATS[f.suffix.lower()]
 
 
 def _hidden(name: str) -> bool:
     return name.startswith((".", "_"))
 
 
-def _scan_files(name: str, fmt: str, files: list[Path]) -> pl.LazyFrame:
-    frames = [_scan_one(f, fmt) for f in files]
+def _scheme(location: str) -> str | None:
+    if "://" not in location:
+        return None
+    from connectors.objectstore import scheme_of
+
+    return scheme_of(location)
+
+
+def _relative(path: str, root: str) -> str:
+    return path[len(root) :].lstrip("/") if path.startswith(root) else Path(path).name
+
+
+def _folder_fingerprint(root: Path) -> str:
+    digest = hashlib.sha256()
+    for name, (fmt, files, _) in sorted(_discover(root).datasets.items()):
+        for f in files:
+            st = Path(f).stat()
+            relative = Path(f).relative_to(root).as_posix()
+            digest.update(f"{name}\t{fmt}\t{relative}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _local_stamp(f: str) -> str:
+    st = Path(f).stat()
+    return f"{f}\t{st.st_size}\t{st.st_mtime_ns}"
+
+
+# --- scanning ------------------------------------------------------------------------------------------
+
+
+def _scan_files(loc: _Located, resolved: _Resolved) -> pl.LazyFrame:
+    m, options = resolved.mapping, resolved.options.get(_scheme(loc.files[0]) or "")
+    spec = m.model.datasets.get(loc.name) if m is not None else None
+    separator = (spec.separator if spec is not None else None) or ","
+    hive = spec is not None and spec.hive_columns and loc.root is not None
+    frames = [
+        _scan_one(
+            f,
+            loc.format,
+            options=options,
+            separator=separator,
+            partitions=_partition_values(f, loc.root) if hive else None,
+        )
+        for f in loc.files
+    ]
+    return _concat(frames)
+
+
+def _concat(frames: list[pl.LazyFrame]) -> pl.LazyFrame:
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
 
-def _scan_one(f: Path, fmt: str) -> pl.LazyFrame:
+def _scan_one(
+    f: str | Path,
+    fmt: str,
+    *,
+    options: StoreOptions | None = None,
+    separator: str = ",",
+    partitions: dict[str, str | None] | None = None,
+) -> pl.LazyFrame:
+    storage = options.polars() if options is not None else None
     try:
         if fmt == "parquet":
-            lf = pl.scan_parquet(f)
+            lf = pl.scan_parquet(f, storage_options=storage)
         elif fmt == "csv":
-            lf = pl.scan_csv(f, infer_schema=False, encoding="utf8")
+            lf = pl.scan_csv(
+                f, infer_schema=False, encoding="utf8", separator=separator, storage_options=storage
+            )
         else:
-            lf = pl.scan_ndjson(f, infer_schema_length=None)
+            lf = pl.scan_ndjson(f, infer_schema_length=None, storage_options=storage)
         schema = lf.collect_schema()
     except (pl.exceptions.PolarsError, OSError) as err:
+        if options is not None and _is_store_error(err):
+            from connectors.objectstore import explain
+
+            raise explain(err, str(f), options) from None
         raise SourceError(
             f"{f}: not a readable {fmt} file ({_first_line(err)}): check the export finished and re-export it"
         ) from err
     clash = [c for c in ORIGIN_COLUMNS if c in schema]
     if clash:
         raise SourceError(f"{f}: column {clash[0]!r} is reserved for the pipeline: rename it in the export")
+    if partitions:
+        taken = [k for k in partitions if k in schema]
+        if taken:
+            raise SourceError(
+                f"{f}: partition column {taken[0]!r} is also a column of the file: "
+                f"set hive_columns: false, or drop the column from the export"
+            )
+        lf = lf.with_columns(pl.lit(v, dtype=pl.String).alias(k) for k, v in partitions.items())
+    return _with_origin(lf, str(f))
+
+
+def _with_origin(lf: pl.LazyFrame, label: str) -> pl.LazyFrame:
     return (
         lf.with_row_index("_row", offset=1)
-        .with_columns(pl.col("_row").cast(pl.Int64), pl.lit(str(f), dtype=pl.String).alias("_file"))
+        .with_columns(pl.col("_row").cast(pl.Int64), pl.lit(label, dtype=pl.String).alias("_file"))
         .select(pl.exclude(ORIGIN_COLUMNS), *ORIGIN_COLUMNS)
     )
+
+
+def _partition_values(f: str, root: str) -> dict[str, str | None]:
+    """`key=value` folders between `root` and the file, as columns (hive partitioning; values are text)."""
+    out: dict[str, str | None] = {}
+    for part in _relative(f, root).split("/")[:-1]:
+        key, eq, value = part.partition("=")
+        if eq:
+            value = unquote(value)
+            out[key] = None if value == "__HIVE_DEFAULT_PARTITION__" else value
+    return out
+
+
+def _is_store_error(err: BaseException) -> bool:
+    text = str(err)
+    return isinstance(err, OSError) or "object-store" in text or "object_store" in text
 
 
 def _file_list(files: list[str]) -> str:

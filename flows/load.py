@@ -18,9 +18,9 @@ from flows import artifacts
 
 
 @task(name="plan", cache_policy=NO_CACHE)
-def plan_task(engine: Engine, kind: str, source: str) -> Prepared:
+def plan_task(engine: Engine, kind: str, source: str, mapping: str | None = None) -> Prepared:
     """Extract, normalize, diff and pack — or pick up the unfinished plan of this source."""
-    prepared = engine.prepare(kind, source)
+    prepared = engine.prepare(kind, source, mapping)
     get_run_logger().info(
         "%s run %s: %d batches planned%s", kind, prepared.run_id, prepared.batches,
         " (resuming the unfinished plan)" if prepared.resumed else "",
@@ -44,14 +44,14 @@ def commit_task(engine: Engine, prepared: Prepared, started: float) -> dict:
     return engine.finish(prepared, started=started)
 
 
-def run_load(kind: str, source: str, **options) -> dict:
+def run_load(kind: str, source: str, mapping: str | None = None, **options) -> dict:
     """The body of both flows: plan → load → commit → publish, ending Failed when anything is pending."""
     started = time.monotonic()
     settings = load_settings(**options)
     engine = Engine(settings)
     logger = get_run_logger()
     try:
-        prepared = plan_task(engine, kind, source)
+        prepared = plan_task(engine, kind, source, mapping)
         load_task(engine, prepared)
         summary = commit_task(engine, prepared, started)
     finally:
@@ -70,16 +70,16 @@ def run_load(kind: str, source: str, **options) -> dict:
 
 
 @flow(name="backfill", flow_run_name="backfill-{source}", log_prints=False)
-def backfill(source: str, state: str = "state", rate_limit: str = "3000/3s", batch_size: int = 75,
+def backfill(source: str, mapping: str | None = None, state: str = "state", rate_limit: str = "3000/3s", batch_size: int = 75,
              batch_mode: str = "combined", in_doubt: str = "skip", concurrency: int = 100):
     """Load an export's history into Braze (deltas against the state folder, so re-running sends nothing new)."""
-    return run_load("backfill", source, state=state, rate_limit=rate_limit, batch_size=batch_size,
+    return run_load("backfill", source, mapping, state=state, rate_limit=rate_limit, batch_size=batch_size,
                     batch_mode=batch_mode, in_doubt=in_doubt, concurrency=concurrency)
 
 
 @flow(name="sync", flow_run_name="sync-{source}", log_prints=False)
-def sync(source: str, state: str = "state", rate_limit: str = "3000/3s", batch_size: int = 75,
+def sync(source: str, mapping: str | None = None, state: str = "state", rate_limit: str = "3000/3s", batch_size: int = 75,
          batch_mode: str = "combined", in_doubt: str = "skip", concurrency: int = 100):
     """Nightly: send only what changed since the last acknowledged load, never an occurrence twice."""
-    return run_load("sync", source, state=state, rate_limit=rate_limit, batch_size=batch_size,
+    return run_load("sync", source, mapping, state=state, rate_limit=rate_limit, batch_size=batch_size,
                     batch_mode=batch_mode, in_doubt=in_doubt, concurrency=concurrency)
