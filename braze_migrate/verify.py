@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -161,13 +162,23 @@ def sample_ids(frames: Iterable[pl.LazyFrame], n: int) -> list[str]:
 
 
 def build_expectations(source: str, state: str | Path, n: int, *,
-                       since: datetime | None = None) -> Expectations:
+                       since: datetime | None = None, mapping: str | None = None) -> Expectations:
+    """Normalize the export (with its mapping file, as a load would), sample n users and say what Braze
+    should hold for each (see _expectations). A remote source is materialized into a temporary work
+    folder while it is read; everything is collected before that folder goes."""
+    with tempfile.TemporaryDirectory(prefix="braze-migrate-verify-") as work:
+        return _expectations(source, state, n, since=since, mapping=mapping, work_dir=Path(work))
+
+
+def _expectations(source: str, state: str | Path, n: int, *, since: datetime | None, mapping: str | None,
+                  work_dir: Path) -> Expectations:
     """Normalize the export, sample n users and say what Braze should hold for each.
 
     `since`: Braze's export aggregates events and purchases over a recent window only; older occurrences
     then set no expectation (None: all of them count, as the sandbox does by default).
     """
-    data = {name: norm.good for name, (_, norm) in normalized_datasets(str(source)).items()}
+    data = {name: norm.good for name, (_, norm)
+            in normalized_datasets(str(source), mapping=mapping, work_dir=work_dir).items()}
     ids = sample_ids(data.values(), n)
     sample = pl.LazyFrame({"external_id": ids}, schema={"external_id": pl.String})
     held = Snapshot(Path(state)).scan("held")
@@ -412,9 +423,10 @@ def since_days(days: int | None, now: datetime | None = None) -> datetime | None
 
 
 def verify(source: str, state: str | Path, sample: int, *, endpoint: str, api_key: str,
-           since: datetime | None = None, transport: httpx.AsyncBaseTransport | None = None) -> VerifyReport:
+           since: datetime | None = None, mapping: str | None = None,
+           transport: httpx.AsyncBaseTransport | None = None) -> VerifyReport:
     """Sample, read back, compare: the whole verification without Prefect."""
-    expectations = build_expectations(source, state, sample, since=since)
+    expectations = build_expectations(source, state, sample, since=since, mapping=mapping)
     ids = [u.external_id for u in expectations.users]
     read = read_profiles(endpoint, api_key, ids, expectations.fields, transport=transport)
     return compare(source, expectations, read)

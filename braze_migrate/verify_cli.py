@@ -19,7 +19,8 @@ EXIT_OK, EXIT_MISMATCH = 0, 1
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the `verify` subcommand to the main CLI's subparsers."""
     p = subparsers.add_parser("verify", help="sample users of an export and compare what Braze holds with it")
-    p.add_argument("source", help="the export folder that was loaded")
+    p.add_argument("source", help="the export that was loaded: folder, object-store URI or mapping file")
+    p.add_argument("--mapping", metavar="FILE", help="the mapping file the load used (docs/sources.md)")
     p.add_argument("--state", help="state folder of the loads (default ./state or BRAZE_MIGRATE_STATE): "
                                    "objects it holds as rejected by Braze or in doubt set no expectation")
     p.add_argument("--sample", type=int, default=logic.DEFAULT_SAMPLE,
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"source {args.source!r} does not exist: pass the export folder that was loaded")
     if args.no_prefect:
         report = logic.verify(args.source, state, args.sample, endpoint=endpoint, api_key=api_key,
-                              since=logic.since_days(args.event_window_days)).to_dict()
+                              since=logic.since_days(args.event_window_days), mapping=args.mapping).to_dict()
     else:
         report = _run_flow(args, state)
     if args.json:
@@ -59,7 +60,7 @@ def _run_flow(args: argparse.Namespace, state: str) -> dict:
     """The `verify` flow, recorded in Prefect; its final state carries the report."""
     from flows.verify import verify
 
-    final = verify(source=args.source, state=state, sample=args.sample,
+    final = verify(source=args.source, mapping=args.mapping, state=state, sample=args.sample,
                    event_window_days=args.event_window_days, return_state=True)
     report = final.result(raise_on_failure=False)
     if isinstance(report, logic.MismatchesFound):

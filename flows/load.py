@@ -63,10 +63,10 @@ def run_load(kind: str, source: str, mapping: str | None = None, **options) -> d
         sum(d["pending"] for d in summary["datasets"].values()),
     )
     if summary["status"] != "completed":
-        return Failed(message=f"{summary['status']}: resume with `{summary['resume_command']}`", data=summary)
+        return Failed(message=f"{summary['status']}: resume with `{summary['resume_command']}`")
     if summary["rejects"]:
         logger.warning("%d rejected rows or cells: see %s", summary["rejects"], summary["rejects_file"])
-    return Completed(message="completed", data=summary)
+    return Completed(message="completed")
 
 
 @flow(name="backfill", flow_run_name="backfill-{source}", log_prints=False)
