@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     from braze_migrate import verify_cli
 
     verify_cli.add_parser(sub)
+    from braze_migrate import workers
+
+    workers.add_parser(sub)
     from connectors.braze.sandbox import add_cli_arguments
 
     add_cli_arguments(sub.add_parser("sandbox", help="run the local Braze-compatible sandbox server"))
@@ -109,6 +112,10 @@ def _dispatch(args) -> int:
         from connectors.braze.sandbox import run_cli
 
         return run_cli(args)
+    if args.command == "load-worker":
+        from braze_migrate import workers
+
+        return workers.run(args)
     raise AssertionError(args.command)
 
 
@@ -133,7 +140,7 @@ def _load(args) -> int:
     engine = Engine(settings)
     try:
         prepared = engine.prepare(args.command, args.source, mapping=args.mapping)
-        todo = sum(1 for s in engine.ledger.batch_statuses(prepared.run_id).values() if s in ("planned", "sending"))
+        todo = sum(1 for s in engine.ledger.batch_statuses(prepared.run_id).values() if s in ("planned", "claimed", "sending"))
     finally:
         engine.close()
     if todo:
@@ -184,9 +191,9 @@ def _run_flow(args, settings) -> dict:
 
 
 def _summary_from_state(state, settings) -> dict | None:
-    from connectors.state.ledger import Ledger
+    from braze_migrate.engine import open_run_ledger
 
-    ledger = Ledger(Path(settings.state) / "ledger.sqlite")
+    ledger = open_run_ledger(settings)
     try:
         runs = ledger.runs(limit=1)
         return runs[0].summary if runs and runs[0].summary else None
@@ -241,13 +248,12 @@ def _plan(args) -> int:
 
 
 def _status(args) -> int:
-    from connectors.state.ledger import Ledger
+    from braze_migrate.engine import open_run_ledger
 
     settings = _settings(args)
-    path = Path(settings.state) / "ledger.sqlite"
-    if not path.exists():
+    if settings.ledger_url is None and not (Path(settings.state) / "ledger.sqlite").exists():
         raise ConfigError(f"no ledger in {settings.state}: run a backfill first, or pass --state")
-    ledger = Ledger(path)
+    ledger = open_run_ledger(settings)
     try:
         runs = ledger.runs(limit=args.limit)
         rows = []

@@ -30,8 +30,7 @@ class Progress:
         # helpers would otherwise return an un-awaited coroutine and the update would never be sent.
         self.artifact_id = create_progress_artifact(
             progress=0.0, key=f"{kind}-progress", _sync=True,
-            description=f"Load of run {run_id}: batches done of those planned (the run report says how many "
-                        "were acknowledged)",
+            description=f"Load of run {run_id}: batches acknowledged by Braze of those planned",
         )
         self._clock = clock
         self._last = clock()

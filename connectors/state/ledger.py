@@ -22,8 +22,9 @@ import socket
 import sqlite3
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,8 @@ CREATE TABLE IF NOT EXISTS batches (
     lease_until {real},              -- a claimed/sending batch is the owner's until then
     PRIMARY KEY (run_id, batch_no)
 );
+CREATE INDEX IF NOT EXISTS batches_unfinished ON batches (run_id, batch_no)
+    WHERE status IN ('planned', 'claimed', 'sending');
 CREATE TABLE IF NOT EXISTS outcomes (
     run_id TEXT NOT NULL,
     batch_no INTEGER NOT NULL,
@@ -115,34 +118,36 @@ class Claim:
     in_doubt: bool
 
 
-class LedgerBase:
+class LedgerBase(ABC):
     """Runs, batches, per-object outcomes, workers and the rate budget, in SQL both backends accept.
 
-    A backend supplies the connection (`_execute`, `_executemany`, `_transaction`) and its spelling of
-    LEAST/GREATEST and row locking.
+    A backend supplies the connection (`_execute`, `_executemany`, `_transaction`), its spelling of
+    LEAST/GREATEST and row locking, and whether a statement is a round trip (`REMOTE`).
     """
 
     LEAST = "MIN"
     GREATEST = "MAX"
     LOCK_ROWS = ""
+    REMOTE = False  # each statement is a network round trip (PostgreSQL), not an in-process call (SQLite)
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def close(self) -> None: ...
 
-    def reopen(self) -> LedgerBase:
-        """A second connection to the same ledger, for another thread (heartbeat, rate budget)."""
-        raise NotImplementedError
+    @abstractmethod
+    def reopen(self, *, durable: bool = True) -> LedgerBase:
+        """A second connection to the same ledger, for another thread (heartbeat, rate budget). `durable=False`
+        may lose its last commits to a database crash: enough for budget leases, never for batches."""
 
+    @abstractmethod
     def _execute(self, sql: str, params: tuple = ()):
-        raise NotImplementedError
+        """Run one statement (`?` placeholders); returns a cursor."""
 
-    def _executemany(self, sql: str, rows: Iterable[tuple]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _executemany(self, sql: str, rows: Iterable[tuple]) -> None: ...
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        raise NotImplementedError
-        yield
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[None]:
+        """A write transaction: committed on exit, rolled back on an exception."""
 
     # runs
     def new_run(self, kind: str, source: str, source_fingerprint: str, settings: dict) -> str:
@@ -306,8 +311,8 @@ class LedgerBase:
             "UPDATE batches SET status='claimed', owner=?, lease_until=?, "
             "in_doubt = CASE WHEN status='sending' THEN 1 ELSE in_doubt END "
             "WHERE run_id=? AND batch_no IN ("
-            " SELECT batch_no FROM batches WHERE run_id=? AND (status='planned' OR "
-            "  (status IN ('claimed','sending') AND COALESCE(lease_until, 0) < ?))"
+            " SELECT batch_no FROM batches WHERE run_id=? AND status IN ('planned','claimed','sending')"
+            "  AND (status='planned' OR COALESCE(lease_until, 0) < ?)"
             f" ORDER BY batch_no LIMIT ? {self.LOCK_ROWS}) "
             "RETURNING batch_no, in_doubt"
         )
@@ -319,8 +324,8 @@ class LedgerBase:
         """How many batches `claim` would hand out now."""
         now = time.time() if now is None else now
         row = self._execute(
-            "SELECT COUNT(*) FROM batches WHERE run_id=? AND (status='planned' OR "
-            "(status IN ('claimed','sending') AND COALESCE(lease_until, 0) < ?))",
+            "SELECT COUNT(*) FROM batches WHERE run_id=? AND status IN ('planned','claimed','sending') "
+            "AND (status='planned' OR COALESCE(lease_until, 0) < ?)",
             (run_id, now),
         ).fetchone()
         return int(row[0])
@@ -351,8 +356,9 @@ class LedgerBase:
         return dead
 
     # the shared rate budget
-    def lease(self, key: str, window: int, cap: int, n: int) -> int:
-        """Take up to n permits of fixed window `window` (at most `cap` per window over all workers).
+    def lease(self, key: str, window: int, cap: int, n: int) -> tuple[int, int]:
+        """Take up to n permits of fixed window `window` (at most `cap` per window over all workers); returns
+        (permits granted, the window the budget is in now).
 
         One atomic upsert: a later window restarts the count, the current one grants what is left, an
         earlier one (a worker whose clock lags) grants nothing. SET expressions read the row as it was.
@@ -371,10 +377,10 @@ class LedgerBase:
             f"used = CASE WHEN excluded.win > budget.win THEN excluded.used "
             f"  WHEN excluded.win = budget.win THEN budget.used + {grant} ELSE budget.used END, "
             f"win = {greatest}(budget.win, excluded.win) "
-            "RETURNING granted",
+            "RETURNING granted, win",
             (key, window, cap, first, first),
         ).fetchone()
-        return int(row[0])
+        return int(row[0]), int(row[1])
 
 
 class Ledger(LedgerBase):
@@ -400,7 +406,7 @@ class Ledger(LedgerBase):
     def close(self) -> None:
         self.db.close()
 
-    def reopen(self) -> Ledger:
+    def reopen(self, *, durable: bool = True) -> Ledger:
         return Ledger(self.path)
 
     def _execute(self, sql: str, params: tuple = ()):
