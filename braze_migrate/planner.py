@@ -27,7 +27,7 @@ from transforms.payloads import pack
 
 REJECT_COLUMNS = ["dataset", "key", "column", "value", "reason", "file", "row"]
 OCCURRENCES = ("push_tokens", "events", "purchases")
-USERS_PER_PARTITION = 500_000
+USERS_PER_PARTITION = 100_000
 
 OBJECT_SCHEMA = {
     "dataset": pl.Utf8, "array": pl.Utf8, "key": pl.Utf8, "external_id": pl.Utf8, "object": pl.Utf8,

@@ -56,7 +56,7 @@ class LoadSettings(BaseSettings):
     max_retry_seconds: float = Field(300.0, gt=0)
     timeout_seconds: float = Field(30.0, gt=0)
     retry_backoff_seconds: float = Field(1.0, gt=0, le=60)
-    users_per_partition: int = Field(500_000, ge=1)
+    users_per_partition: int = Field(100_000, ge=1)
     # The ledger in PostgreSQL (postgresql://...), shared by workers on several machines; unset: SQLite in
     # the state folder. A secret: it may hold a password.
     ledger_url: SecretStr | None = None
