@@ -1,0 +1,160 @@
+"""Run the benchmarks and print one table of ratios measured in this run; also write it as JSON.
+
+    python -m bench            # 1M users (about 15 minutes on 2 busy cores)
+    python -m bench --quick    # small sizes, checks the harness (under 2 minutes)
+    python -m bench --big      # adds the 10M-user planning case (inputs and state are cached in bench/out)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from bench import table
+from bench.data import OUT, Inputs, ensure_inputs
+
+SECTIONS = ("e2e", "plan", "memory", "client", "sustain")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    users: int
+    plan_rounds: int
+    requests: int
+    sandbox_requests: int
+    client_rounds: int
+    sustain_seconds: float
+    big_users: int | None = None
+
+
+QUICK = Sizes(users=20_000, plan_rounds=1, requests=200, sandbox_requests=100, client_rounds=1, sustain_seconds=7)
+DEFAULT = Sizes(users=1_000_000, plan_rounds=3, requests=2000, sandbox_requests=600, client_rounds=3,
+                sustain_seconds=21)
+BIG_USERS = 10_000_000
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
+    size.add_argument("--big", action="store_true", help=f"also plan {BIG_USERS:,} users (peak RSS)")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run, of {','.join(SECTIONS)}")
+    parser.add_argument("--users", type=int, help="override the number of users")
+    parser.add_argument("--requests", type=int, help="override the requests per client case")
+    parser.add_argument("--sustain-seconds", type=float, help="override the rate-limit run's length")
+    parser.add_argument("--out", type=Path, default=OUT, help="where inputs, states and results go")
+    parser.add_argument("--no-write", action="store_true", help="print only; no JSON in --out")
+    return parser.parse_args(argv)
+
+
+def sizes_of(args: argparse.Namespace) -> Sizes:
+    sizes = QUICK if args.quick else replace(DEFAULT, big_users=BIG_USERS if args.big else None)
+    if args.users:
+        sizes = replace(sizes, users=args.users)
+    if args.requests:
+        sizes = replace(sizes, requests=args.requests, sandbox_requests=args.requests)
+    if args.sustain_seconds:
+        sizes = replace(sizes, sustain_seconds=args.sustain_seconds)
+    return sizes
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Every selected section; results keyed by section, with the load average around each."""
+    sizes, only = sizes_of(args), set(args.only.split(","))
+    unknown = only - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown section(s) {', '.join(sorted(unknown))}: choose from {', '.join(SECTIONS)}")
+    results = {"machine": table.machine(), "sizes": asdict(sizes), "loadavg": {}}
+    inputs = ensure_inputs(sizes.users, args.out / "data")
+    state = args.out / f"run-{sizes.users}" / "state"
+
+    def section(name, fn, *fn_args):
+        before = os.getloadavg()[0]
+        started = time.monotonic()
+        results[name] = fn(*fn_args)
+        results["loadavg"][name] = [before, os.getloadavg()[0]]
+        print(f"  {name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+
+    if "e2e" in only:
+        section("e2e_backfill", e2e_run, "backfill", inputs.day1, state, sizes.users, True)
+    elif {"plan", "memory"} & only:
+        state = acknowledged_state(inputs, args.out)
+    if "plan" in only:
+        from bench.plans import compare_plans
+
+        section("plan", compare_plans, inputs, state, sizes.plan_rounds)
+    if "memory" in only:
+        section("memory", memory_cases, inputs, state, sizes, args.out)
+    if "e2e" in only:
+        section("e2e_sync", e2e_run, "sync", inputs.tonight, state, sizes.users, False)
+    if "client" in only:
+        from bench.clients import compare_clients
+
+        section("client_minimal", compare_clients, "minimal", sizes.requests, sizes.client_rounds)
+        section("client_sandbox", compare_clients, "sandbox", sizes.sandbox_requests, sizes.client_rounds)
+    if "sustain" in only:
+        from bench.sustain import sustain
+
+        section("sustain", sustain, "1000/3s", sizes.sustain_seconds)
+    return results
+
+
+def e2e_run(kind: str, export: Path, state: Path, users: int, fresh: bool) -> dict:
+    """An engine run into the minimal server of bench_client.py (started for it, stopped after)."""
+    from bench.bench_client import start_server
+    from bench.e2e import run_e2e
+
+    if fresh:
+        shutil.rmtree(state, ignore_errors=True)
+    endpoint, stop = start_server("minimal")
+    try:
+        return run_e2e(kind, export, state, endpoint, users)
+    finally:
+        stop()
+
+
+def acknowledged_state(inputs: Inputs, out: Path) -> Path:
+    """The state of yesterday's export fully acknowledged, written directly once and then reused while its
+    partition count is the one the planner's default gives (the count is fixed when a state is made)."""
+    from bench.state import partitions_for, write_acknowledged_state
+
+    state = out / f"state-{inputs.users}"
+    meta = state / "snapshot" / "meta.json"
+    if not meta.exists() or json.loads(meta.read_text())["partitions"] != partitions_for(inputs.users):
+        print(f"  writing the acknowledged state of {inputs.users:,} users", file=sys.stderr, flush=True)
+        write_acknowledged_state(inputs.day1, state)
+    return state
+
+
+def memory_cases(inputs: Inputs, state: Path, sizes: Sizes, out: Path) -> dict:
+    """Peak RSS of tonight's sync plan at the run's size, and at `big_users` when asked."""
+    from bench.memory import plan_peak
+
+    cases = {str(inputs.users): plan_peak(inputs.tonight, state, out / "plan-rss", trace=True)}
+    if sizes.big_users:
+        big = ensure_inputs(sizes.big_users, out / "data")
+        cases[str(sizes.big_users)] = plan_peak(big.tonight, acknowledged_state(big, out), out / "plan-rss",
+                                                trace=True)
+    return cases
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    results = run(args)
+    print(table.render(results))
+    if not args.no_write:
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / f"results-{time.strftime('%Y%m%dT%H%M%S')}.json"
+        path.write_text(json.dumps(results, indent=2, default=str))
+        print(f"\nresults written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
