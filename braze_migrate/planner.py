@@ -28,6 +28,7 @@ from transforms.payloads import pack
 REJECT_COLUMNS = ["dataset", "key", "column", "value", "reason", "file", "row"]
 OCCURRENCES = ("push_tokens", "events", "purchases")
 USERS_PER_PARTITION = 100_000
+SLICE_ROWS = 1_000_000  # users streamed into partitions per slice: bounds the partitioned sink's buffers
 
 OBJECT_SCHEMA = {
     "dataset": pl.Utf8, "array": pl.Utf8, "key": pl.Utf8, "external_id": pl.Utf8, "object": pl.Utf8,
@@ -110,15 +111,20 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
         users_dir = plan_dir / "work" / "users"
         with reading(users):
             csv_types = infer_csv_types(users.frame, exclude=users.typed) if users.format == "csv" else None
-            (users.frame.with_columns(_part=partition_of(normalize.external_id_text(users.frame), n_parts))
-             .sink_parquet(pl.PartitionBy(users_dir, key="_part", include_key=False), mkdir=True))
+            part = partition_of(normalize.external_id_text(users.frame), n_parts)
+            # A partitioned sink buffers every partition's rows until its end (about 4 GB for 10M users):
+            # split the export into slices first, so the sink's memory follows the slice size.
+            for i, offset in enumerate(range(0, max(read["users"], 1), SLICE_ROWS)):
+                (users.frame.slice(offset, SLICE_ROWS).with_columns(_part=part)
+                 .sink_parquet(pl.PartitionBy(users_dir / f"slice-{i:05d}", key="_part", include_key=False),
+                               mkdir=True))
         unchanged["users"] = 0
 
     next_batch, total_objects, total_dp = 0, 0, 0
     for p in range(n_parts):
         sends = []
         if users is not None:
-            part_files = list((users_dir / f"_part={p}").glob("*.parquet"))
+            part_files = sorted(users_dir.glob(f"slice-*/_part={p}/*.parquet"))
             if part_files:
                 frame = pl.scan_parquet(part_files)
                 norm = normalize.normalize_users(frame, csv_types, files=users.files)
