@@ -133,7 +133,7 @@ def test_sync_sends_only_changes_unsets_new_users_and_new_purchases(per_partitio
 
 
 def test_users_streamed_in_several_slices_give_the_same_result(sandbox, tmp_path, monkeypatch):
-    import braze_migrate.planner as planner
+    from braze_migrate import planner
 
     monkeypatch.setattr(planner, "SLICE_ROWS", 2)  # 5 user rows: 3 slices, duplicates across slices
     src = write_export(tmp_path / "export", "csv")
