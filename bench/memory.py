@@ -29,7 +29,8 @@ def plan_peak(source: Path, state: Path, plan_dir: Path, *, trace: bool = False,
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"planning {source} failed: {done.stderr.strip().splitlines()[-1:]}")
+        last = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise RuntimeError(f"planning {source} failed: {last[0]}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
     shutil.rmtree(plan_dir, ignore_errors=True)
     report["under_target"] = report["peak_rss_bytes"] < TARGET_BYTES
