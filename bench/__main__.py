@@ -30,12 +30,14 @@ class Sizes:
     sandbox_requests: int
     client_rounds: int
     sustain_seconds: float
+    sustain_rounds: int
     big_users: int | None = None
 
 
-QUICK = Sizes(users=20_000, plan_rounds=1, requests=200, sandbox_requests=100, client_rounds=1, sustain_seconds=7)
+QUICK = Sizes(users=20_000, plan_rounds=1, requests=200, sandbox_requests=100, client_rounds=1, sustain_seconds=7,
+              sustain_rounds=1)
 DEFAULT = Sizes(users=1_000_000, plan_rounds=3, requests=2000, sandbox_requests=600, client_rounds=3,
-                sustain_seconds=21)
+                sustain_seconds=21, sustain_rounds=3)
 BIG_USERS = 10_000_000
 
 
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> dict:
     if "sustain" in only:
         from bench.sustain import sustain
 
-        section("sustain", sustain, "1000/3s", sizes.sustain_seconds)
+        section("sustain", sustain, "1000/3s", sizes.sustain_seconds, sizes.sustain_rounds)
     return results
 
 
