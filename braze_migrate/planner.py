@@ -128,14 +128,15 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
             if part_files:
                 frame = pl.scan_parquet(part_files)
                 norm = normalize.normalize_users(frame, csv_types, files=users.files)
-                d = deltas.diff_users(norm.good, snapshot.scan_users_part(p), held)
-                rej, send, k, n_unchanged, nxt, cost = pl.collect_all([
-                    norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA),
+                # Normalize once: the diff's several outputs would each run it again from a lazy plan.
+                good, rej = pl.collect_all([norm.good, norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA)])
+                d = deltas.diff_users(good.lazy(), snapshot.scan_users_part(p), held)
+                send, k, n_unchanged, nxt, cost = pl.collect_all([
                     d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA),
                     d.kept.filter(pl.col("bucket") != "unchanged").select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA),
                     d.kept.filter(pl.col("bucket") == "unchanged").select(pl.len()),
                     d.next_rows,
-                    deltas.full_resend_cost(norm.good, []),
+                    deltas.full_resend_cost(good.lazy(), []),
                 ])
                 rejects.append(rej)
                 unchanged["users"] += int(n_unchanged.item())
