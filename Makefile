@@ -12,11 +12,11 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sandbox/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev]' -e ./sandbox
 	# braze-client (a third-party client our sandbox is tested against) pins tenacity<6 and has invalid
 	# Requires-Python metadata; it runs fine on our tenacity, so it is installed without its pins.
 	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python 'braze-client==2.3.3'

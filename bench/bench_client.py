@@ -74,7 +74,7 @@ def serve_minimal(port: int) -> None:
 def start_server(kind: str) -> tuple[str, object]:
     """(endpoint, stop) of a server in its own process: the minimal app, or the sandbox if asked and present."""
     if kind == "sandbox":
-        from connectors.braze.sandbox import SandboxConfig, start_sandbox
+        from braze_sandbox import SandboxConfig, start_sandbox
 
         handle = start_sandbox(SandboxConfig(api_key=API_KEY, rate_limit="10000000/1s"), isolated=True)
         return handle.url, handle.stop

@@ -24,7 +24,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from connectors.braze.sandbox import SandboxConfig, start_sandbox
+from braze_sandbox import SandboxConfig, start_sandbox
 
 API_KEY = "bench-key"
 OBJECTS = 75

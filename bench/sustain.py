@@ -17,7 +17,7 @@ from bench.counting import CountingTransport, window_fill
 from braze_migrate.settings import LoadSettings
 from connectors.braze.client import BatchRequest, BrazeLoader, default_transport
 from connectors.braze.ratelimit import parse_rate
-from connectors.braze.sandbox import SandboxConfig, start_sandbox
+from braze_sandbox import SandboxConfig, start_sandbox
 
 
 def sustain(limit: str, seconds: float, rounds: int = 1) -> dict:

@@ -69,9 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     from braze_migrate import workers
 
     workers.add_parser(sub)
-    from connectors.braze.sandbox import add_cli_arguments
-
-    add_cli_arguments(sub.add_parser("sandbox", help="run the local Braze-compatible sandbox server"))
+    sandbox = sub.add_parser("sandbox", help="run the local Braze-compatible sandbox server (package braze-sandbox)")
+    try:
+        from braze_sandbox import add_cli_arguments
+    except ImportError:  # the sandbox is its own distribution (./sandbox); production installs leave it out
+        sandbox.add_argument("rest", nargs=argparse.REMAINDER)
+    else:
+        add_cli_arguments(sandbox)
     return parser
 
 
@@ -109,7 +113,11 @@ def _dispatch(args) -> int:
 
         return verify_cli.run(args)
     if args.command == "sandbox":
-        from connectors.braze.sandbox import run_cli
+        try:
+            from braze_sandbox import run_cli
+        except ImportError:
+            raise ConfigError("the Braze sandbox is not installed: `pip install ./sandbox` from a checkout "
+                              "(`make demo` and `make test` install it)") from None
 
         return run_cli(args)
     if args.command == "load-worker":

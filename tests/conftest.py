@@ -17,7 +17,7 @@ API_KEY = "test-sandbox-key"
 @pytest.fixture(scope="session")
 def sandbox_server():
     """One sandbox server for the session; tests reset it through `sandbox`."""
-    from connectors.braze.sandbox import SandboxConfig, start_sandbox
+    from braze_sandbox import SandboxConfig, start_sandbox
 
     with start_sandbox(SandboxConfig(api_key=API_KEY)) as handle:
         yield handle

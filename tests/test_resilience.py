@@ -88,7 +88,7 @@ def test_kill_9_at_random_moments_then_resume_is_exact(braze_env, tmp_path):
 @pytest.fixture
 def faulty_sandbox():
     """A sandbox that answers 10% of requests with a 5xx, applies 2% and then answers 5xx, at 40 req/s."""
-    from connectors.braze.sandbox import SandboxConfig, start_sandbox
+    from braze_sandbox import SandboxConfig, start_sandbox
 
     cfg = SandboxConfig(api_key=API_KEY, rate_limit="40/1s", fail_rate=0.10, applied_then_fail_rate=0.02, seed=5)
     with start_sandbox(cfg) as handle:

@@ -17,7 +17,7 @@ from braze_migrate.cli import main as cli_main
 from braze_migrate.engine import Engine
 from braze_migrate.planner import normalized_datasets
 from braze_migrate.settings import load_settings
-from connectors.braze.sandbox import SandboxConfig, start_sandbox
+from braze_sandbox import SandboxConfig, start_sandbox
 from connectors.state.snapshot import SCHEMAS, Snapshot
 from tests.conftest import API_KEY
 

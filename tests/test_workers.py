@@ -33,7 +33,7 @@ RUN_TIMEOUT_S = 120  # a bound, not an expectation
 @pytest.fixture
 def tight_sandbox():
     """A dedicated sandbox at 40 requests per 1 s window."""
-    from connectors.braze.sandbox import SandboxConfig, start_sandbox
+    from braze_sandbox import SandboxConfig, start_sandbox
 
     with start_sandbox(SandboxConfig(api_key=API_KEY, rate_limit=LIMIT)) as handle:
         yield handle

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.braze.sandbox import SandboxConfig, start_sandbox
+from braze_sandbox import SandboxConfig, start_sandbox
 from tests.sandbox.helpers import KEY, UNLIMITED, Api, open_api
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from connectors.braze.sandbox import SandboxHandle
+from braze_sandbox import SandboxHandle
 
 KEY = "conformance-key"
 UNLIMITED = "1000000/1s"

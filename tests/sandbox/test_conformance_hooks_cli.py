@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connectors.braze.sandbox import SandboxConfig, add_cli_arguments, run_cli, start_sandbox
+from braze_sandbox import SandboxConfig, add_cli_arguments, run_cli, start_sandbox
 from tests.sandbox.helpers import KEY, attrs, event, open_api
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +103,7 @@ def test_rule_isolated_sandbox_runs_in_its_own_process():
 def run_module(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BRAZE_API_KEY": "cli-key"}
     return subprocess.Popen(
-        [sys.executable, "-m", "connectors.braze.sandbox", *args],
+        [sys.executable, "-m", "braze_sandbox", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -114,7 +114,7 @@ def run_module(*args: str) -> subprocess.Popen:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_rule_cli_prints_ready_line_and_exits_cleanly_on_signal(signum):
-    """Rule (sandbox): `python -m connectors.braze.sandbox --port N` prints one line when ready
+    """Rule (sandbox): `python -m braze_sandbox --port N` prints one line when ready
     and exits 0 on SIGINT/SIGTERM."""
     process = run_module("--port", "0", "--rate-limit", "10/1s", "--seed", "1")
     line = process.stdout.readline()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connectors.braze.sandbox.currencies import CURRENCY_CODES
+from braze_sandbox.currencies import CURRENCY_CODES
 from tests.sandbox.helpers import error_types, event, purchase
 
 

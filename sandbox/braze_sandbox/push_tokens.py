@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from connectors.braze.sandbox import errors
+from braze_sandbox import errors
 
 _HEX = re.compile(r"^[0-9a-fA-F]{64,200}$")
 _TOKEN = re.compile(r"^[\x21-\x7e]{1,4096}$")

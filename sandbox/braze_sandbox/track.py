@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from connectors.braze.sandbox import datapoints, errors
-from connectors.braze.sandbox.attributes import apply_attributes, check_attributes
-from connectors.braze.sandbox.occurrences import check_event, check_purchase
-from connectors.braze.sandbox.rules import Rules
-from connectors.braze.sandbox.stats import Stats
-from connectors.braze.sandbox.store import Store
+from braze_sandbox import datapoints, errors
+from braze_sandbox.attributes import apply_attributes, check_attributes
+from braze_sandbox.occurrences import check_event, check_purchase
+from braze_sandbox.rules import Rules
+from braze_sandbox.stats import Stats
+from braze_sandbox.store import Store
 
 ARRAYS = ("attributes", "events", "purchases")
 NO_VALID_DATA = "Valid data must be provided in the 'attributes', 'events', or 'purchases' fields."

@@ -14,12 +14,12 @@ from typing import Any
 
 import orjson
 
-from connectors.braze.sandbox import errors
-from connectors.braze.sandbox.currencies import CURRENCY_CODES
-from connectors.braze.sandbox.identifiers import identify
-from connectors.braze.sandbox.rules import Rules
-from connectors.braze.sandbox.store import Identifier
-from connectors.braze.sandbox.times import iso_utc, occurrence_time
+from braze_sandbox import errors
+from braze_sandbox.currencies import CURRENCY_CODES
+from braze_sandbox.identifiers import identify
+from braze_sandbox.rules import Rules
+from braze_sandbox.store import Identifier
+from braze_sandbox.times import iso_utc, occurrence_time
 
 EVENT_RESERVED = frozenset({"time", "event_name"})
 PURCHASE_RESERVED = frozenset({"time", "product_id", "quantity", "event_name", "price", "currency"})

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
-from connectors.braze.sandbox import errors
-from connectors.braze.sandbox.rules import Rules
-from connectors.braze.sandbox.store import Identifier
+from braze_sandbox import errors
+from braze_sandbox.rules import Rules
+from braze_sandbox.store import Identifier
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 MAX_EXTERNAL_ID_BYTES = 987

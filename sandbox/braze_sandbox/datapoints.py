@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.braze.sandbox.standard_fields import NOT_BILLABLE
+from braze_sandbox.standard_fields import NOT_BILLABLE
 
 
 def standard_field(name: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from connectors.braze.sandbox.config import SandboxConfig
+from braze_sandbox.config import SandboxConfig
 
 
 @dataclass(frozen=True, slots=True)

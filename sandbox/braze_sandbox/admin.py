@@ -23,10 +23,10 @@ import dataclasses
 
 import orjson
 
-from connectors.braze.sandbox.config import FAULT_FIELDS, SandboxConfig
-from connectors.braze.sandbox.httpserver import Request, Response
-from connectors.braze.sandbox.standard_fields import CHECKS
-from connectors.braze.sandbox.store import Profile
+from braze_sandbox.config import FAULT_FIELDS, SandboxConfig
+from braze_sandbox.httpserver import Request, Response
+from braze_sandbox.standard_fields import CHECKS
+from braze_sandbox.store import Profile
 
 PREFIX = "/_sandbox/"
 USERS = "/_sandbox/users/"

@@ -14,12 +14,12 @@ from typing import Any
 
 import orjson
 
-from connectors.braze.sandbox import datapoints, errors, standard_fields
-from connectors.braze.sandbox.identifiers import identify
-from connectors.braze.sandbox.push_tokens import Token, check_tokens
-from connectors.braze.sandbox.rules import Rules
-from connectors.braze.sandbox.store import Identifier, Profile, Store
-from connectors.braze.sandbox.times import parse_time
+from braze_sandbox import datapoints, errors, standard_fields
+from braze_sandbox.identifiers import identify
+from braze_sandbox.push_tokens import Token, check_tokens
+from braze_sandbox.rules import Rules
+from braze_sandbox.store import Identifier, Profile, Store
+from braze_sandbox.times import parse_time
 
 CONTROL_KEYS = frozenset(
     {

@@ -12,17 +12,17 @@ import logging
 
 import orjson
 
-from connectors.braze.sandbox import admin
-from connectors.braze.sandbox.config import SandboxConfig, parse_mau_policy, parse_rate
-from connectors.braze.sandbox.exporter import process_export
-from connectors.braze.sandbox.faults import Faults
-from connectors.braze.sandbox.httpserver import Request, Response
-from connectors.braze.sandbox.persistence import Journal
-from connectors.braze.sandbox.ratelimit import Limiter, MauLimiter
-from connectors.braze.sandbox.rules import Rules
-from connectors.braze.sandbox.stats import Stats
-from connectors.braze.sandbox.store import Store
-from connectors.braze.sandbox.track import process_track
+from braze_sandbox import admin
+from braze_sandbox.config import SandboxConfig, parse_mau_policy, parse_rate
+from braze_sandbox.exporter import process_export
+from braze_sandbox.faults import Faults
+from braze_sandbox.httpserver import Request, Response
+from braze_sandbox.persistence import Journal
+from braze_sandbox.ratelimit import Limiter, MauLimiter
+from braze_sandbox.rules import Rules
+from braze_sandbox.stats import Stats
+from braze_sandbox.store import Store
+from braze_sandbox.track import process_track
 
 log = logging.getLogger("braze_migrate.sandbox")
 

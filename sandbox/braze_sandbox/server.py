@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
-from connectors.braze.sandbox.app import SandboxApp
-from connectors.braze.sandbox.config import SandboxConfig
-from connectors.braze.sandbox.httpserver import HttpServer
+from braze_sandbox.app import SandboxApp
+from braze_sandbox.config import SandboxConfig
+from braze_sandbox.httpserver import HttpServer
 
 READY_PREFIX = "sandbox listening on "
 log = logging.getLogger("braze_migrate.sandbox")
@@ -215,7 +215,7 @@ def _start_process(config: SandboxConfig, host: str, port: int) -> SandboxHandle
     command = [
         sys.executable,
         "-m",
-        "connectors.braze.sandbox",
+        "braze_sandbox",
         "--host",
         host,
         "--port",

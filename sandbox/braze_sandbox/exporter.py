@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import time
 
-from connectors.braze.sandbox.config import SandboxConfig
-from connectors.braze.sandbox.push_tokens import platform_of
-from connectors.braze.sandbox.store import Profile, Store
-from connectors.braze.sandbox.times import iso_utc, parse_time
+from braze_sandbox.config import SandboxConfig
+from braze_sandbox.push_tokens import platform_of
+from braze_sandbox.store import Profile, Store
+from braze_sandbox.times import iso_utc, parse_time
 
 STANDARD = frozenset(
     {

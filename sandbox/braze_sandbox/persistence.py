@@ -14,8 +14,8 @@ import threading
 
 import orjson
 
-from connectors.braze.sandbox.stats import Stats
-from connectors.braze.sandbox.store import Profile, Store
+from braze_sandbox.stats import Stats
+from braze_sandbox.store import Profile, Store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS profiles (braze_id TEXT PRIMARY KEY, doc BLOB NOT NULL);

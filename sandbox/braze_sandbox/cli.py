@@ -1,4 +1,4 @@
-"""`braze-migrate sandbox ...` and `python -m connectors.braze.sandbox ...`."""
+"""`braze-migrate sandbox ...` and `python -m braze_sandbox ...`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import sys
 import urllib.error
 import urllib.request
 
-from connectors.braze.sandbox.config import MODES, SandboxConfig
-from connectors.braze.sandbox.server import READY_PREFIX, bind, make_server, run, url_of
+from braze_sandbox.config import MODES, SandboxConfig
+from braze_sandbox.server import READY_PREFIX, bind, make_server, run, url_of
 
 DEFAULT_PORT = 4010
 

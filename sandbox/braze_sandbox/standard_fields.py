@@ -11,10 +11,10 @@ import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
-from connectors.braze.sandbox import errors
-from connectors.braze.sandbox.identifiers import check_email
-from connectors.braze.sandbox.locales import COUNTRY_CODES, LANGUAGE_CODES
-from connectors.braze.sandbox.times import is_dob, parse_time
+from braze_sandbox import errors
+from braze_sandbox.identifiers import check_email
+from braze_sandbox.locales import COUNTRY_CODES, LANGUAGE_CODES
+from braze_sandbox.times import is_dob, parse_time
 
 IGNORED = object()
 SUBSCRIPTION_STATES = frozenset({"opted_in", "subscribed", "unsubscribed"})

@@ -5,8 +5,8 @@ per-object errors, rate-limit headers, 429s), stores what it accepted, counts da
 injects faults on demand. Start one with `start_sandbox()`, or `braze-migrate sandbox`.
 """
 
-from connectors.braze.sandbox.cli import add_cli_arguments, run_cli
-from connectors.braze.sandbox.config import SandboxConfig
-from connectors.braze.sandbox.server import SandboxHandle, start_sandbox
+from braze_sandbox.cli import add_cli_arguments, run_cli
+from braze_sandbox.config import SandboxConfig
+from braze_sandbox.server import SandboxHandle, start_sandbox
 
 __all__ = ["SandboxConfig", "SandboxHandle", "add_cli_arguments", "run_cli", "start_sandbox"]

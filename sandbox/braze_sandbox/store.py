@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from connectors.braze.sandbox.times import iso_utc, parse_time
+from braze_sandbox.times import iso_utc, parse_time
 
 Identifier = tuple[str, Any]
 

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable
 
-from connectors.braze.sandbox.config import Rate
+from braze_sandbox.config import Rate
 
 Headers = list[tuple[bytes, bytes]]
 
