@@ -19,7 +19,8 @@ from braze_migrate.committer import commit_run
 from braze_migrate.planner import build_plan, scan_batches
 from braze_migrate.settings import ConfigError, LoadSettings
 from connectors.sources import source_fingerprint
-from connectors.state.ledger import LedgerBase, LedgerUnavailable, open_ledger
+from connectors.state.ledger_base import LedgerBase, LedgerUnavailable
+from connectors.state.ledgers import open_ledger
 from connectors.state.snapshot import Snapshot
 
 

@@ -24,7 +24,7 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connectors.sources import DATASETS, SourceError
+from connectors.errors import SourceError
 from transforms.csv_typing import DATETIME_UTC, blank_to_null, parse_date, parse_datetime
 
 SCALAR_TYPES: dict[str, pl.DataType] = {
@@ -504,8 +504,8 @@ def _explain(exc: ValidationError) -> list[tuple[tuple, str]]:
             out.append((loc, f"unknown option {key!r}{hint}"))
         elif kind == "literal_error" and loc[:1] == ("datasets",) and loc[-1] == "[key]":
             name = str(loc[1])
-            hint = _did_you_mean(name, DATASETS)
-            out.append((loc[:2], f"unknown dataset {name!r}{hint} (datasets: {', '.join(DATASETS)})"))
+            hint = _did_you_mean(name, tuple(REQUIRED))
+            out.append((loc[:2], f"unknown dataset {name!r}{hint} (datasets: {', '.join(REQUIRED)})"))
         elif kind == "literal_error":
             expected = err.get("ctx", {}).get("expected", "")
             given = err.get("input")

@@ -17,7 +17,7 @@ import obstore
 import obstore.exceptions
 from obstore.store import from_url
 
-from connectors.sources import SourceError
+from connectors.errors import SourceError
 
 SCHEMES = ("s3", "gs", "az")
 GLOB_CHARS = re.compile(r"[*?\[]")

@@ -9,8 +9,8 @@ Every frame carries `_file` (the file's path or URI, `sql:<dataset>` for a query
 number in that file or query result, header excluded) so a reject can name its origin. CSV is read as text:
 typing is `transforms.csv_typing`'s job, except for the columns a mapping file types. No business logic.
 
-`connectors.mapping`, `.objectstore` and `.sql` import `SourceError` from this module, so it imports them
-inside the functions that use them (which also keeps a local scan free of psycopg and obstore).
+`SourceError` lives in `connectors.errors` (re-exported here); `connectors.mapping`, `.objectstore` and `.sql`
+are imported inside the functions that use them, which keeps a local scan free of psycopg and obstore.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from urllib.parse import unquote
 
 import polars as pl
 
+from connectors.errors import SourceError
+
 if TYPE_CHECKING:
     from connectors.mapping import Mapping
     from connectors.objectstore import StoreOptions
@@ -42,10 +44,6 @@ FORMATS: dict[str, Literal["parquet", "csv", "ndjson"]] = {
 }
 ORIGIN_COLUMNS = ("_file", "_row")
 MAPPING_SUFFIXES = (".yaml", ".yml")
-
-
-class SourceError(Exception):
-    """A source folder or file cannot be read as an export; the message says which and what to do."""
 
 
 @dataclass(frozen=True)

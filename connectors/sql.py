@@ -24,7 +24,7 @@ import psycopg
 from psycopg.types.numeric import FloatLoader
 from psycopg.types.string import TextLoader
 
-from connectors.sources import SourceError
+from connectors.errors import SourceError
 
 CONNECT_TIMEOUT_S = 10
 

@@ -20,8 +20,9 @@ import pytest
 
 from braze_migrate.settings import ConfigError, load_settings
 from connectors.braze.outcomes import BatchResult, ObjectError
-from connectors.state.ledger import Claim, Ledger, LedgerUnavailable, open_ledger
+from connectors.state.ledger import Claim, Ledger, LedgerUnavailable
 from connectors.state.ledger_pg import PgLedger, redact_url, split_schema
+from connectors.state.ledgers import open_ledger
 
 PG_SERVER = os.environ.get("BRAZE_MIGRATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,7 +120,7 @@ def test_heartbeat_keeps_claims_and_release_returns_them(ledger):
 
 def test_claims_of_a_killed_process_on_this_host_expire_at_once(ledger, tmp_path, pg_url_or_path):
     run = planned_run(ledger, 6)
-    code = ("import os, signal, sys; from pathlib import Path; from connectors.state.ledger import open_ledger;"
+    code = ("import os, signal, sys; from pathlib import Path; from connectors.state.ledgers import open_ledger;"
             "state, url, run = sys.argv[1:]; led = open_ledger(Path(state), url or None);"
             "w = led.register_worker(run); led.claim(run, w, 3); led.mark_sending(run, 1, w);"
             "os.kill(os.getpid(), signal.SIGKILL)")

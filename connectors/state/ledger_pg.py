@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from connectors.state.ledger import ADDED_BATCH_COLUMNS, SCHEMA, LedgerBase, LedgerUnavailable
+from connectors.state.ledger_base import ADDED_BATCH_COLUMNS, SCHEMA, LedgerBase, LedgerUnavailable
 
 SCHEMES = ("postgresql", "postgres")
 _PLACEHOLDER = re.compile(r"\?")
