@@ -122,7 +122,7 @@ def test_in_doubt_purchase_stays_pending():
 
 def tokens(rows):
     return pl.LazyFrame(
-        [{"device_id": None, "platform": "ios", "_file": "t.csv", "_row": i + 1, "object": f"{{{i}}}", **r}
+        [{"device_id": None, "platform": "ios", "_file": "t.csv", "_row": i + 1, "object": f'{{"i":{i}}}', **r}
          for i, r in enumerate(rows)],
         schema={"external_id": pl.Utf8, "app_id": pl.Utf8, "token": pl.Utf8, "device_id": pl.Utf8,
                 "platform": pl.Utf8, "_file": pl.Utf8, "_row": pl.Int64, "object": pl.Utf8},

@@ -18,6 +18,10 @@ NOT_BILLABLE = frozenset({"email_subscribe", "push_subscribe", "subscription_gro
 OBJECT_COLUMNS = ["dataset", "array", "key", "external_id", "object", "fingerprint", "data_points", "_file", "_row"]
 KEPT_COLUMNS = ["dataset", "key", "bucket", "reason", "_file", "_row"]
 _OLD = "\x00old:"
+MALFORMED = (
+    "internal error: the object built for this row is not well-formed JSON; held, not sent "
+    "(the rest of the run goes on; please report this bug)"
+)
 
 
 @dataclass(frozen=True)
@@ -31,9 +35,18 @@ class Delta:
 
 
 def json_text(expr: pl.Expr) -> pl.Expr:
-    """The JSON encoding of a scalar column, as text (`"a\\"b"`, `12`, `null`)."""
+    """The JSON encoding of a scalar column, as text (`"a\\"b"`, `12`, `null`).
+
+    The wrapper `{"v":` … `}` is stripped as text, never cut at a byte count: a character position and a
+    byte length disagree as soon as a value holds non-ASCII text (issue 13).
+    """
     encoded = pl.struct(expr.alias("v")).struct.json_encode()
-    return encoded.str.slice(5, encoded.str.len_bytes() - 6)
+    return encoded.str.strip_prefix('{"v":').str.strip_suffix("}")
+
+
+def is_json(text: pl.Expr) -> pl.Expr:
+    """True where `text` is one well-formed JSON document (Polars' own parser, no Python per row)."""
+    return text.str.json_path_match("$").is_not_null()
 
 
 def _xxh3(expr: pl.Expr) -> pl.Expr:
@@ -82,7 +95,8 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     )
     planned = planned.join(held_users, on="external_id", how="left")
     is_held = (pl.col("_n_changed") > 0) & (pl.col("_held_fp") == pl.col("fingerprint"))
-    to_send = (pl.col("_n_changed") > 0) & ~is_held.fill_null(False)
+    malformed = (pl.col("_n_changed") > 0) & ~is_json(pl.col("object"))
+    to_send = (pl.col("_n_changed") > 0) & ~is_held.fill_null(False) & ~malformed
 
     send = planned.filter(to_send).select(
         pl.lit("users").alias("dataset"),
@@ -95,9 +109,11 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     kept = planned.filter(~to_send).select(
         pl.lit("users").alias("dataset"),
         pl.col("external_id").alias("key"),
-        pl.when(is_held.fill_null(False)).then(pl.lit("rejected")).otherwise(pl.lit("unchanged")).alias("bucket"),
+        pl.when(is_held.fill_null(False) | malformed).then(pl.lit("rejected")).otherwise(pl.lit("unchanged"))
+        .alias("bucket"),
         pl.when(is_held.fill_null(False))
         .then(pl.lit("rejected by Braze in an earlier run and unchanged since: ") + pl.col("_held_reason"))
+        .when(malformed).then(pl.lit(MALFORMED))
         .alias("reason"),
         "_file", "_row",
     )
@@ -133,6 +149,7 @@ def diff_occurrences(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFr
         .when(is_acked).then(pl.lit("rejected"))
         .when(in_doubt).then(pl.lit("pending"))
         .when(was_rejected).then(pl.lit("rejected"))
+        .when(~is_json(pl.col("object"))).then(pl.lit("rejected"))
         .otherwise(pl.lit(None, pl.Utf8))
     )
     noun = "purchase" if dataset == "purchases" else "event"
@@ -142,8 +159,9 @@ def diff_occurrences(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFr
         .when(in_doubt).then(pl.lit("in doubt since an earlier run (may have landed); resolve with --in-doubt resend"))
         .when(was_rejected)
         .then(pl.lit("rejected by Braze in an earlier run and unchanged since: ") + pl.col("_held_reason"))
+        .when(pl.col("_bucket") == "rejected").then(pl.lit(MALFORMED))
     )
-    j = j.with_columns(_bucket=bucket, _reason=reason)
+    j = j.with_columns(_bucket=bucket).with_columns(_reason=reason)
     send = j.filter(pl.col("_bucket").is_null()).select(
         pl.lit(dataset).alias("dataset"), pl.lit(array).alias("array"), "key", "external_id", "object",
         "fingerprint", pl.col("data_points").cast(pl.Int64), "_file", "_row",
@@ -177,6 +195,7 @@ def diff_push_tokens(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFr
     bucket = (
         pl.when(known & same_owner).then(pl.lit("unchanged"))
         .when(was_rejected).then(pl.lit("rejected"))
+        .when(~is_json(pl.col("object"))).then(pl.lit("malformed"))
         .otherwise(pl.lit(None, pl.Utf8))
     )
     j = j.with_columns(_bucket=bucket)
@@ -185,10 +204,11 @@ def diff_push_tokens(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFr
         "fingerprint", pl.lit(0, pl.Int64).alias("data_points"), "_file", "_row",
     )
     kept = j.filter(pl.col("_bucket").is_not_null()).select(
-        pl.lit("push_tokens").alias("dataset"), "key", pl.col("_bucket").alias("bucket"),
+        pl.lit("push_tokens").alias("dataset"), "key",
+        pl.col("_bucket").replace("malformed", "rejected").alias("bucket"),
         pl.when(pl.col("_bucket") == "rejected").then(
             pl.lit("rejected by Braze in an earlier run and unchanged since: ") + pl.col("_held_reason")
-        ).alias("reason"),
+        ).when(pl.col("_bucket") == "malformed").then(pl.lit(MALFORMED)).alias("reason"),
         "_file", "_row",
     )
     return Delta(send=send, kept=kept)
