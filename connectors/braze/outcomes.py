@@ -7,8 +7,11 @@ echo personal data), identifiers, tokens or the API key.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, NamedTuple
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -16,6 +19,12 @@ import orjson
 
 ARRAYS = ("attributes", "events", "purchases")
 REASON_MAX = 500
+# How much of an answer that is not Braze's is shown to the user (after redaction): enough to recognise a
+# login page or a proxy's banner, too little to carry a payload.
+SHOWN_BYTES = 60
+# Redacted from the bytes shown: e-mail addresses, bearer tokens, and long runs of letters and digits (keys,
+# push tokens, phone numbers), so an echoing proxy cannot leak a secret or personal value into a message.
+_SECRETS = re.compile(rb"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|bearer\s+\S+|[A-Za-z0-9_\-+/=]{16,}|\+?\d[\d\s().-]{6,}\d", re.IGNORECASE)
 # Transport failures raised before any byte of the request left: connecting, or waiting for a connection.
 NOT_SENT = (
     httpx.ConnectError,
@@ -167,6 +176,31 @@ class BrazeBodyError(BrazeTerminalError):
         super().__init__(f"batch {batch_no} body is not a JSON object of arrays", batch_no=batch_no)
 
 
+class BrazeEndpointError(BrazeConfigError):
+    """The endpoint answered, but not the way Braze does: a redirect, HTML, an empty body or a JSON object
+    without `message` (a proxy, a login page, a wrong host). Nothing is acknowledged and the run stops.
+
+    `may_have_applied`: a 2xx may come from something that passed the request on (in doubt); a redirect or
+    another status was not applied. The text shows status, content type and the first bytes, redacted.
+    """
+
+    def __init__(self, status: int, content: bytes, headers: Mapping[str, str] | None = None) -> None:
+        found = {str(k).lower(): v for k, v in (headers or {}).items()}
+        self.may_have_applied = 200 <= status < 300
+        self.content_type = (found.get("content-type") or "no content type").split(";")[0].strip()
+        self.location = _safe_url(found.get("location"))
+        self.first_bytes = shown_bytes(content)
+        what = f"redirected to {self.location}" if self.location else "did not answer like Braze"
+        fix = ("set BRAZE_REST_ENDPOINT to the address it redirects to (https, no path)" if self.location
+               else "check BRAZE_REST_ENDPOINT: a proxy, a login page or a wrong host answered")
+        BrazeError.__init__(
+            self,
+            f"the Braze endpoint {what} ({status}, {self.content_type}, body starts {self.first_bytes}): {fix}; "
+            "nothing of that request counts as acknowledged",
+            status=status,
+        )
+
+
 class BrazeThrottled(BrazeTransientError):
     """429: wait for the rate-limit window, then resend; never applied, so never in doubt."""
 
@@ -214,14 +248,20 @@ class BrazeConnectFailed(BrazeTransientError):
         super().__init__(f"could not connect to Braze ({kind})")
 
 
-def classify(status: int, content: bytes) -> list[SentError]:
+def classify(status: int, content: bytes, headers: Mapping[str, str] | None = None) -> list[SentError]:
     """Return the per-object errors of an accepted answer, or raise the BrazeError its status means.
 
     The table is braze-api.md "Responses": 2xx queued (with optional `errors[]`), 400 poison, 413 split,
-    401/403/404 configuration, 429 throttled, 408/5xx transient.
+    401/403/404 configuration, 429 throttled, 408/5xx transient. Only Braze's documented success shape,
+    a JSON object with `message`, acknowledges; any other 2xx, and any redirect, is a BrazeEndpointError.
     """
     if 200 <= status < 300:
-        return _sent_errors(_json(content)) if b'"errors"' in content else []
+        doc = _json(content)
+        if not isinstance(doc.get("message"), str):
+            raise BrazeEndpointError(status, content, headers)
+        return _sent_errors(doc) if "errors" in doc else []
+    if 300 <= status < 400:
+        raise BrazeEndpointError(status, content, headers)
     if status == 429:
         raise BrazeThrottled()
     if status >= 500 or status == 408:
@@ -278,6 +318,27 @@ def _sent_errors(doc: dict) -> list[SentError]:
         if array in ARRAYS and isinstance(index, int) and not isinstance(index, bool):
             found.append(SentError(array, index, _reason(entry.get("type") or doc.get("message") or "")))
     return found
+
+
+def shown_bytes(content: bytes) -> str:
+    """The first bytes of an unexpected answer, printable and redacted, quoted; `empty` for no body."""
+    head = _SECRETS.sub(b"[redacted]", content[: SHOWN_BYTES * 4])[:SHOWN_BYTES]
+    text = "".join(c if c.isprintable() else " " for c in head.decode("utf-8", "replace"))
+    text = " ".join(text.split())
+    if not text:
+        return "empty"
+    return repr(text + ("..." if len(content) > len(head) else ""))
+
+
+def _safe_url(value: str | None) -> str | None:
+    """A redirect target without credentials, query or fragment (they may hold a token)."""
+    if not value:
+        return None
+    parts = urlsplit(value.strip())
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme and host else (parts.path or "a relative address")
 
 
 def _reason(value: object) -> str:
