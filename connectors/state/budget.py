@@ -10,6 +10,10 @@ Permits are spent only inside their window, away from its edges by `guard` secon
 between workers and Braze and request latency shorter than the guard cannot move a request into the
 neighbouring server window. Permits still held when the window ends are dropped: a worker never carries
 them over, which can only waste budget, never exceed it.
+
+A budget row belongs to one limit: its window numbers count periods of that limit, so a run with another
+limit (backfill at 40/1s, then sync at 3000/3s) uses a row of its own instead of waiting for window numbers
+of another unit. Every wait is bounded: a row further ahead than a clock offset explains stops the run.
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ MAX_GUARD = 0.05
 GUARD_SHARE = 0.05
 # Edges are compared with this tolerance: an epoch time in a double is only exact to ~0.2 µs.
 EPSILON = 1e-6
+# A shared row may be ahead of this worker's window by a clock offset between machines; more than this is
+# not an offset but a damaged row or a clock far off, and waiting for it would never end.
+MAX_AHEAD_SECONDS = 60.0
+
+
+class RateBudgetError(Exception):
+    """The shared budget cannot grant permits within a bounded wait; the message says what to fix."""
 
 
 class LeaseStore(Protocol):
@@ -62,7 +73,7 @@ class LeasedBudget:
         if not 0 < margin <= 1:
             raise ValueError(f"margin must be in (0, 1], got {margin}")
         self.store = store
-        self.key = key
+        self.key = f"{key} {rate}"  # one row per limit: window numbers are in units of its period
         self.period = rate.seconds
         self.margin = margin
         self.cap = max(1, math.floor(rate.requests * margin))
@@ -143,6 +154,12 @@ class LeasedBudget:
         self.lease_seconds += time.perf_counter() - started
         self.leases += 1
         self.leased += granted
+        if (current - window) * self.period > MAX_AHEAD_SECONDS:
+            raise RateBudgetError(
+                f"the shared rate budget {self.key!r} is {(current - window) * self.period:.0f} s ahead of this "
+                "machine's clock: set the clock right (NTP) on every worker, or remove its row from the "
+                "ledger's budget table; nothing was sent with it"
+            )
         if current > window and not self._warned_clock:
             # Safe (this worker gets nothing, so nothing exceeds the cap) but slow: it waits for the others.
             self._warned_clock = True
