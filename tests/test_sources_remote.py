@@ -23,7 +23,7 @@ from braze_migrate.settings import load_settings
 from connectors.mapping import MappingError
 from connectors.sources import SourceError, open_source, scan_folder, source_fingerprint
 from tests.conftest import API_KEY
-from tests.test_sql_source import PG_URL, postgres_tables
+from tests.test_sql_source import postgres_tables
 from transforms.csv_typing import parse_datetime
 
 DAY1 = Path(__file__).resolve().parents[1] / "data" / "samples" / "day1"
@@ -31,8 +31,8 @@ KEY_ID, SECRET = "test-key-id", "test-secret-key"
 
 
 @pytest.fixture
-def pg():
-    yield from postgres_tables()
+def pg(pg_server):
+    yield from postgres_tables(pg_server)
 
 
 @pytest.fixture(scope="module")
@@ -259,12 +259,12 @@ def sandbox_state(sandbox) -> dict:
 
 
 def test_the_same_sample_from_a_folder_s3_and_postgres_leaves_identical_sandbox_state(
-    bucket, pg, sandbox, engine_reads_sources, tmp_path, monkeypatch
+    pg_server, bucket, pg, sandbox, engine_reads_sources, tmp_path, monkeypatch
 ):
     conn, t = pg
     s3_source = upload_folder(bucket, DAY1, "exports/2026-11-27")
     day1_into_postgres(conn, t)
-    monkeypatch.setenv("WAREHOUSE_URL", PG_URL)
+    monkeypatch.setenv("WAREHOUSE_URL", pg_server)
     sources = {"local": str(DAY1), "s3": s3_source, "postgres": str(warehouse_mapping(tmp_path, t))}
 
     states, summaries = {}, {}
@@ -288,11 +288,11 @@ def test_the_same_sample_from_a_folder_s3_and_postgres_leaves_identical_sandbox_
 
 
 def test_a_mapping_typo_fails_before_the_first_request_naming_the_column_and_the_file(
-    pg, sandbox, engine_reads_sources, tmp_path, monkeypatch
+    pg_server, pg, sandbox, engine_reads_sources, tmp_path, monkeypatch
 ):
     conn, t = pg
     day1_into_postgres(conn, t)
-    monkeypatch.setenv("WAREHOUSE_URL", PG_URL)
+    monkeypatch.setenv("WAREHOUSE_URL", pg_server)
     mapping = warehouse_mapping(tmp_path, t, customer_id="CUSTOMR_ID")
     with pytest.raises(MappingError) as err:
         backfill(mapping, tmp_path / "state", sandbox)

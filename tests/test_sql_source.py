@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 import subprocess
@@ -21,14 +20,13 @@ import pytest
 from connectors.sources import SourceError, open_source, source_fingerprint
 from connectors.sql import Query, mask
 
-PG_URL = os.environ.get("BRAZE_MIGRATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def postgres_tables():
+def postgres_tables(url: str):
     """An autocommit connection to the test database and a unique table prefix; its tables are dropped."""
     prefix = f"t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         yield conn, prefix
         names = conn.execute(
             "SELECT tablename FROM pg_tables WHERE tablename LIKE %s", (prefix + "%",)
@@ -38,8 +36,8 @@ def postgres_tables():
 
 
 @pytest.fixture
-def pg():
-    yield from postgres_tables()
+def pg(pg_server):
+    yield from postgres_tables(pg_server)
 
 
 def write_mapping(folder: Path, text: str) -> Path:
@@ -58,7 +56,7 @@ def one_query(tmp_path: Path, query: str, *, batch_size: int | None = None, extr
     )
 
 
-def test_postgres_types_arrive_as_fixed_polars_types(pg, tmp_path):
+def test_postgres_types_arrive_as_fixed_polars_types(pg_server, pg, tmp_path):
     conn, t = pg
     conn.execute(f"""CREATE TABLE {t}_u (external_id text, amount numeric(12,2), ratio real, n integer,
         big bigint, vip boolean, seen timestamptz, local_ts timestamp, born date, tags text[], scores int[],
@@ -68,7 +66,7 @@ def test_postgres_types_arrive_as_fixed_polars_types(pg, tmp_path):
         '{{"k": 1}}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '10.0.0.1', 'ab'),
         ('000124', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)""")
     mapping = one_query(tmp_path, f"SELECT * FROM {t}_u ORDER BY external_id")
-    ds = open_source(mapping, work_dir=tmp_path / "work", environ={"WAREHOUSE_URL": PG_URL})["users"]
+    ds = open_source(mapping, work_dir=tmp_path / "work", environ={"WAREHOUSE_URL": pg_server})["users"]
     df = ds.frame.collect()
     assert dict(df.schema) == {
         "external_id": pl.String,
@@ -101,14 +99,14 @@ def test_postgres_types_arrive_as_fixed_polars_types(pg, tmp_path):
     assert ds.format == "parquet" and ds.files == ["sql:users"]
 
 
-def test_rows_are_fetched_in_batches_spooled_as_parts_and_numbered_in_query_order(pg, tmp_path):
+def test_rows_are_fetched_in_batches_spooled_as_parts_and_numbered_in_query_order(pg_server, pg, tmp_path):
     conn, t = pg
     conn.execute(
         f"CREATE TABLE {t}_u AS SELECT lpad(i::text, 6, '0') AS external_id, "
         f"CASE WHEN i > 1000 THEN i END AS late FROM generate_series(1, 2500) i"
     )
     mapping = one_query(tmp_path, f"SELECT * FROM {t}_u ORDER BY external_id DESC;", batch_size=1000)
-    ds = open_source(mapping, work_dir=tmp_path / "work", environ={"WAREHOUSE_URL": PG_URL})["users"]
+    ds = open_source(mapping, work_dir=tmp_path / "work", environ={"WAREHOUSE_URL": pg_server})["users"]
     parts = sorted((tmp_path / "work" / "sql" / "users").glob("*.parquet"))
     assert [p.name for p in parts] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     # The last batch is all NULL in `late`: its part keeps the column's type all the same.
@@ -119,17 +117,17 @@ def test_rows_are_fetched_in_batches_spooled_as_parts_and_numbered_in_query_orde
     assert df["_file"].unique().to_list() == ["sql:users"]
 
 
-def test_an_empty_result_keeps_its_columns(pg, tmp_path):
+def test_an_empty_result_keeps_its_columns(pg_server, pg, tmp_path):
     conn, t = pg
     conn.execute(f"CREATE TABLE {t}_u (external_id text, score int)")
     mapping = one_query(tmp_path, f"SELECT * FROM {t}_u")
-    df = open_source(mapping, work_dir=tmp_path / "work", environ={"WAREHOUSE_URL": PG_URL})[
+    df = open_source(mapping, work_dir=tmp_path / "work", environ={"WAREHOUSE_URL": pg_server})[
         "users"
     ].frame.collect()
     assert df.height == 0 and df.schema["score"] == pl.Int64
 
 
-def test_the_mapping_renames_types_and_skips_columns_of_a_query(pg, tmp_path):
+def test_the_mapping_renames_types_and_skips_columns_of_a_query(pg_server, pg, tmp_path):
     conn, t = pg
     conn.execute(
         f"""CREATE TABLE {t}_u ("CUSTOMER_ID" text, "ZIP" integer, "PREFS" jsonb, "LOADED_AT" timestamptz)"""
@@ -142,7 +140,7 @@ def test_the_mapping_renames_types_and_skips_columns_of_a_query(pg, tmp_path):
         "    types: {ZIP: string, prefs: {since: datetime, n: int}}\n"
     )
     mapping = one_query(tmp_path, f"SELECT * FROM {t}_u", extra=extra)
-    ds = open_source(mapping, work_dir=tmp_path / "work", environ={"WAREHOUSE_URL": PG_URL})["users"]
+    ds = open_source(mapping, work_dir=tmp_path / "work", environ={"WAREHOUSE_URL": pg_server})["users"]
     df = ds.frame.collect()
     assert df.columns == ["external_id", "zip", "prefs", "_file", "_row"]
     assert df["zip"].to_list() == ["150"]
@@ -150,23 +148,25 @@ def test_the_mapping_renames_types_and_skips_columns_of_a_query(pg, tmp_path):
     assert ds.typed == ("zip", "prefs")
 
 
-def test_a_failing_query_names_the_dataset_and_the_mapping_file_before_anything_is_spooled(pg, tmp_path):
+def test_a_failing_query_names_the_dataset_and_the_mapping_file_before_anything_is_spooled(
+    pg_server, pg, tmp_path
+):
     mapping = one_query(tmp_path, "SELECT * FROM no_such_table_here")
     with pytest.raises(SourceError) as err:
-        open_source(mapping, work_dir=tmp_path / "work", environ={"WAREHOUSE_URL": PG_URL})
+        open_source(mapping, work_dir=tmp_path / "work", environ={"WAREHOUSE_URL": pg_server})
     message = str(err.value)
     assert "dataset 'users'" in message and str(mapping) in message
     assert 'relation "no_such_table_here" does not exist' in message
     assert not (tmp_path / "work").exists()
 
 
-def test_a_query_that_writes_is_refused(pg, tmp_path):
+def test_a_query_that_writes_is_refused(pg_server, pg, tmp_path):
     conn, t = pg
     conn.execute(f"CREATE TABLE {t}_u (external_id text)")
     conn.execute(f"INSERT INTO {t}_u VALUES ('1')")
     mapping = one_query(tmp_path, f"DELETE FROM {t}_u RETURNING external_id")
     with pytest.raises(SourceError, match="dataset 'users'"):
-        open_source(mapping, work_dir=tmp_path / "work", environ={"WAREHOUSE_URL": PG_URL})
+        open_source(mapping, work_dir=tmp_path / "work", environ={"WAREHOUSE_URL": pg_server})
     assert conn.execute(f"SELECT count(*) FROM {t}_u").fetchone()[0] == 1
 
 
@@ -251,8 +251,8 @@ def test_a_wrong_password_fails_naming_the_uri_with_the_password_masked(tmp_path
     assert "Wr0ng-s3cret" not in message and err.value.__cause__ is None
 
 
-def test_a_connection_refused_by_the_real_server_masks_the_password(tmp_path):
-    pg_url = urlsplit(PG_URL)
+def test_a_connection_refused_by_the_real_server_masks_the_password(pg_server, tmp_path):
+    pg_url = urlsplit(pg_server)
     url = (
         f"postgresql://{pg_url.username}:S3cret-value@{pg_url.hostname}:{pg_url.port or 5432}"
         f"/no_such_database_{uuid.uuid4().hex[:6]}"
@@ -304,9 +304,9 @@ print(peak_kb // 1024, round(time.monotonic() - started, 1))
 """
 
 
-def peak_rss_mb(mapping: Path, work: Path, rows: int) -> tuple[int, float]:
+def peak_rss_mb(mapping: Path, work: Path, rows: int, url: str) -> tuple[int, float]:
     out = subprocess.run(
-        [sys.executable, "-c", MEMORY_CHILD, str(mapping), str(work), str(rows), PG_URL],
+        [sys.executable, "-c", MEMORY_CHILD, str(mapping), str(work), str(rows), url],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -315,7 +315,7 @@ def peak_rss_mb(mapping: Path, work: Path, rows: int) -> tuple[int, float]:
     return int(out[0]), float(out[1])
 
 
-def test_memory_stays_flat_from_100k_to_1m_rows(pg, tmp_path):
+def test_memory_stays_flat_from_100k_to_1m_rows(pg_server, pg, tmp_path):
     conn, t = pg
     conn.execute(f"""CREATE TABLE {t}_u AS SELECT lpad(i::text, 8, '0') AS external_id,
         'user' || i || '@example.com' AS email, (i * 0.37)::numeric(12, 2) AS lifetime_value,
@@ -326,9 +326,9 @@ def test_memory_stays_flat_from_100k_to_1m_rows(pg, tmp_path):
         tmp_path / "small", f"SELECT * FROM {t}_u WHERE external_id <= '00100000' ORDER BY external_id"
     )
     large = one_query(tmp_path / "large", f"SELECT * FROM {t}_u ORDER BY external_id")
-    baseline, _ = peak_rss_mb(small, tmp_path / "w0", 0)
-    at_100k, _ = peak_rss_mb(small, tmp_path / "w1", 100_000)
-    at_1m, seconds = peak_rss_mb(large, tmp_path / "w2", 1_000_000)
+    baseline, _ = peak_rss_mb(small, tmp_path / "w0", 0, pg_server)
+    at_100k, _ = peak_rss_mb(small, tmp_path / "w1", 100_000, pg_server)
+    at_1m, seconds = peak_rss_mb(large, tmp_path / "w2", 1_000_000, pg_server)
     print(f"peak RSS: baseline {baseline} MB, 100k rows {at_100k} MB, 1M rows {at_1m} MB ({seconds} s)")
     assert at_1m - at_100k < 40, (baseline, at_100k, at_1m)
     assert at_1m - baseline < 150, (baseline, at_100k, at_1m)
