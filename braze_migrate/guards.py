@@ -1,0 +1,226 @@
+"""Guard rails: the figures that tell a broken export from a normal night, checked before anything is sent.
+
+A warehouse job that empties a column tonight would otherwise make the sync send `null` to every user who
+had a value. So, from the plan and what Braze acknowledged:
+- per users column, of the users that hold a value in the snapshot: the share the plan would unset, and the
+  share it would change to another value (`users_next/part-*.parquet` holds exactly the values the snapshot
+  takes once acknowledged, partition by partition like the snapshot's own parts);
+- per dataset: the rows read tonight against the rows of the last committed run's export.
+A figure over its threshold holds the run: nothing is sent, the plan stays on disk, and the message names
+each column or dataset, its share and the `--accept` value that lets the same plan go out.
+Thresholds are settings (`BRAZE_MIGRATE_GUARD_*`); a state with nothing acknowledged yet has no figures.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import polars as pl
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EXIT_HELD = 4
+FIGURE_SCHEMA = {"column": pl.Utf8, "users": pl.Int64, "unset": pl.Int64, "changed": pl.Int64,
+                 "unset_share": pl.Float64, "changed_share": pl.Float64}
+ROWS_PREFIX = "rows:"  # `--accept rows:purchases` accepts a dataset's row count (never clashes with a column)
+
+
+class GuardSettings(BaseSettings):
+    """Thresholds that catch a broken export but not a normal night (environment `BRAZE_MIGRATE_GUARD_*`).
+
+    A normal night changes a few percent of a column; a broken job empties or rewrites most of it. Columns
+    held by fewer than `min_users` users, and datasets smaller than `min_rows`, are too small to judge."""
+
+    model_config = SettingsConfigDict(env_prefix="BRAZE_MIGRATE_GUARD_", extra="ignore")
+
+    unset_share: float = Field(0.05, ge=0, le=1, description="hold when more of a column's users would be unset")
+    changed_share: float = Field(0.5, ge=0, le=1, description="hold when more of a column's users would change")
+    min_users: int = Field(100, ge=0, description="columns with fewer users holding a value are not judged")
+    rows_drop_share: float = Field(0.2, ge=0, le=1, description="hold when a dataset has this much fewer rows")
+    min_rows: int = Field(100, ge=0, description="datasets with fewer rows last time are not judged")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One figure over its threshold: what it is about, its share, and the `--accept` value that accepts it."""
+
+    accept: str
+    kind: str  # unset | changed | rows
+    share: float
+    count: int
+    of: int
+    threshold: float
+
+    def text(self) -> str:
+        if self.kind == "rows":
+            name = self.accept.removeprefix(ROWS_PREFIX)
+            return (f"{name}: rows down {self.share:.1%} ({self.of:,} in the last acknowledged export, "
+                    f"{self.of - self.count:,} tonight; limit {self.threshold:.0%})")
+        verb = "unset" if self.kind == "unset" else "changed"
+        return (f"{self.accept}: {self.share:.1%} of its {self.of:,} users would be {verb} "
+                f"({self.count:,}; limit {self.threshold:.0%})")
+
+
+@dataclass
+class GuardReport:
+    """All figures of a plan, the findings over a threshold, and which of them were accepted."""
+
+    columns: list[dict] = field(default_factory=list)   # column, users, unset, changed, unset_share, changed_share
+    datasets: list[dict] = field(default_factory=list)  # dataset, before, tonight, drop_share
+    findings: list[Finding] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)
+
+    @property
+    def held(self) -> list[Finding]:
+        """Findings not accepted: any one of them holds the run."""
+        return [f for f in self.findings if f.accept not in self.accepted]
+
+    def accept_value(self) -> str:
+        return ",".join(dict.fromkeys([*self.accepted, *(f.accept for f in self.held)]))
+
+    def message(self, command: str | None = None) -> str:
+        """One message: every held figure, and the flag (or the command) that accepts them."""
+        if not self.held:
+            return "guards passed"
+        accept = f"--accept {self.accept_value()}"
+        how = f"`{command} {accept}`" if command else f"`{accept}`"
+        return ("held by the guards, nothing was sent: " + "; ".join(f.text() for f in self.held)
+                + f". If tonight's export is right, accept it with {how} (the plan is kept and sent as is); "
+                "otherwise fix the export and run again")
+
+    def to_dict(self) -> dict:
+        return {"columns": self.columns, "datasets": self.datasets,
+                "findings": [asdict(f) for f in self.findings], "accepted": list(self.accepted),
+                "held": [f.accept for f in self.held]}
+
+
+def parse_accept(value: str | Iterable[str] | None) -> list[str]:
+    """`email,loyalty_tier` (or a list of such) → ["email", "loyalty_tier"]."""
+    if value is None:
+        return []
+    parts = [value] if isinstance(value, str) else list(value)
+    return [name.strip() for part in parts for name in part.split(",") if name.strip()]
+
+
+def column_figures(plan_dir: Path, snapshot_users: Path) -> pl.DataFrame:
+    """Per users column of the snapshot: users holding a value, and how many of them the plan would unset or
+    change. One lazy query per partition (a partition's plan meets the snapshot part of the same number), so
+    memory follows the partition, never the whole user base."""
+    parts: list[pl.DataFrame] = []
+    for snap_file in sorted(Path(snapshot_users).glob("part-*.parquet")):
+        snap = pl.scan_parquet(snap_file)
+        columns = [c for c in snap.collect_schema().names() if c != "external_id"]
+        if not columns:
+            continue
+        held = snap.select(pl.col(c).is_not_null().sum().alias(c) for c in columns)
+        next_file = Path(plan_dir) / "users_next" / snap_file.name
+        if next_file.exists():
+            nxt = pl.scan_parquet(next_file)
+            planned = [c for c in nxt.collect_schema().names() if c in columns]
+            old = snap.select("external_id", *(pl.col(c).alias(f"old:{c}") for c in planned))
+            j = nxt.select("external_id", *planned).join(old, on="external_id", how="inner")
+            moves = j.select(
+                *((pl.col(f"old:{c}").is_not_null() & pl.col(c).is_null()).sum().alias(f"unset:{c}")
+                  for c in planned),
+                *((pl.col(f"old:{c}").is_not_null() & pl.col(c).is_not_null() & (pl.col(c) != pl.col(f"old:{c}")))
+                  .sum().alias(f"changed:{c}") for c in planned),
+            )
+            counts, moved = pl.collect_all([held, moves])
+        else:
+            counts, moved = held.collect(), pl.DataFrame()
+        parts.append(pl.concat([counts.rename({c: f"users:{c}" for c in columns}), moved], how="horizontal"))
+    if not parts:
+        return pl.DataFrame(schema=FIGURE_SCHEMA)
+    long = (pl.concat(parts, how="diagonal_relaxed")
+            .select(pl.all().cast(pl.Int64).fill_null(0).sum())
+            .unpivot(variable_name="name", value_name="n")
+            .with_columns(pl.col("name").str.splitn(":", 2).struct.rename_fields(["what", "column"]))
+            .unnest("name"))
+    wide = long.pivot(on="what", index="column", values="n")
+    return (wide.lazy()
+            .with_columns(pl.lit(0, pl.Int64).alias(c) for c in ("users", "unset", "changed") if c not in wide.columns)
+            .select("column", *(pl.col(c).fill_null(0).cast(pl.Int64) for c in ("users", "unset", "changed")))
+            .with_columns(
+                unset_share=pl.when(pl.col("users") > 0).then(pl.col("unset") / pl.col("users")).otherwise(0.0),
+                changed_share=pl.when(pl.col("users") > 0).then(pl.col("changed") / pl.col("users")).otherwise(0.0),
+            )
+            .sort("column")
+            .collect())
+
+
+def dataset_figures(tonight: dict[str, int], before: dict[str, int] | None) -> list[dict]:
+    """Rows per dataset tonight against the last acknowledged export (a dataset missing tonight has 0)."""
+    if not before:
+        return []
+    out = []
+    for name in sorted(set(before) | set(tonight)):
+        b, t = int(before.get(name, 0)), int(tonight.get(name, 0))
+        out.append({"dataset": name, "before": b, "tonight": t,
+                    "drop_share": round((b - t) / b, 6) if b > 0 and t < b else 0.0})
+    return out
+
+
+def evaluate(columns: pl.DataFrame, datasets: list[dict], settings: GuardSettings,
+             accepted: Iterable[str] = ()) -> GuardReport:
+    """The findings over a threshold, in a stable order (columns by name, then datasets)."""
+    s = settings
+    findings: list[Finding] = []
+    judged = columns.filter(pl.col("users") >= max(1, s.min_users))
+    for row in judged.iter_rows(named=True):
+        if row["unset_share"] > s.unset_share:
+            findings.append(Finding(row["column"], "unset", row["unset_share"], row["unset"], row["users"],
+                                    s.unset_share))
+        if row["changed_share"] > s.changed_share:
+            findings.append(Finding(row["column"], "changed", row["changed_share"], row["changed"], row["users"],
+                                    s.changed_share))
+    for d in datasets:
+        if d["before"] >= max(1, s.min_rows) and d["drop_share"] > s.rows_drop_share:
+            findings.append(Finding(ROWS_PREFIX + d["dataset"], "rows", d["drop_share"], d["before"] - d["tonight"],
+                                    d["before"], s.rows_drop_share))
+    return GuardReport(
+        columns=[{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}
+                 for r in columns.iter_rows(named=True)],
+        datasets=datasets, findings=findings, accepted=list(dict.fromkeys(accepted)),
+    )
+
+
+def check_plan(plan_dir: Path, state: Path, baseline: dict[str, int] | None, settings: GuardSettings,
+               accepted: Iterable[str] = ()) -> GuardReport:
+    """The guard report of a plan written under `plan_dir` against the state folder's snapshot."""
+    stats = json.loads((Path(plan_dir) / "stats.json").read_text())
+    columns = column_figures(plan_dir, Path(state) / "snapshot" / "users")
+    return evaluate(columns, dataset_figures(stats.get("read", {}), baseline), settings, accepted)
+
+
+def baseline_rows(runs: Iterable, state: Path, *, exclude: str | None = None) -> dict[str, int] | None:
+    """Rows per dataset of the last committed run's export (newest first in `runs`), or None before any.
+
+    Read from that run's plan (`stats.json`), else from its summary."""
+    for run in runs:
+        if run.status != "committed" or run.run_id == exclude:
+            continue
+        stats = Path(state) / "runs" / run.run_id / "plan" / "stats.json"
+        if stats.exists():
+            return {k: int(v) for k, v in json.loads(stats.read_text()).get("read", {}).items()}
+        datasets = (run.summary or {}).get("datasets") or {}
+        if datasets:
+            return {k: int(v.get("read", 0)) for k, v in datasets.items()}
+    return None
+
+
+def render_text(report: GuardReport) -> str:
+    """The figures as a short table, for `plan` and the run report."""
+    lines = [f"  {'column':<24}{'users':>9}{'unset':>9}{'share':>8}{'changed':>9}{'share':>8}"]
+    for c in report.columns:
+        lines.append(f"  {c['column']:<24}{c['users']:>9,}{c['unset']:>9,}{c['unset_share']:>8.1%}"
+                     f"{c['changed']:>9,}{c['changed_share']:>8.1%}")
+    if report.datasets:
+        lines.append(f"  {'dataset':<24}{'before':>9}{'tonight':>9}{'down':>8}")
+        for d in report.datasets:
+            lines.append(f"  {d['dataset']:<24}{d['before']:>9,}{d['tonight']:>9,}{d['drop_share']:>8.1%}")
+    held = report.held
+    lines.append("  guards: " + ("passed" if not held else "HOLD " + ", ".join(f.accept for f in held)))
+    return "\n".join(lines)
