@@ -1,0 +1,210 @@
+"""Progress of a run's long stages as events: what the core reports while it reads, plans, loads and commits.
+
+The core only emits `ProgressEvent`s to a `ProgressSink` (any callable); how they are shown is up to the
+edge: a bar or periodic lines on the terminal (cli/progress.py), a progress artifact in the Prefect UI
+(flows/artifacts.py). Events carry counts only, never a value from the data.
+
+A process may also register sinks with `listening(sink)`: flows run in the CLI's process send their events
+to the sinks registered there, so the terminal shows a Prefect run as it happens too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol
+
+log = logging.getLogger(__name__)
+
+Stage = Literal["reading", "planning", "loading", "committing"]
+STAGES: tuple[Stage, ...] = ("reading", "planning", "loading", "committing")
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    """Where a stage stands: `done` of `total` `unit`s (total None while unknown), and for loading what the
+    requests cost so far. `finished` marks a stage's last event."""
+
+    stage: Stage
+    done: int
+    total: int | None
+    unit: str
+    objects_done: int = 0
+    objects_total: int | None = None
+    requests: int = 0
+    throttled: int = 0
+    retries: int = 0
+    in_doubt: int = 0
+    detail: str = ""  # counts or a dataset/partition name: never a value from the data
+    finished: bool = False
+
+
+class ProgressSink(Protocol):
+    def __call__(self, event: ProgressEvent) -> None: ...
+
+
+_listeners: list[ProgressSink] = []
+_lock = threading.Lock()
+
+
+@contextmanager
+def listening(sink: ProgressSink) -> Iterator[None]:
+    """Send every event emitted in this process to `sink` while the block runs."""
+    with _lock:
+        _listeners.append(sink)
+    try:
+        yield
+    finally:
+        with _lock:
+            _listeners.remove(sink)
+
+
+def emit(event: ProgressEvent) -> None:
+    """Send an event to the sinks registered with `listening`; a failing sink never stops the run."""
+    with _lock:
+        sinks = list(_listeners)
+    for sink in sinks:
+        try:
+            sink(event)
+        except Exception as exc:  # noqa: BLE001 - showing progress must not break loading
+            log.debug("progress sink failed: %s", type(exc).__name__)
+
+
+def fan_out(*sinks: ProgressSink | None) -> ProgressSink:
+    """One sink feeding several (None entries are skipped), plus the process's listeners."""
+    chosen = [s for s in sinks if s is not None]
+
+    def send(event: ProgressEvent) -> None:
+        for sink in chosen:
+            sink(event)
+        emit(event)
+
+    return send
+
+
+class Meter:
+    """Rate and ETA of one stage from its events: the rate over the last `window_s` seconds (so it follows a
+    run that slows down on 429s), the ETA from that rate. The clock is injectable: tests never sleep."""
+
+    def __init__(self, *, window_s: float = 15.0, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._window = window_s
+        self._samples: deque[tuple[float, int]] = deque()
+        self.started = clock()
+        self.event: ProgressEvent | None = None
+
+    def update(self, event: ProgressEvent) -> None:
+        now = self._clock()
+        if self.event is not None and event.done < self.event.done:  # a new pass (e.g. resumed) restarts
+            self._samples.clear()
+        self.event = event
+        self._samples.append((now, event.done))
+        while len(self._samples) > 2 and now - self._samples[0][0] > self._window:
+            self._samples.popleft()
+
+    @property
+    def elapsed(self) -> float:
+        return self._clock() - self.started
+
+    @property
+    def rate(self) -> float | None:
+        """Units per second over the window; None until two samples are apart in time."""
+        if len(self._samples) < 2:
+            return None
+        (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
+        return (d1 - d0) / (t1 - t0) if t1 > t0 else None
+
+    @property
+    def request_rate(self) -> float | None:
+        e = self.event
+        return e.requests / self.elapsed if e is not None and self.elapsed > 0 else None
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the current rate; 0 once done, None while unknown."""
+        e = self.event
+        if e is None or e.total is None:
+            return None
+        left = max(0, e.total - e.done)
+        if left == 0:
+            return 0.0
+        rate = self.rate
+        return left / rate if rate else None
+
+
+def eta_text(seconds: float | None) -> str:
+    """`ETA 1:02:03`, `ETA 4:05`, or `ETA ?` while unknown."""
+    if seconds is None:
+        return "ETA ?"
+    s = round(seconds)
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"ETA {h}:{m:02d}:{s:02d}" if h else f"ETA {m}:{s:02d}"
+
+
+def summary_text(meter: Meter, *, stage: bool = True) -> str:
+    """One line for a stage: counts, rate, ETA and, while loading, what the requests met."""
+    e = meter.event
+    if e is None:
+        return ""
+    total = f"/{e.total:,}" if e.total is not None else ""
+    pct = f" ({100.0 * e.done / e.total:.0f}%)" if e.total else ""
+    rate = meter.rate
+    head = ": ".join(([e.stage] if stage else []) + ([e.detail] if e.detail else []))
+    parts = [f"{head + ': ' if head else ''}{e.done:,}{total} {e.unit}{pct}",
+             f"{rate:,.1f} {e.unit}/s" if rate is not None else f"? {e.unit}/s",
+             "done" if e.finished else eta_text(meter.eta_s)]
+    if e.stage == "loading":
+        if e.objects_total is not None:
+            parts.insert(1, f"{e.objects_done:,}/{e.objects_total:,} objects")
+        req = meter.request_rate
+        parts += [f"{e.requests:,} requests" + (f" ({req:,.0f}/s)" if req is not None else ""),
+                  f"{e.throttled} throttled (429)", f"{e.retries} retried", f"{e.in_doubt} in doubt"]
+    return ", ".join(parts)
+
+
+class LoadTracker:
+    """Turns the loader's batch results into `loading` events: batches and objects acknowledged of planned,
+    requests, 429s, retries, in doubt. Emits at most every `every_s` (and always the first and last), so a
+    fast load costs the sinks a few calls a second, not one per batch."""
+
+    def __init__(self, sink: ProgressSink, *, batches: int, done: int = 0, objects: int | None = None,
+                 objects_done: int = 0, every_s: float = 0.25, clock: Callable[[], float] = time.monotonic):
+        self._sink, self._clock, self._every = sink, clock, every_s
+        self._last = float("-inf")
+        self.event = ProgressEvent("loading", done, batches, "batches", objects_done=objects_done,
+                                   objects_total=objects)
+
+    def start(self) -> None:
+        self._send(force=True)
+
+    def result(self, *, acknowledged: bool, objects: int, requests: int, retries: int, throttled: int,
+               in_doubt: bool) -> None:
+        e = self.event
+        self.event = replace(
+            e, done=e.done + acknowledged, objects_done=e.objects_done + (objects if acknowledged else 0),
+            requests=e.requests + requests, retries=e.retries + retries, throttled=e.throttled + throttled,
+            in_doubt=e.in_doubt + in_doubt,
+        )
+        self._send(force=self.event.done == self.event.total)
+
+    def acknowledged_elsewhere(self, done: int) -> None:
+        """Another worker's acknowledgements (seen while waiting for it to finish)."""
+        if done != self.event.done:
+            self.event = replace(self.event, done=done)
+            self._send()
+
+    def finish(self) -> None:
+        self.event = replace(self.event, finished=True)
+        self._send(force=True)
+
+    def _send(self, force: bool = False) -> None:
+        now = self._clock()
+        if force or now - self._last >= self._every:
+            self._last = now
+            self._sink(self.event)

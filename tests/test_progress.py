@@ -1,0 +1,97 @@
+"""Progress events, their rate and ETA, and the terminal's plain lines; on a fake clock (nothing sleeps)."""
+
+from __future__ import annotations
+
+import io
+
+from braze_migrate import progress
+from braze_migrate.progress import LoadTracker, Meter, ProgressEvent, eta_text, summary_text
+from cli.progress import PlainLines
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_rate_and_eta_follow_the_recent_window():
+    clock = Clock()
+    meter = Meter(window_s=10, clock=clock)
+    meter.update(ProgressEvent("loading", 0, 1000, "batches"))
+    assert meter.rate is None and meter.eta_s is None
+    clock.t += 10
+    meter.update(ProgressEvent("loading", 500, 1000, "batches"))
+    assert meter.rate == 50 and meter.eta_s == 10
+    clock.t += 20  # slowed down (429s): the window forgets the fast start
+    meter.update(ProgressEvent("loading", 600, 1000, "batches"))
+    clock.t += 5
+    meter.update(ProgressEvent("loading", 625, 1000, "batches"))
+    assert meter.rate == 5 and meter.eta_s == 75
+    meter.update(ProgressEvent("loading", 1000, 1000, "batches"))
+    assert meter.eta_s == 0
+
+
+def test_eta_text():
+    assert eta_text(None) == "ETA ?"
+    assert eta_text(65.4) == "ETA 1:05"
+    assert eta_text(3 * 3600 + 62) == "ETA 3:01:02"
+
+
+def test_the_loading_line_has_counts_rate_eta_and_what_requests_met():
+    clock = Clock()
+    meter = Meter(clock=clock)
+    meter.update(ProgressEvent("loading", 0, 40, "batches", objects_total=3000))
+    clock.t += 2
+    meter.update(ProgressEvent("loading", 10, 40, "batches", objects_done=750, objects_total=3000, requests=12,
+                               throttled=2, retries=1, in_doubt=1))
+    line = summary_text(meter)
+    assert line.startswith("loading: 10/40 batches (25%), 750/3,000 objects, 5.0 batches/s, ETA 0:06")
+    assert "12 requests (6/s)" in line and "2 throttled (429)" in line and "1 retried" in line
+    assert "1 in doubt" in line
+
+
+def test_tracker_counts_results_and_throttles_its_events():
+    clock = Clock()
+    seen: list[ProgressEvent] = []
+    tracker = LoadTracker(seen.append, batches=3, objects=200, every_s=1.0, clock=clock)
+    tracker.start()
+    tracker.result(acknowledged=True, objects=75, requests=2, retries=1, throttled=1, in_doubt=False)
+    assert len(seen) == 1  # within every_s of the first event: held back
+    clock.t += 1.5
+    tracker.result(acknowledged=False, objects=75, requests=1, retries=0, throttled=0, in_doubt=True)
+    tracker.result(acknowledged=True, objects=50, requests=1, retries=0, throttled=0, in_doubt=False)
+    tracker.finish()
+    last = seen[-1]
+    assert (last.done, last.total, last.objects_done, last.objects_total) == (2, 3, 125, 200)
+    assert (last.requests, last.retries, last.throttled, last.in_doubt, last.finished) == (4, 1, 1, 1, True)
+
+
+def test_plain_lines_come_at_start_every_period_and_at_the_end():
+    clock = Clock()
+    out = io.StringIO()
+    lines = PlainLines(out, every_s=5, clock=clock)
+    for done in range(11):
+        lines(ProgressEvent("planning", done, 10, "partitions"))
+        clock.t += 1
+    lines(ProgressEvent("planning", 10, 10, "partitions", finished=True))
+    text = out.getvalue().splitlines()
+    assert len(text) == 4, text
+    assert text[0].startswith("[braze-migrate] planning: 0/10 partitions (0%)")
+    assert "1.0 partitions/s" in text[1] and "ETA 0:05" in text[1]
+    assert text[-1].endswith("done")
+
+
+def test_listeners_get_events_and_a_failing_one_does_not_stop_the_run():
+    got: list[ProgressEvent] = []
+
+    def broken(event: ProgressEvent) -> None:
+        raise RuntimeError("renderer bug")
+
+    sink = progress.fan_out(None)
+    with progress.listening(broken), progress.listening(got.append):
+        sink(ProgressEvent("reading", 1, 2, "datasets"))
+    sink(ProgressEvent("reading", 2, 2, "datasets"))
+    assert [e.done for e in got] == [1]
