@@ -43,6 +43,8 @@ FORMATS: dict[str, Literal["parquet", "csv", "ndjson"]] = {
     ".jsonl": "ndjson",
 }
 ORIGIN_COLUMNS = ("_file", "_row")
+# Compressed parts Polars reads as they are (CSV and NDJSON); Parquet compresses inside, never as .gz.
+COMPRESSED = ".gz"
 MAPPING_SUFFIXES = (".yaml", ".yml")
 
 
@@ -139,6 +141,48 @@ def scan_folder(path: str | Path) -> dict[str, Dataset]:
 def ignored_files(path: str | Path) -> list[str]:
     """Files under `path` that `scan_folder` does not read (not a dataset, or not a data file)."""
     return list(_discover(Path(path)).ignored)
+
+
+@dataclass(frozen=True)
+class Unread:
+    """A file of the source that no dataset reads, and why: it is named in the run summary (a warning, or
+    an error under `--strict`) so that nothing in an export folder is skipped without a word."""
+
+    path: str
+    reason: str
+
+
+def unread_files(
+    source: str | Path, *, mapping: str | Path | None = None, environ: MappingABC[str, str] | None = None
+) -> list[Unread]:
+    """Files in the source's folder or prefix that the run does not read, with the reason; [] for SQL."""
+    m, base = _mapping_and_base(str(source), mapping)
+    if base is None:
+        return []
+    specs = m.model.datasets if m is not None else {}
+    declared = {n: d.format for n, d in specs.items() if d.format and d.path is None and d.query is None}
+    if _scheme(base):
+        options = _store_options(m, {_scheme(base)}, os.environ if environ is None else environ)
+        layout = _discover_remote(base, options, declared)
+    else:
+        layout = _discover(Path(base), declared)
+    elsewhere = {n for n, d in specs.items() if d.path is not None or d.query is not None}
+    read_elsewhere = [
+        Unread(f, f"the mapping file reads {name} from elsewhere")
+        for name, (_, files, _) in layout.datasets.items() if name in elsewhere for f in files
+    ]
+    return read_elsewhere + [Unread(f, _why_unread(f, base)) for f in layout.ignored]
+
+
+def _why_unread(f: str, base: str) -> str:
+    """The reason a file of the folder is not read."""
+    rel = _relative(f, base)
+    top = rel.split("/", 1)[0]
+    stem, ext, _ = _split_name(rel.rsplit("/", 1)[-1])
+    if "/" in rel and _canonical(top) is not None:
+        return f"{ext or 'no extension'} is not a data format (.parquet, .csv, .ndjson, .jsonl, optionally .gz)"
+    known = ", ".join(DATASETS)
+    return f"{(top if '/' in rel else stem)!r} is not a dataset of the export ({known})"
 
 
 def is_mapping_file(source: str | Path) -> bool:
@@ -365,14 +409,17 @@ def _discover(root: Path, declared: dict[str, str] | None = None) -> _Layout:
             f"source {root} is not a folder: pass the folder that holds users.*, purchases.*, ..."
         )
     files, folders = [], set()
-    for entry in root.iterdir():
-        if _hidden(entry.name):
-            continue
-        if entry.is_dir():
-            folders.add(entry.name)
-            files.extend(p.relative_to(root).as_posix() for p in entry.rglob("*") if p.is_file())
-        elif entry.is_file():
-            files.append(entry.name)
+    try:
+        for entry in root.iterdir():
+            if _hidden(entry.name):
+                continue
+            if entry.is_dir():
+                folders.add(entry.name)
+                files.extend(p.relative_to(root).as_posix() for p in entry.rglob("*") if p.is_file())
+            elif entry.is_file():
+                files.append(entry.name)
+    except PermissionError as err:
+        raise SourceError(f"{err.filename or root}: not readable by this user: grant read access to the export") from None
     return _layout(str(root), files, folders, lambda rel: str(root / rel), declared or {})
 
 
@@ -405,20 +452,19 @@ def _layout(root: str, files: list[str], folders: set[str], join, declared: dict
             if name is None:
                 ignored.append(join(rel))
             else:
-                found.setdefault(name, []).append(
-                    (FORMATS[os.path.splitext(top)[1].lower()], [join(rel)], None)
-                )
+                found.setdefault(name, []).append((FORMATS[_split_name(top)[1]], [join(rel)], None))
         elif any(_hidden(part) for part in rest.split("/")):
             continue
-        elif top in DATASETS:
+        elif _canonical(top) is not None:
             in_folder.setdefault(top, []).append(join(rel))
         else:
             ignored.append(join(rel))
     for top in sorted(folders):
-        if top in DATASETS and not _hidden(top):
-            fmt, parts, skipped = _parts_of(join(top), in_folder.get(top, []), declared.get(top))
+        name = _canonical(top)
+        if name is not None and not _hidden(top):
+            fmt, parts, skipped = _parts_of(join(top), in_folder.get(top, []), declared.get(name))
             ignored.extend(skipped)
-            found.setdefault(top, []).insert(0, (fmt, parts, join(top)))
+            found.setdefault(name, []).insert(0, (fmt, parts, join(top)))
     datasets = {}
     for name, candidates in sorted(found.items(), key=lambda kv: DATASETS.index(kv[0])):
         if len(candidates) > 1:
@@ -439,8 +485,8 @@ def _parts_of(
         return declared, list(files), []
     parts, ignored = [], []
     for f in files:
-        ext = os.path.splitext(f)[1].lower()
-        if ext in FORMATS:
+        _, ext, compressed = _split_name(f)
+        if ext in FORMATS and not (compressed and FORMATS[ext] == "parquet"):
             parts.append(f)
         elif strict:
             raise SourceError(
@@ -454,7 +500,7 @@ def _parts_of(
             f"dataset folder {folder} holds no .parquet, .csv, .ndjson or .jsonl part: "
             f"export the parts into it, or remove the folder if the dataset is absent"
         )
-    formats = sorted({FORMATS[os.path.splitext(f)[1].lower()] for f in parts})
+    formats = sorted({FORMATS[_split_name(f)[1]] for f in parts})
     if len(formats) > 1:
         raise SourceError(
             f"dataset folder {folder} mixes formats ({', '.join(formats)}): export every part in one format"
@@ -463,15 +509,39 @@ def _parts_of(
 
 
 def _dataset_of(filename: str, shown: str) -> str | None:
-    name, ext = os.path.splitext(filename)
-    if name not in DATASETS:
+    """The dataset a top-level file holds (`Purchases.CSV`, `event.ndjson.gz`), None if it is none."""
+    stem, ext, compressed = _split_name(filename)
+    name = _canonical(stem)
+    if name is None:
         return None
-    if ext.lower() not in FORMATS:
+    if ext not in FORMATS:
         raise SourceError(
             f"{shown}: {ext or 'no extension'} is not a supported format: "
-            f"export {name} as .parquet, .csv or .ndjson"
+            f"export {name} as .parquet, .csv or .ndjson (CSV and NDJSON may be .gz)"
         )
+    if compressed and FORMATS[ext] == "parquet":
+        raise SourceError(f"{shown}: Parquet is compressed inside; export {name} as plain .parquet, not .gz")
     return name
+
+
+def _split_name(filename: str) -> tuple[str, str, bool]:
+    """(stem, lower-case data extension, gzip-compressed) of a file name: `events.ndjson.gz` → events, .ndjson."""
+    base = filename.rsplit("/", 1)[-1]
+    compressed = base.lower().endswith(COMPRESSED)
+    if compressed:
+        base = base[: -len(COMPRESSED)]
+    stem, ext = os.path.splitext(base)
+    return stem, ext.lower(), compressed
+
+
+def _canonical(name: str) -> str | None:
+    """The dataset a file or folder name stands for, whatever its case, singular or plural."""
+    key = name.strip().lower().replace("-", "_")
+    if key in DATASETS:
+        return key
+    if key + "s" in DATASETS:
+        return key + "s"
+    return None
 
 
 def _hidden(name: str) -> bool:
