@@ -1,19 +1,28 @@
 """Plan a run: read the source, normalize, diff against the snapshot, pack, and write the plan to disk.
 
-The plan is the exact list of requests the run will send. It is written once, before anything is sent,
-and a resumed run walks the same plan: a half-done run is never re-planned.
+The plan is the exact list of requests the run will send, written unit by unit before any of its batches
+is sent; a resumed run walks the same plan: units already planned are kept, the remaining ones are planned
+the same way (deterministically) from the spooled source.
 
-Memory stays bounded whatever the export size: users are split by a stable hash of `external_id` into
-partitions (streamed to disk first), and each partition is normalized, diffed against its own snapshot
-part and packed on its own. Events, purchases and tokens are diffed in one streaming pass and their
-objects routed to the partition of their user, so one user's objects still share a request.
+Memory stays bounded by the partition size in every dimension. The source is first spooled to disk split
+by a stable hash: users by `external_id` (the users snapshot is split the same way), events and purchases
+by their id, tokens by their key, each occurrence dataset into partitions of at most `occurrences per
+partition` rows, with the acknowledged ids spooled by the same hash. Then each unit (one partition of one
+dataset) is normalized, diffed against its own part of the snapshot, packed and written on its own, in a
+fixed order (users, tokens, events, purchases). The packer carries the last, unfilled request of a unit into
+the next, so requests are full across the whole plan (transforms/payloads.py).
+
+`build_plan(..., on_unit=...)` reports each unit as soon as it is durable, so a caller can record and send
+its batches while later units are still being planned (braze_migrate/pipeline.py).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +32,14 @@ from connectors.sources import Dataset, open_source, reading
 from connectors.state.snapshot import Snapshot, partition_of
 from transforms import deltas, normalize
 from transforms.csv_typing import infer_csv_types
-from transforms.payloads import pack
+from transforms.payloads import empty_tail, pack_unit
 
 REJECT_COLUMNS = ["dataset", "key", "column", "value", "reason", "file", "row"]
 OCCURRENCES = ("push_tokens", "events", "purchases")
 USERS_PER_PARTITION = 100_000
-SLICE_ROWS = 1_000_000  # users streamed into partitions per slice: bounds the partitioned sink's buffers
+OCCURRENCES_PER_USER_ROW = 4  # an occurrence row is narrower than a user row: partitions hold 4× as many
+SLICE_ROWS = 1_000_000  # rows streamed into partitions per slice: bounds the partitioned sink's buffers
+LAYOUT_VERSION = 2
 
 OBJECT_SCHEMA = {
     "dataset": pl.Utf8, "array": pl.Utf8, "key": pl.Utf8, "external_id": pl.Utf8, "object": pl.Utf8,
@@ -38,6 +49,9 @@ KEPT_SCHEMA = {"dataset": pl.Utf8, "key": pl.Utf8, "bucket": pl.Utf8, "reason": 
                "_row": pl.Int64}
 REJECT_SCHEMA = {"dataset": pl.Utf8, "key": pl.Utf8, "column": pl.Utf8, "value": pl.Utf8, "reason": pl.Utf8,
                  "file": pl.Utf8, "row": pl.Int64}
+LEDGER_COLUMNS = ["batch_no", "n_attributes", "n_events", "n_purchases"]
+
+UnitCallback = Callable[[int, pl.DataFrame], None]
 
 
 @dataclass(frozen=True)
@@ -53,133 +67,256 @@ class PlanInfo:
 
 def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: int, batch_mode: str,
                resend_in_doubt: bool, users_per_partition: int = USERS_PER_PARTITION,
-               mapping: str | None = None) -> PlanInfo:
-    """Write the plan into `plan_dir`: `batches/`, `objects/`, `users_next/` (one file per partition),
-    `kept.parquet` (rows not sent and why, except unchanged ones, which are counted), `rejects.parquet`
-    and `stats.json`."""
-    for sub in ("batches", "objects", "users_next", "work"):
-        shutil.rmtree(plan_dir / sub, ignore_errors=True)
+               mapping: str | None = None, on_unit: UnitCallback | None = None,
+               resume: bool = False) -> PlanInfo:
+    """Write the plan into `plan_dir`: `batches/` and `objects/` (one file per unit), `users_next/` (one file
+    per users partition), `kept.parquet` (rows not sent and why, except unchanged ones, which are counted),
+    `rejects.parquet` and, last, `stats.json`.
+
+    `on_unit(unit, batches)` is called once a unit's files are durable, with the batches it closed
+    (LEDGER_COLUMNS). With `resume`, the units of an interrupted plan of the same source are kept (and
+    reported again, in order) and only the rest are planned.
+    """
+    layout = read_layout(plan_dir) if resume else None
+    if layout is None:
+        for sub in ("batches", "objects", "users_next", "units", "kept", "rejects", "work"):
+            shutil.rmtree(plan_dir / sub, ignore_errors=True)
+        (plan_dir / "stats.json").unlink(missing_ok=True)
+        layout = _spool(source, snapshot, plan_dir, users_per_partition=users_per_partition, mapping=mapping)
+    for sub in ("batches", "objects", "users_next", "units", "kept", "rejects"):
         (plan_dir / sub).mkdir(parents=True, exist_ok=True)
-    data = open_source(source, mapping=mapping, work_dir=plan_dir / "work" / "source")
-    read = {name: _count_rows(ds) for name, ds in data.items()}
-    n_parts = snapshot.partitions(default=max(1, math.ceil(read.get("users", 0) / users_per_partition)))
+
+    units = layout["units"]
+    tail, next_batch = empty_tail(), 0
     held = snapshot.scan("held")
     if resend_in_doubt:
         held = held.filter(pl.col("status") != "in_doubt")
+    csv_types = _csv_types(plan_dir, layout)
+    for u, unit in enumerate(units):
+        marker = plan_dir / "units" / f"unit-{u:05d}.json"
+        if marker.exists():
+            done = json.loads(marker.read_text())
+            next_batch = done["next_batch"]
+            carry = plan_dir / "units" / f"carry-{u:05d}.parquet"
+            tail = pl.read_parquet(carry) if carry.exists() else empty_tail()
+            if on_unit is not None:
+                on_unit(u, _unit_batches(plan_dir, u))
+            continue
+        final = u == len(units) - 1
+        send, record = _plan_unit(plan_dir, unit, u, snapshot, held, csv_types, layout)
+        packed = pack_unit(send, batch_size=batch_size, mode=batch_mode, tail=tail, next_batch=next_batch,
+                           final=final)
+        if packed.batches.height:
+            next_batch = int(packed.batches["batch_no"].max()) + 1
+            (packed.batches.with_columns(partition=pl.lit(u, pl.Int32))
+             .write_parquet(plan_dir / "batches" / f"unit-{u:05d}.parquet", compression="zstd"))
+        if packed.placed.height:
+            packed.placed.write_parquet(plan_dir / "objects" / f"unit-{u:05d}.parquet", compression="zstd")
+        tail = packed.tail
+        if tail.height:
+            tail.write_parquet(plan_dir / "units" / f"carry-{u:05d}.parquet")
+        record.update(next_batch=next_batch, objects=packed.placed.height,
+                      data_points=int(packed.placed["data_points"].sum() or 0))
+        _atomic_text(marker, json.dumps(record))
+        if on_unit is not None:
+            on_unit(u, packed.batches.select(LEDGER_COLUMNS))
+    return _finish(plan_dir, source, mapping, layout, batch_size, batch_mode)
 
-    rejects: list[pl.DataFrame] = []
-    kept: list[pl.DataFrame] = []
-    unchanged: dict[str, int] = {}
-    full_dp, full_objects = 0, 0
 
-    occ_dir = plan_dir / "work" / "occurrences"
-    occ_parts: list[pl.LazyFrame] = []
+def read_layout(plan_dir: Path) -> dict | None:
+    """The layout of a plan whose source was spooled completely, or None."""
+    path = plan_dir / "layout.json"
+    if not path.exists():
+        return None
+    layout = json.loads(path.read_text())
+    return layout if layout.get("version") == LAYOUT_VERSION else None
+
+
+def plan_complete(plan_dir: Path) -> bool:
+    """Every unit of the plan is written (stats.json is the plan's last file)."""
+    return (plan_dir / "stats.json").exists()
+
+
+def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partition: int,
+           mapping: str | None) -> dict:
+    """Split the source (and the acknowledged ids of occurrences) into hash partitions under `work/`, and
+    write `layout.json`: the units to plan, in order."""
+    (plan_dir / "layout.json").unlink(missing_ok=True)
+    work = plan_dir / "work"
+    data = open_source(source, mapping=mapping, work_dir=work / "source")
+    read = {name: _count_rows(ds) for name, ds in data.items()}
+    n_users = snapshot.partitions(default=max(1, math.ceil(read.get("users", 0) / users_per_partition)))
+    per_occurrence_part = users_per_partition * OCCURRENCES_PER_USER_ROW
+    units: list[dict] = []
+    files: dict[str, list[str]] = {}
+    csv_exclude = None
+    if "users" in data:
+        users = data["users"]
+        with reading(users):
+            if users.format == "csv":
+                csv_exclude = sorted(users.typed)
+            _spool_frame(users.frame, normalize.external_id_text(users.frame), n_users, read["users"],
+                         work / "users")
+        files["users"] = list(users.files)
+        units += [{"dataset": "users", "part": p, "parts": n_users} for p in range(n_users)]
     for name in OCCURRENCES:
         if name not in data:
             continue
         ds = data[name]
-        norm = _normalize(ds)
-        if name == "push_tokens":
-            d = deltas.diff_push_tokens(norm.good, snapshot.scan("push_tokens"), held)
-            cost = pl.LazyFrame({"dp": [0], "n": [0]})
-        else:
-            d = deltas.diff_occurrences(norm.good, snapshot.scan(name), held, dataset=name)
-            cost = norm.good.select(pl.col("data_points").sum().alias("dp"), pl.len().alias("n"))
-        target = occ_dir / name
-        sink = (d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA)
-                .with_columns(_part=partition_of(pl.coalesce("external_id", "key"), n_parts))
-                .sink_parquet(pl.PartitionBy(target, key="_part", include_key=False), mkdir=True, lazy=True))
+        parts = max(1, math.ceil(read[name] / per_occurrence_part))
         with reading(ds):
-            # One pass over the source: the objects stream to disk by partition, and only the rows not sent
-            # for a reason other than "unchanged" are kept in memory (unchanged ones are counted).
-            _, rej, k, n_unchanged, c = pl.collect_all([
-                sink,
-                norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA),
-                d.kept.filter(pl.col("bucket") != "unchanged").select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA),
-                d.kept.filter(pl.col("bucket") == "unchanged").select(pl.len()),
-                cost,
-            ])
-        rejects.append(rej)
-        kept.append(k)
-        unchanged[name] = int(n_unchanged.item())
-        full_dp, full_objects = full_dp + int(c["dp"][0] or 0), full_objects + int(c["n"][0])
-        occ_parts.append(pl.scan_parquet(target / "**" / "*.parquet", hive_partitioning=True)
-                         if any(target.rglob("*.parquet")) else None)
+            _spool_frame(ds.frame, _occurrence_key(ds.frame, name), parts, read[name], work / name)
+        acked = snapshot.scan(name)
+        n_acked = int(acked.select(pl.len()).collect().item())
+        if n_acked:
+            _spool_frame(acked, pl.col("key"), parts, n_acked, work / f"acked-{name}")
+        files[name] = list(ds.files)
+        units += [{"dataset": name, "part": q, "parts": parts} for q in range(parts)]
+    layout = {"version": LAYOUT_VERSION, "units": units, "read": read, "partitions": n_users, "files": files,
+              "csv_exclude": csv_exclude}
+    _atomic_text(plan_dir / "layout.json", json.dumps(layout))
+    return layout
 
-    users = data.get("users")
-    if users is not None:
-        users_dir = plan_dir / "work" / "users"
-        with reading(users):
-            csv_types = infer_csv_types(users.frame, exclude=users.typed) if users.format == "csv" else None
-            part = partition_of(normalize.external_id_text(users.frame), n_parts)
-            # A partitioned sink buffers every partition's rows until its end (about 4 GB for 10M users):
-            # split the export into slices first, so the sink's memory follows the slice size.
-            for i, offset in enumerate(range(0, max(read["users"], 1), SLICE_ROWS)):
-                (users.frame.slice(offset, SLICE_ROWS).with_columns(_part=part)
-                 .sink_parquet(pl.PartitionBy(users_dir / f"slice-{i:05d}", key="_part", include_key=False),
-                               mkdir=True))
-        unchanged["users"] = 0
 
-    next_batch, total_objects, total_dp = 0, 0, 0
-    for p in range(n_parts):
-        sends = []
-        if users is not None:
-            part_files = sorted(users_dir.glob(f"slice-*/_part={p}/*.parquet"))
-            if part_files:
-                frame = pl.scan_parquet(part_files)
-                norm = normalize.normalize_users(frame, csv_types, files=users.files)
-                # Normalize once: the diff's several outputs would each run it again from a lazy plan.
-                good, rej = pl.collect_all([norm.good, norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA)])
-                d = deltas.diff_users(good.lazy(), snapshot.scan_users_part(p), held)
-                send, k, n_unchanged, nxt, cost = pl.collect_all([
-                    d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA),
-                    d.kept.filter(pl.col("bucket") != "unchanged").select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA),
-                    d.kept.filter(pl.col("bucket") == "unchanged").select(pl.len()),
-                    d.next_rows,
-                    deltas.full_resend_cost(good.lazy(), []),
-                ])
-                rejects.append(rej)
-                unchanged["users"] += int(n_unchanged.item())
-                kept.append(k)
-                nxt.write_parquet(plan_dir / "users_next" / f"part-{p:05d}.parquet", compression="zstd")
-                full_dp += int(cost["dp"][0] or 0)
-                full_objects += int(cost["objects"][0] or 0)
-                sends.append(send.lazy())
-        for occ in occ_parts:
-            if occ is not None:
-                sends.append(occ.filter(pl.col("_part") == p).select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA))
-        if not sends:
-            continue
-        batches, placed = pack(pl.concat(sends), batch_size=batch_size, mode=batch_mode)
-        if batches.height == 0:
-            continue
-        batches = batches.with_columns(pl.col("batch_no") + next_batch, partition=pl.lit(p, pl.Int32))
-        placed = placed.with_columns(pl.col("batch_no") + next_batch)
-        next_batch += batches.height
-        total_objects += placed.height
-        total_dp += int(batches["data_points"].sum() or 0)
-        batches.write_parquet(plan_dir / "batches" / f"part-{p:05d}.parquet", compression="zstd")
-        placed.drop("object").write_parquet(plan_dir / "objects" / f"part-{p:05d}.parquet", compression="zstd")
+def _spool_frame(frame: pl.LazyFrame, key: pl.Expr, parts: int, rows: int, target: Path) -> None:
+    """Stream `frame` into `target/slice-i/_part=p/` by `partition_of(key)`, a slice at a time: a partitioned
+    sink buffers every partition until its end, so slicing bounds its memory by the slice size."""
+    shutil.rmtree(target, ignore_errors=True)
+    for i, offset in enumerate(range(0, max(rows, 1), SLICE_ROWS)):
+        (frame.slice(offset, SLICE_ROWS).with_columns(_part=partition_of(key, parts))
+         .sink_parquet(pl.PartitionBy(target / f"slice-{i:05d}", key="_part", include_key=False), mkdir=True))
 
-    shutil.rmtree(plan_dir / "work", ignore_errors=True)
-    pl.concat(kept or [pl.DataFrame(schema=KEPT_SCHEMA)]).write_parquet(plan_dir / "kept.parquet")
-    pl.concat(rejects or [pl.DataFrame(schema=REJECT_SCHEMA)]).write_parquet(plan_dir / "rejects.parquet")
+
+def _occurrence_key(frame: pl.LazyFrame, name: str) -> pl.Expr:
+    """The key an occurrence row is deduplicated and acknowledged by, as normalization computes it: the event
+    or purchase id, or `app_id:hash(token)` for a token. Rows of one key always share a partition."""
+    schema = frame.collect_schema()
+
+    def text(column: str) -> pl.Expr:
+        return normalize._as_text(column, schema[column]) if column in schema else pl.lit(None, pl.String)
+
+    if name == "push_tokens":
+        return pl.concat_str([text("app_id"), pl.lit(":"), text("token").nchash.xxh3_64().cast(pl.Utf8)])
+    return text("purchase_id" if name == "purchases" else "event_id")
+
+
+def _spooled(plan_dir: Path, name: str, part: int) -> list[Path]:
+    return sorted((plan_dir / "work" / name).glob(f"slice-*/_part={part}/*.parquet"))
+
+
+def _plan_unit(plan_dir: Path, unit: dict, u: int, snapshot: Snapshot, held: pl.LazyFrame, csv_types,
+               layout: dict) -> tuple[pl.LazyFrame, dict]:
+    """Normalize and diff one unit; write its kept and rejected rows (and users' next snapshot rows). Returns
+    the objects to send (lazy over collected data) and the unit's counts."""
+    name, p, parts = unit["dataset"], unit["part"], unit["parts"]
+    files = _spooled(plan_dir, name, p)
+    record = {"dataset": name, "part": p, "unchanged": 0, "full_dp": 0, "full_objects": 0}
+    empty = pl.LazyFrame(schema=OBJECT_SCHEMA)
+    if not files:
+        return empty, record
+    frame = pl.scan_parquet(files)
+    source_files = layout["files"].get(name, [])
+    held_here = held.filter((pl.col("dataset") == name) & (partition_of(pl.col("key"), parts) == p))
+    if name == "users":
+        norm = normalize.normalize_users(frame, csv_types, files=source_files)
+    else:
+        norm = _normalize(name, frame, source_files)
+    # Normalize once: the diff's several outputs would each run it again from a lazy plan.
+    good, rej = pl.collect_all([norm.good, norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA)])
+    if name == "users":
+        d = deltas.diff_users(good.lazy(), snapshot.scan_users_part(p), held_here)
+        cost = deltas.full_resend_cost(good.lazy(), [])
+    else:
+        acked_files = _spooled(plan_dir, f"acked-{name}", p)
+        acked = pl.scan_parquet(acked_files) if acked_files else snapshot.scan(name).head(0)
+        if name == "push_tokens":
+            d = deltas.diff_push_tokens(good.lazy(), acked, held_here)
+            cost = pl.LazyFrame({"dp": [0], "objects": [0]}, schema={"dp": pl.Int64, "objects": pl.Int64})
+        else:
+            d = deltas.diff_occurrences(good.lazy(), acked, held_here, dataset=name)
+            cost = deltas.full_resend_cost(None, [good.lazy()])
+    outputs = [
+        d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA),
+        d.kept.filter(pl.col("bucket") != "unchanged").select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA),
+        d.kept.filter(pl.col("bucket") == "unchanged").select(pl.len()),
+        cost,
+    ]
+    if d.next_rows is not None:
+        outputs.append(d.next_rows)
+    send, kept, n_unchanged, c, *nxt = pl.collect_all(outputs)
+    if nxt:
+        nxt[0].write_parquet(plan_dir / "users_next" / f"part-{p:05d}.parquet", compression="zstd")
+    if kept.height:
+        kept.write_parquet(plan_dir / "kept" / f"unit-{u:05d}.parquet")
+    if rej.height:
+        rej.write_parquet(plan_dir / "rejects" / f"unit-{u:05d}.parquet")
+    record.update(unchanged=int(n_unchanged.item()), full_dp=int(c["dp"][0] or 0),
+                  full_objects=int(c["objects"][0] or 0))
+    return send.lazy(), record
+
+
+def _finish(plan_dir: Path, source: str, mapping: str | None, layout: dict, batch_size: int,
+            batch_mode: str) -> PlanInfo:
+    """Merge the units' kept and rejected rows, drop the spool and write stats.json (the plan's last file)."""
+    records = [json.loads((plan_dir / "units" / f"unit-{u:05d}.json").read_text())
+               for u in range(len(layout["units"]))]
+    _merge(plan_dir / "kept", KEPT_SCHEMA, plan_dir / "kept.parquet")
+    _merge(plan_dir / "rejects", REJECT_SCHEMA, plan_dir / "rejects.parquet")
+    unchanged = {name: 0 for name in layout["read"]}
+    for r in records:
+        unchanged[r["dataset"]] = unchanged.get(r["dataset"], 0) + r["unchanged"]
     stats = {
         "source": source,
         "mapping": mapping,
-        "read": read,
+        "read": layout["read"],
         "unchanged": unchanged,
-        "partitions": n_parts,
-        "full_resend": {"data_points": full_dp, "objects": full_objects},
+        "partitions": layout["partitions"],
+        "units": len(records),
+        "full_resend": {"data_points": sum(r["full_dp"] for r in records),
+                        "objects": sum(r["full_objects"] for r in records)},
         "batch_size": batch_size,
         "batch_mode": batch_mode,
     }
-    (plan_dir / "stats.json").write_text(json.dumps(stats, indent=2))
-    return PlanInfo(plan_dir, next_batch, total_objects, total_dp, stats)
+    batches = records[-1]["next_batch"] if records else 0
+    shutil.rmtree(plan_dir / "work", ignore_errors=True)
+    _atomic_text(plan_dir / "stats.json", json.dumps(stats, indent=2))
+    return PlanInfo(plan_dir, batches, sum(r["objects"] for r in records), sum(r["data_points"] for r in records),
+                    stats)
+
+
+def _merge(folder: Path, schema: dict, target: Path) -> None:
+    files = sorted(folder.glob("*.parquet"))
+    if files:
+        pl.scan_parquet(files).sink_parquet(target)
+    else:
+        pl.DataFrame(schema=schema).write_parquet(target)
+
+
+def _unit_batches(plan_dir: Path, u: int) -> pl.DataFrame:
+    path = plan_dir / "batches" / f"unit-{u:05d}.parquet"
+    return pl.read_parquet(path, columns=LEDGER_COLUMNS) if path.exists() else pl.DataFrame(
+        schema={"batch_no": pl.Int64, "n_attributes": pl.UInt32, "n_events": pl.UInt32, "n_purchases": pl.UInt32})
+
+
+def _csv_types(plan_dir: Path, layout: dict) -> dict | None:
+    """Types of a CSV users export, decided from all its values (as spooled: a resumed plan decides the same)."""
+    if layout.get("csv_exclude") is None:
+        return None
+    files = sorted((plan_dir / "work" / "users").glob("slice-*/_part=*/*.parquet"))
+    return infer_csv_types(pl.scan_parquet(files), exclude=layout["csv_exclude"]) if files else {}
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def scan_batches(plan_dir: Path, columns: list[str] | None = None) -> pl.LazyFrame:
-    """All planned batches (every partition), lazily."""
+    """All planned batches (every unit), lazily."""
     files = sorted((plan_dir / "batches").glob("*.parquet"))
     if not files:
         return pl.LazyFrame(schema={"batch_no": pl.Int64, "body": pl.Utf8, "n_attributes": pl.UInt32,
@@ -193,13 +330,13 @@ def object_files(plan_dir: Path) -> list[Path]:
     return sorted((plan_dir / "objects").glob("*.parquet"))
 
 
-def _normalize(ds: Dataset) -> normalize.Normalized:
+def _normalize(name: str, frame: pl.LazyFrame, files) -> normalize.Normalized:
     fn = {
         "purchases": normalize.normalize_purchases,
         "events": normalize.normalize_events,
         "push_tokens": normalize.normalize_push_tokens,
-    }[ds.name]
-    return fn(ds.frame, files=ds.files)
+    }[name]
+    return fn(frame, files=files)
 
 
 def _count_rows(ds: Dataset) -> int:
@@ -217,5 +354,5 @@ def normalized_datasets(source: str, *, work_dir: Path, mapping: str | None = No
             csv_types = infer_csv_types(ds.frame, exclude=ds.typed) if ds.format == "csv" else None
             out[name] = (ds.frame, normalize.normalize_users(ds.frame, csv_types, files=ds.files))
         else:
-            out[name] = (ds.frame, _normalize(ds))
+            out[name] = (ds.frame, _normalize(name, ds.frame, ds.files))
     return out

@@ -4,7 +4,7 @@ import json
 
 import polars as pl
 
-from transforms.payloads import pack
+from transforms.payloads import pack, pack_unit
 
 
 def objects(spec):
@@ -31,11 +31,29 @@ def test_combined_limit_never_exceeded_and_every_object_placed_once():
     assert placed.select("batch_no", "array", "index").unique().height == placed.height
 
 
-def test_one_users_objects_stay_together_when_they_fit():
+def test_requests_are_packed_full_whatever_the_shape():
+    """Every request but the last is full: ceil(objects / batch size) requests, in both modes."""
     spec = [(f"u{i:03d}", "attributes", 1) for i in range(100)] + [(f"u{i:03d}", "purchases", 3) for i in range(100)]
-    _, placed = pack(objects(spec), batch_size=75)
-    per_user = placed.group_by("external_id").agg(pl.col("batch_no").n_unique())
-    assert per_user["batch_no"].max() == 1
+    batches, _ = pack(objects(spec), batch_size=75)
+    assert batches.height == -(-400 // 75)
+    per_array, _ = pack(objects(spec), batch_size=75, mode="per_array")
+    assert per_array.height <= batches.height
+
+
+def test_the_open_batch_is_carried_into_the_next_unit():
+    """Two units packed one after the other: the first unit's part-empty batch is filled by the second, and
+    the carried objects keep their batch and position."""
+    first = pack_unit(objects([(f"a{i:03d}", "attributes", 1) for i in range(100)]), batch_size=75, final=False)
+    assert first.batches.height == 1 and first.tail.height == 25
+    second = pack_unit(objects([(f"b{i:03d}", "events", 2) for i in range(40)]), batch_size=75,
+                       tail=first.tail, final=True)
+    assert second.batches["batch_no"].to_list() == [1, 2]
+    body = json.loads(second.batches["body"][0])
+    assert len(body["attributes"]) == 25 and len(body["events"]) == 50
+    carried = first.placed.filter(pl.col("batch_no") == 1)
+    assert carried["index"].to_list() == list(range(25))
+    for row in carried.iter_rows(named=True):
+        assert body["attributes"][row["index"]]["external_id"] == row["external_id"]
 
 
 def test_user_larger_than_a_batch_is_split():
