@@ -1,0 +1,5 @@
+import sys
+
+from automations.apply import main
+
+sys.exit(main())
