@@ -1,7 +1,8 @@
-"""One run's life: plan (or resume the unfinished plan) → apply → commit → report.
+"""One run's life over a state folder: plan (or resume the unfinished plan) → apply → commit → summary.
 
-Flows call these steps as tasks; the CLI calls them through the flows. A run that was planned is always
-finished before anything new is planned, the way a loader finishes pending loads before extracting more.
+`braze_migrate.stages` wraps these steps as functions of plain parameters, which the flows run as tasks and
+`--no-prefect` calls directly. A run that was planned is always finished before anything new is planned,
+the way a loader finishes pending loads before extracting more.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from braze_migrate.applier import apply_plan
 from braze_migrate.committer import commit_run
 from braze_migrate.planner import build_plan, scan_batches
 from braze_migrate.settings import ConfigError, LoadSettings
+from braze_migrate.summary import DataPoints, RunStatus, RunSummary
 from connectors.sources import source_fingerprint
 from connectors.state.ledger_base import LedgerBase, LedgerUnavailable
 from connectors.state.ledgers import open_ledger
@@ -74,8 +76,7 @@ class Engine:
                 notes.append("the source changed since this run was planned: finishing the planned run first; "
                              "run the command again to load the changes")
             n = len(self.ledger.batch_statuses(unfinished.run_id))
-            resumed = unfinished.status != "planned"  # "planned": made moments ago by the CLI, never loaded
-            return Prepared(unfinished.run_id, self.run_dir(unfinished.run_id) / "plan", resumed, n, notes)
+            return Prepared(unfinished.run_id, self.run_dir(unfinished.run_id) / "plan", True, n, notes)
 
         s = self.settings
         run_id = self.ledger.new_run(kind, source, source_fingerprint(source, mapping),
@@ -98,6 +99,10 @@ class Engine:
         return stats
 
     def finish(self, prepared: Prepared, *, started: float) -> dict:
+        """`summarize`, as the summary's JSON (what `--json` prints)."""
+        return self.summarize(prepared, started=started).to_json()
+
+    def summarize(self, prepared: Prepared, *, started: float) -> RunSummary:
         """Commit what Braze acknowledged and build the summary. A stopped run stays open for resuming."""
         run = self.ledger.run(prepared.run_id)
         statuses = self.ledger.batch_statuses(prepared.run_id)
@@ -110,43 +115,46 @@ class Engine:
         totals = self.ledger.totals(prepared.run_id)
         stats = json.loads((prepared.plan_dir / "stats.json").read_text())
         pending = sum(d["pending"] for d in datasets.values())
-        status = "interrupted" if unsent else ("completed" if pending == 0 else "incomplete")
+        status = (RunStatus.INTERRUPTED if unsent else
+                  RunStatus.COMPLETED if pending == 0 else RunStatus.INCOMPLETE)
         resume = None
-        if status != "completed":
+        if status is not RunStatus.COMPLETED:
             mapping = (run.settings or {}).get("mapping")
             resume = (f"braze-migrate {run.kind} {run.source}" + (f" --mapping {mapping}" if mapping else "")
                       + f" --state {self.state}"
-                      + (" --in-doubt resend" if status == "incomplete" and self.settings.in_doubt == "skip"
+                      + (" --in-doubt resend" if status is RunStatus.INCOMPLETE and self.settings.in_doubt == "skip"
                          and any(d["pending"] for d in datasets.values()) else ""))
         acked = outcome.filter(outcome["outcome"] == "acknowledged")
-        summary = {
-            "run_id": prepared.run_id,
-            "kind": run.kind,
-            "source": run.source,
-            "state": str(self.state),
-            "status": status,
-            "resumed": prepared.resumed,
-            "requests": totals["requests"],
-            "batches": totals["batches"],
-            "acknowledged_batches": totals["acknowledged_batches"],
-            "retries": totals["retries"],
-            "throttled": totals["throttled"],
-            "in_doubt": report.in_doubt_batches(outcome),
-            "datasets": datasets,
-            "data_points": {"sent": int(acked["data_points"].sum() or 0),
-                            "full_resend": stats["full_resend"]["data_points"]},
-            "requests_full_resend": math.ceil(stats["full_resend"]["objects"] / max(1, self.settings.batch_size)),
-            "rejects_file": str(rejects_path),
-            "rejects": n_rejects,
-            "duration_s": round(time.monotonic() - started, 3),
-            "notes": prepared.notes,
-            "resume_command": resume,
-        }
-        if status in ("completed", "incomplete"):
-            self.ledger.set_run_status(prepared.run_id, "committed", summary)
-        else:
-            self.ledger.set_run_status(prepared.run_id, "loading", summary)
+        summary = RunSummary(
+            run_id=prepared.run_id,
+            kind=run.kind,
+            source=run.source,
+            state=str(self.state),
+            status=status,
+            resumed=prepared.resumed,
+            requests=totals["requests"],
+            batches=totals["batches"],
+            acknowledged_batches=totals["acknowledged_batches"],
+            retries=totals["retries"],
+            throttled=totals["throttled"],
+            in_doubt=report.in_doubt_batches(outcome),
+            datasets=datasets,
+            data_points=DataPoints(sent=int(acked["data_points"].sum() or 0),
+                                   full_resend=stats["full_resend"]["data_points"]),
+            requests_full_resend=math.ceil(stats["full_resend"]["objects"] / max(1, self.settings.batch_size)),
+            rejects_file=str(rejects_path),
+            rejects=n_rejects,
+            duration_s=round(time.monotonic() - started, 3),
+            notes=prepared.notes,
+            resume_command=resume,
+        )
+        self.record(summary)
         return summary
+
+    def record(self, summary: RunSummary) -> None:
+        """Store the summary with its run: committed when every batch is final, else still loading."""
+        final = summary.status in (RunStatus.COMPLETED, RunStatus.INCOMPLETE)
+        self.ledger.set_run_status(summary.run_id, "committed" if final else "loading", summary.to_json())
 
 
 def open_run_ledger(settings: LoadSettings) -> LedgerBase:

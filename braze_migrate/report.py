@@ -8,6 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
+from braze_migrate.summary import RunSummary
+
 BUCKETS = ("acknowledged", "rejected", "unchanged", "pending")
 REJECT_COLUMNS = ["dataset", "key", "column", "value", "reason", "file", "row"]
 
@@ -82,24 +84,25 @@ def in_doubt_batches(outcome: pl.DataFrame) -> list[dict]:
     return actions
 
 
-def render_text(summary: dict) -> str:
-    """The human summary printed at the end of a run."""
+def render_text(summary: RunSummary | dict) -> str:
+    """The human summary printed at the end of a run (from the run, or from its `--json` object)."""
+    s = RunSummary.coerce(summary)
     lines = [
-        f"run {summary['run_id']} ({summary['kind']} of {summary['source']}): {summary['status'].upper()}",
-        (f"  requests {summary['requests']}  batches {summary['batches']}  retries {summary['retries']}  "
-         f"throttled (429) {summary['throttled']}  in doubt {len(summary['in_doubt'])}  "
-         f"duration {summary['duration_s']:.1f}s"),
+        f"run {s.run_id} ({s.kind} of {s.source}): {s.status.upper()}",
+        (f"  requests {s.requests}  batches {s.batches}  retries {s.retries}  "
+         f"throttled (429) {s.throttled}  in doubt {len(s.in_doubt)}  duration {s.duration_s:.1f}s"),
         f"  {'dataset':<12}{'read':>8}{'acked':>8}{'rejected':>10}{'unchanged':>11}{'pending':>9}{'bad cells':>11}",
     ]
-    for name, b in summary["datasets"].items():
-        lines.append(f"  {name:<12}{b['read']:>8}{b['acknowledged']:>8}{b['rejected']:>10}{b['unchanged']:>11}"
-                     f"{b['pending']:>9}{b['rejected_cells']:>11}")
-    dp = summary["data_points"]
-    lines.append(f"  data points sent {dp['sent']} (a full resend would cost {dp['full_resend']}); "
-                 f"requests {summary['requests']} (a full resend needs at least {summary['requests_full_resend']})")
-    for b in summary["in_doubt"]:
-        lines.append(f"  in doubt: batch {b['batch_no']} ({b['events']} events, {b['purchases']} purchases): {b['action']}")
-    lines.append(f"  rejects file: {summary['rejects_file']} ({summary['rejects']} entries)")
-    if summary.get("resume_command"):
-        lines.append(f"  to resume: {summary['resume_command']}")
+    for name, b in s.datasets.items():
+        lines.append(f"  {name:<12}{b.read:>8}{b.acknowledged:>8}{b.rejected:>10}{b.unchanged:>11}"
+                     f"{b.pending:>9}{b.rejected_cells:>11}")
+    lines.append(f"  data points sent {s.data_points.sent} (a full resend would cost {s.data_points.full_resend}); "
+                 f"requests {s.requests} (a full resend needs at least {s.requests_full_resend})")
+    for b in s.in_doubt:
+        lines.append(f"  in doubt: batch {b.batch_no} ({b.events} events, {b.purchases} purchases): {b.action}")
+    lines.append(f"  rejects file: {s.rejects_file} ({s.rejects} entries)")
+    for note in s.notes:
+        lines.append(f"  note: {note}")
+    if s.resume_command:
+        lines.append(f"  to resume: {s.resume_command}")
     return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,26 +40,53 @@ class BrazeSettings(BaseSettings):
         return endpoint, self.api_key.get_secret_value()
 
 
+LOAD_COMMANDS = ("backfill", "sync")
+PLAN_COMMANDS = (*LOAD_COMMANDS, "plan")
+
+
+def option(default: Any, help: str, *, commands: tuple[str, ...] = LOAD_COMMANDS, flow: bool = True,
+           **constraints: Any) -> Any:
+    """One option, defined once: its default, its help, the CLI sub-commands that take it as a flag
+    (`--name-with-dashes`; none for secrets) and whether the load flows take it as a parameter. The environment
+    variable is BRAZE_MIGRATE_<NAME>; the flags, flow parameters and prefect.yaml are checked against this."""
+    return Field(default, description=help, json_schema_extra={"commands": list(commands), "flow": flow},
+                 **constraints)
+
+
 class LoadSettings(BaseSettings):
-    """How a run plans and loads: limits are settings because Braze has changed them under loaders."""
+    """How a run plans and loads: the one options model (CLI flags and flow parameters come from it).
+    Limits are settings because Braze has changed them under loaders.
+
+    To add an option: add a field here with `option(...)`, then give it a value in prefect.yaml's load
+    deployments or list it in tests/test_options.py's NOT_IN_PREFECT_YAML (the test says which)."""
 
     model_config = SettingsConfigDict(env_prefix="BRAZE_MIGRATE_", extra="ignore")
 
-    state: Path = Path("state")
-    rate_limit: str = "3000/3s"
-    batch_size: int = Field(75, ge=1, le=1000)
-    batch_mode: Literal["combined", "per_array"] = "combined"
+    state: Path = option(Path("state"), "state folder: the ledger, snapshot, plans and rejects files",
+                         commands=(*PLAN_COMMANDS, "status", "verify", "load-worker"))
+    rate_limit: str = option("3000/3s", "requests per period, e.g. 3000/3s (Braze's default for /users/track)")
+    batch_size: int = option(75, "objects per request", commands=PLAN_COMMANDS, ge=1, le=1000)
+    batch_mode: Literal["combined", "per_array"] = option(
+        "combined", "the batch size counts all arrays together (combined) or each array (per_array: legacy contracts)",
+        commands=PLAN_COMMANDS)
     # Requests in flight: Braze's 1,000 requests/s at ~100 ms latency needs about 100.
-    concurrency: int = Field(100, ge=1, le=512)
-    in_doubt: Literal["resend", "skip"] = "skip"
-    max_attempts: int = Field(6, ge=1, le=50)
-    max_retry_seconds: float = Field(300.0, gt=0)
-    timeout_seconds: float = Field(30.0, gt=0)
-    retry_backoff_seconds: float = Field(1.0, gt=0, le=60)
-    users_per_partition: int = Field(100_000, ge=1)
+    concurrency: int = option(100, "requests in flight at once", commands=(*LOAD_COMMANDS, "load-worker"),
+                              ge=1, le=512)
+    in_doubt: Literal["resend", "skip"] = option(
+        "skip", "events/purchases whose request may have landed: hold as pending (skip) or resend",
+        commands=PLAN_COMMANDS)
+    max_attempts: int = option(6, "attempts per request before its batch is left pending", ge=1, le=50)
+    max_retry_seconds: float = option(300.0, "seconds of retrying per request before its batch is left pending",
+                                      gt=0)
+    timeout_seconds: float = option(30.0, "seconds to wait for Braze's answer to one request", gt=0)
+    retry_backoff_seconds: float = option(1.0, "first backoff between retries, in seconds (it doubles)",
+                                          gt=0, le=60)
+    users_per_partition: int = option(100_000, "users planned per partition (bounds the planner's memory)",
+                                      commands=PLAN_COMMANDS, ge=1)
     # The ledger in PostgreSQL (postgresql://...), shared by workers on several machines; unset: SQLite in
-    # the state folder. A secret: it may hold a password.
-    ledger_url: SecretStr | None = None
+    # the state folder. A secret (it may hold a password): environment only, never a flag or flow parameter.
+    ledger_url: SecretStr | None = option(None, "PostgreSQL ledger URL (postgresql://...) shared by workers",
+                                          commands=(), flow=False)
 
     @field_validator("rate_limit")
     @classmethod
@@ -86,3 +113,24 @@ def load_settings(**overrides) -> LoadSettings:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "settings"
         raise ConfigError(f"invalid setting --{field.replace('_', '-')}: {first['msg']}") from None
+
+
+def flag_options(command: str) -> list[str]:
+    """The options the CLI sub-command `command` takes as flags, in model order."""
+    return [name for name, f in LoadSettings.model_fields.items() if command in _extra(f)["commands"]]
+
+
+def flow_options() -> list[str]:
+    """The options every load flow takes as parameters, in model order (secrets are not among them)."""
+    return [name for name, f in LoadSettings.model_fields.items() if _extra(f)["flow"]]
+
+
+def public_options(settings: LoadSettings) -> dict[str, Any]:
+    """The flow options of `settings` as plain JSON values: what a task or a worker process receives
+    (secrets stay in each process's environment)."""
+    data = settings.model_dump(mode="json", include=set(flow_options()))
+    return {name: data[name] for name in flow_options()}
+
+
+def _extra(f) -> dict:
+    return f.json_schema_extra or {"commands": [], "flow": False}

@@ -16,6 +16,8 @@ from prefect.artifacts import (
 )
 from prefect.runtime import deployment, flow_run
 
+from braze_migrate.summary import RunSummary
+
 UPDATE_EVERY_S = 2.0  # one API call per couple of seconds, not one per batch
 MAX_TABLE_ROWS = 500  # a table artifact is one JSON document: the CLI's --json output has every row
 BUCKET_COLUMNS = ("read", "acknowledged", "rejected", "unchanged", "pending", "rejected_cells")
@@ -53,59 +55,59 @@ class Progress:
         update_progress_artifact(self.artifact_id, self._pct, _sync=True)
 
 
-def bucket_rows(summary: dict) -> list[dict]:
+def bucket_rows(summary: RunSummary) -> list[dict]:
     """One row per dataset plus a total row: read = acknowledged + rejected + unchanged + pending."""
-    rows = [{"dataset": name, **{c: int(b.get(c, 0)) for c in BUCKET_COLUMNS}}
-            for name, b in summary["datasets"].items()]
+    rows = [{"dataset": name, **{c: int(getattr(b, c)) for c in BUCKET_COLUMNS}}
+            for name, b in summary.datasets.items()]
     if rows:
         rows.append({"dataset": "total", **{c: sum(r[c] for r in rows) for c in BUCKET_COLUMNS}})
     return rows
 
 
-def publish_summary(summary: dict) -> None:
+def publish_summary(summary: RunSummary) -> None:
     """The buckets table and the markdown run report of a finished (or stopped) run."""
-    kind = summary["kind"]
+    kind = summary.kind
     create_table_artifact(table=bucket_rows(summary), key=f"{kind}-buckets",
-                          description=f"Rows per bucket, run {summary['run_id']} ({summary['status']})")
+                          description=f"Rows per bucket, run {summary.run_id} ({summary.status})")
     name = f"{flow_run.get_flow_name()}/{deployment.name}" if deployment.get_id() else None
     create_markdown_artifact(markdown=report_markdown(summary, name), key=f"{kind}-report",
                              description=headline(summary))
 
 
-def headline(summary: dict) -> str:
+def headline(summary: RunSummary) -> str:
     """One line for artifact lists: outcome, where the rows went, and whether something is left to do."""
-    total = bucket_rows(summary)[-1] if summary["datasets"] else dict.fromkeys(BUCKET_COLUMNS, 0)
-    line = (f"{summary['status']}: {total['acknowledged']} of {total['read']} rows acknowledged, "
-            f"{total['unchanged']} unchanged, {total['rejected']} rejected, {total['pending']} pending")
-    return line + (" - resume needed" if summary.get("resume_command") else "")
+    line = (f"{summary.status}: {summary.total('acknowledged')} of {summary.total('read')} rows acknowledged, "
+            f"{summary.total('unchanged')} unchanged, {summary.total('rejected')} rejected, "
+            f"{summary.total('pending')} pending")
+    return line + (" - resume needed" if summary.resume_command else "")
 
 
-def report_markdown(summary: dict, deployment_name: str | None = None) -> str:
+def report_markdown(summary: RunSummary, deployment_name: str | None = None) -> str:
     """The run report: headline, what it cost, what went wrong, what to do (from the CLI, and from
     Prefect when the run came from the deployment `deployment_name`)."""
-    dp = summary["data_points"]
-    duration = summary["duration_s"] or 0.0
-    throughput = summary["requests"] / duration if duration else 0.0
-    pending = sum(d["pending"] for d in summary["datasets"].values())
-    rejected = sum(d["rejected"] + d["rejected_cells"] for d in summary["datasets"].values())
+    s = summary
+    dp = s.data_points
+    duration = s.duration_s or 0.0
+    throughput = s.requests / duration if duration else 0.0
+    pending = s.total("pending")
+    rejected = s.total("rejected") + s.total("rejected_cells")
     lines = [
-        f"# {summary['kind']} {summary['run_id']}: {summary['status']}",
+        f"# {s.kind} {s.run_id}: {s.status}",
         "",
-        f"Source `{summary['source']}`, state `{summary['state']}`"
-        + (" (resumed run)" if summary["resumed"] else ""),
+        f"Source `{s.source}`, state `{s.state}`" + (" (resumed run)" if s.resumed else ""),
         "",
         "| | |",
         "|---|---|",
-        (f"| requests | {summary['requests']} ({summary['acknowledged_batches']} of {summary['batches']} "
-         f"batches acknowledged; a full resend would need {summary['requests_full_resend']}) |"),
-        f"| rate limited (429) | {summary['throttled']} |",
-        f"| retries | {summary['retries']} |",
-        f"| in-doubt batches | {len(summary['in_doubt'])} |",
-        (f"| data points sent | {dp['sent']} (a full resend would cost {dp['full_resend']}: "
-         f"{dp['full_resend'] - dp['sent']} saved) |"),
+        (f"| requests | {s.requests} ({s.acknowledged_batches} of {s.batches} "
+         f"batches acknowledged; a full resend would need {s.requests_full_resend}) |"),
+        f"| rate limited (429) | {s.throttled} |",
+        f"| retries | {s.retries} |",
+        f"| in-doubt batches | {len(s.in_doubt)} |",
+        (f"| data points sent | {dp.sent} (a full resend would cost {dp.full_resend}: "
+         f"{dp.full_resend - dp.sent} saved) |"),
         f"| duration | {duration:.1f} s |",
         f"| throughput | {throughput:.1f} requests/s |",
-        f"| rejects file | `{summary['rejects_file']}` ({summary['rejects']} entries) |",
+        f"| rejects file | `{s.rejects_file}` ({s.rejects} entries) |",
         "",
         "## Rows per bucket",
         "",
@@ -113,26 +115,26 @@ def report_markdown(summary: dict, deployment_name: str | None = None) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     lines += [f"| {r['dataset']} | {r['read']} | {r['acknowledged']} | {r['rejected']} | {r['unchanged']} | "
-              f"{r['pending']} | {r['rejected_cells']} |" for r in bucket_rows(summary)]
-    if summary["in_doubt"]:
+              f"{r['pending']} | {r['rejected_cells']} |" for r in bucket_rows(s)]
+    if s.in_doubt:
         lines += ["", "## In doubt (sent, then no definite answer: may have landed)", ""]
-        lines += [f"- batch {b['batch_no']}: {b['events']} events, {b['purchases']} purchases: {b['action']}"
-                  for b in summary["in_doubt"]]
+        lines += [f"- batch {b.batch_no}: {b.events} events, {b.purchases} purchases: {b.action}"
+                  for b in s.in_doubt]
     lines += ["", "## What to do", ""]
-    for note in summary.get("notes") or ():
+    for note in s.notes:
         lines.append(f"- Note: {note}")
-    if summary.get("resume_command"):
+    if s.resume_command:
         lines.append(f"- **{pending} rows are pending.** Resume (acknowledged batches are skipped): "
-                     f"`{summary['resume_command']}`")
+                     f"`{s.resume_command}`")
         if deployment_name:
-            resend = " -p in_doubt=resend" if "--in-doubt resend" in summary["resume_command"] else ""
+            resend = " -p in_doubt=resend" if "--in-doubt resend" in s.resume_command else ""
             lines.append(f"- Or from Prefect, run the deployment again on the same source and state: "
-                         f"`prefect deployment run '{deployment_name}' -p source={summary['source']} "
-                         f"-p state={summary['state']}{resend}`" + ("" if resend else " (or press Retry)"))
+                         f"`prefect deployment run '{deployment_name}' -p source={s.source} "
+                         f"-p state={s.state}{resend}`" + ("" if resend else " (or press Retry)"))
     if rejected:
         lines.append(f"- **Warning:** {rejected} rows or cells were rejected, each with its reason: open "
-                     f"`{summary['rejects_file']}`, fix them in the warehouse; the next run sends the fixes.")
-    if not summary.get("resume_command") and not rejected:
+                     f"`{s.rejects_file}`, fix them in the warehouse; the next run sends the fixes.")
+    if not s.resume_command and not rejected:
         lines.append("- Nothing: every row was acknowledged by Braze or unchanged.")
     return "\n".join(lines)
 

@@ -12,28 +12,30 @@ To use an existing cluster: `backfill_parallel.with_options(task_runner=dask_run
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.futures import wait
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect.states import Completed, Failed
+from prefect.states import State
 from prefect_dask import DaskTaskRunner
 
-from braze_migrate.applier import apply_plan
-from braze_migrate.credentials import resolve_credentials
-from braze_migrate.engine import Engine, Prepared
+from braze_migrate import stages
+from braze_migrate.engine import Prepared, open_run_ledger
 from braze_migrate.settings import load_settings
+from braze_migrate.summary import WorkerReport
 from flows import artifacts
-from flows.load import commit_task, plan_task
+from flows.load import MAPPING_HELP, SOURCE_HELP, commit_task, finish, flow_options, plan_task
+from flows.options import with_options
 
 LOCAL_CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "processes": True}
 WATCH_EVERY_S = 1.0
+WORKERS_HELP = "load workers (Dask tasks) sharing the run's batches and one rate budget"
 
 
 def dask_runner(address: str | None = None, **cluster_kwargs) -> DaskTaskRunner:
@@ -44,64 +46,43 @@ def dask_runner(address: str | None = None, **cluster_kwargs) -> DaskTaskRunner:
 
 
 @task(name="load-worker", cache_policy=NO_CACHE)
-def load_worker_task(run_id: str, options: dict) -> dict:
+def load_worker_task(run_id: str, options: dict) -> WorkerReport:
     """One worker of the run, on a Dask worker: claim and send batches until none is left."""
-    settings = load_settings(**options)
-    endpoint, api_key = resolve_credentials(settings)
-    engine = Engine(settings)
-    try:
-        stats = apply_plan(run_id, engine.run_dir(run_id) / "plan", engine.ledger, settings, endpoint, api_key,
-                           wait=False)
-    finally:
-        engine.close()
-    report = {"worker_id": stats.worker_id, "pid": os.getpid(), "batches": stats.batches,
-              "acknowledged": stats.acknowledged, "pending": stats.pending, "requests": stats.requests,
-              "throttled": stats.throttled, "leases": stats.leases}
+    report = stages.load_worker(run_id, options)
     get_run_logger().info("worker %s: %d batches, %d requests, %d throttled, %d budget leases",
-                          stats.worker_id, stats.batches, stats.requests, stats.throttled, stats.leases)
+                          report.worker_id, report.batches, report.requests, report.throttled, report.leases)
     return report
 
 
 @task(name="drain", cache_policy=NO_CACHE)
-def drain_task(engine: Engine, prepared: Prepared) -> int:
+def drain_task(prepared: Prepared, options: dict) -> int:
     """Wait until every batch is final, sending what a lost worker left (its claims, or in doubt)."""
-    endpoint, api_key = resolve_credentials(engine.settings)
-    return engine.apply(prepared, endpoint, api_key).batches
+    return stages.load(prepared, options)
 
 
-def run_parallel(kind: str, source: str, workers: int, **options) -> dict:
+def run_parallel(kind: str, source: str, mapping: str | None, workers: int, options: dict) -> State:
     """plan → N load workers on Dask → drain → commit → publish, ending Failed when anything is pending."""
     started = time.monotonic()
-    settings = load_settings(**options)
-    options = {**options, "state": str(settings.state.resolve())}  # the workers' cwd may differ
-    engine = Engine(settings)
+    options = flow_options(options)
+    options["state"] = str(Path(options["state"]).resolve())  # the workers' cwd may differ
     logger = get_run_logger()
-    try:
-        prepared = plan_task(engine, kind, source)
-        engine.ledger.set_run_status(prepared.run_id, "loading")
-        progress = artifacts.Progress(prepared.run_id)
-        with _workers_use_this_api():
-            futures = [load_worker_task.submit(prepared.run_id, options) for _ in range(workers)]
-        _watch(engine, prepared.run_id, futures, progress)
-        reports = []
-        for future in futures:
-            try:
-                reports.append(future.result())
-            except Exception as exc:  # noqa: BLE001 - not silent: the drain sends its batches, or fails alike
-                logger.warning("a load worker failed (%s): the drain takes over its batches", type(exc).__name__)
-        taken_over = drain_task(engine, prepared)
-        progress.finish()
-        summary = commit_task(engine, prepared, started)
-    finally:
-        engine.close()
-    summary["workers"] = reports
-    summary["drained_batches"] = taken_over
-    artifacts.publish_summary(summary)
-    logger.info("%s run %s %s: %d requests by %d workers", kind, summary["run_id"], summary["status"],
-                summary["requests"], len(summary["workers"]))
-    if summary["status"] != "completed":
-        return Failed(message=f"{summary['status']}: resume with `{summary['resume_command']}`", data=summary)
-    return Completed(message="completed", data=summary)
+    prepared = plan_task(kind, source, mapping, options)
+    progress = artifacts.Progress(prepared.run_id)
+    with _workers_use_this_api():
+        futures = [load_worker_task.submit(prepared.run_id, options) for _ in range(workers)]
+    _watch(options, prepared.run_id, futures, progress)
+    reports = []
+    for future in futures:
+        try:
+            reports.append(future.result())
+        except Exception as exc:  # noqa: BLE001 - not silent: the drain sends its batches, or fails alike
+            logger.warning("a load worker failed (%s): the drain takes over its batches", type(exc).__name__)
+    taken_over = drain_task(prepared, options)
+    progress.finish()
+    summary = commit_task(prepared, options, started)
+    summary = summary.model_copy(update={"workers": reports, "drained_batches": taken_over})
+    logger.info("%s run %s: %d requests by %d workers", kind, summary.run_id, summary.requests, len(reports))
+    return finish(summary)
 
 
 @contextmanager
@@ -118,29 +99,30 @@ def _workers_use_this_api() -> Iterator[None]:
         yield
 
 
-def _watch(engine: Engine, run_id: str, futures: list, progress: artifacts.Progress) -> None:
+def _watch(options: dict, run_id: str, futures: list, progress: artifacts.Progress) -> None:
     """Progress from the ledger while the workers run (they are in other processes)."""
-    while True:
-        running = wait(futures, timeout=WATCH_EVERY_S).not_done
-        counts = engine.ledger.status_counts(run_id)
-        progress.update(counts.get("acknowledged", 0) + counts.get("pending", 0), sum(counts.values()))
-        if not running:
-            return
+    ledger = open_run_ledger(load_settings(**options))
+    try:
+        while True:
+            running = wait(futures, timeout=WATCH_EVERY_S).not_done
+            counts = ledger.status_counts(run_id)
+            progress.update(counts.get("acknowledged", 0) + counts.get("pending", 0), sum(counts.values()))
+            if not running:
+                return
+    finally:
+        ledger.close()
 
 
 @flow(name="backfill-parallel", flow_run_name="backfill-parallel-{source}", task_runner=dask_runner(),
       log_prints=False)
-def backfill_parallel(source: str, state: str = "state", rate_limit: str = "3000/3s", batch_size: int = 75,
-                      batch_mode: str = "combined", in_doubt: str = "skip", concurrency: int = 100,
-                      workers: int = 2):
+@with_options(source=SOURCE_HELP, mapping=MAPPING_HELP, workers=WORKERS_HELP)
+def backfill_parallel(source: str, mapping: str | None = None, workers: int = 2, **options) -> State:
     """`backfill` with the load spread over `workers` Dask tasks sharing one rate budget."""
-    return run_parallel("backfill", source, workers, state=state, rate_limit=rate_limit, batch_size=batch_size,
-                        batch_mode=batch_mode, in_doubt=in_doubt, concurrency=concurrency)
+    return run_parallel("backfill", source, mapping, workers, options)
 
 
 @flow(name="sync-parallel", flow_run_name="sync-parallel-{source}", task_runner=dask_runner(), log_prints=False)
-def sync_parallel(source: str, state: str = "state", rate_limit: str = "3000/3s", batch_size: int = 75,
-                  batch_mode: str = "combined", in_doubt: str = "skip", concurrency: int = 100, workers: int = 2):
+@with_options(source=SOURCE_HELP, mapping=MAPPING_HELP, workers=WORKERS_HELP)
+def sync_parallel(source: str, mapping: str | None = None, workers: int = 2, **options) -> State:
     """`sync` with the load spread over `workers` Dask tasks sharing one rate budget."""
-    return run_parallel("sync", source, workers, state=state, rate_limit=rate_limit, batch_size=batch_size,
-                        batch_mode=batch_mode, in_doubt=in_doubt, concurrency=concurrency)
+    return run_parallel("sync", source, mapping, workers, options)

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from braze_migrate import verify as v
-from braze_migrate.cli import main as cli_main
+from cli.main import main as cli_main
 from braze_migrate.engine import Engine
 from braze_migrate.planner import normalized_datasets
 from braze_migrate.settings import load_settings

@@ -1,7 +1,7 @@
 """Several workers loading one run: shared rate budget, claims, and a killed worker's claims taken over.
 
 The run is started as users start it (`braze-migrate backfill ... --no-prefect`), and a second process joins
-it (`python -m braze_migrate.workers`, i.e. `braze-migrate load-worker`), against a sandbox of its own with
+it (`braze-migrate load-worker`), against a sandbox of its own with
 a tight limit that answers 429 to any request over it in a window.
 """
 
@@ -66,7 +66,7 @@ def test_two_workers_share_the_limit_and_send_every_batch_once(tight_sandbox, le
          "--rate-limit", LIMIT, "--batch-size", "10"],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     joiner = subprocess.Popen(
-        [sys.executable, "-m", "braze_migrate.workers", "--state", str(state), "--json", "--wait-for-run", "60"],
+        [sys.executable, "-m", "cli.main", "load-worker", "--state", str(state), "--json", "--wait-for-run", "60"],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = main.communicate(timeout=RUN_TIMEOUT_S)
     w_out, w_err = joiner.communicate(timeout=RUN_TIMEOUT_S)
@@ -145,7 +145,7 @@ def test_a_stopped_worker_hands_back_its_claims(tight_sandbox, ledger_env, tmp_p
     try:
         prepared = engine.prepare("backfill", str(src))
         worker = subprocess.Popen(
-            [sys.executable, "-m", "braze_migrate.workers", "--state", str(state), "--json"],
+            [sys.executable, "-m", "cli.main", "load-worker", "--state", str(state), "--json"],
             env=worker_env(tight_sandbox, ledger_env), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
         deadline = time.monotonic() + RUN_TIMEOUT_S

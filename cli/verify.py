@@ -1,7 +1,7 @@
 """`braze-migrate verify SOURCE`: sample users of an export and compare what Braze holds with it.
 
 Exit 0 when every sampled user matches, 1 when any differs; configuration errors are ConfigError lines
-(exit 2, printed by the main CLI).
+(exit 2, printed by cli.main).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import json
 from pathlib import Path
 
 from braze_migrate import verify as logic
+from braze_migrate.credentials import resolve_credentials
 from braze_migrate.settings import ConfigError
+from cli.options import add_option_flags, settings_from_args
 
 EXIT_OK, EXIT_MISMATCH = 0, 1
 
@@ -21,8 +23,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("verify", help="sample users of an export and compare what Braze holds with it")
     p.add_argument("source", help="the export that was loaded: folder, object-store URI or mapping file")
     p.add_argument("--mapping", metavar="FILE", help="the mapping file the load used (docs/sources.md)")
-    p.add_argument("--state", help="state folder of the loads (default ./state or BRAZE_MIGRATE_STATE): "
-                                   "objects it holds as rejected by Braze or in doubt set no expectation")
+    add_option_flags(p, "verify")
     p.add_argument("--sample", type=int, default=logic.DEFAULT_SAMPLE,
                    help=f"users to compare (default {logic.DEFAULT_SAMPLE}; the same users every time)")
     p.add_argument("--event-window-days", type=int,
@@ -35,12 +36,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the verification (as the Prefect flow unless --no-prefect) and print its report."""
-    from braze_migrate.credentials import resolve_credentials
-    from braze_migrate.settings import load_settings
-
     if args.sample < 1:
         raise ConfigError("--sample must be at least 1")
-    state = str(load_settings(state=args.state).state)
+    state = str(settings_from_args(args, "verify").state)
     endpoint, api_key = resolve_credentials()
     if "://" not in args.source and not Path(args.source).exists():
         raise ConfigError(f"source {args.source!r} does not exist: pass the export folder that was loaded")

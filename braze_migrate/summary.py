@@ -1,0 +1,117 @@
+"""The typed result of a run: `RunSummary`, returned by the flows and the inline path, rendered by the CLI
+table, `--json` and the Prefect artifacts, and stored with the run in the ledger.
+
+Its JSON (`to_json`) keeps the keys the untyped summary had, so scripts reading `--json` keep working.
+Counts, ids, paths and commands only: never a value from the data. To add a figure, add a field with a
+default (older ledgers' summaries still load) and render it where it matters.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RunKind(StrEnum):
+    BACKFILL = "backfill"
+    SYNC = "sync"
+
+
+class RunStatus(StrEnum):
+    """How a run ended: everything final (`completed`), some rows pending for the next run (`incomplete`),
+    or stopped with batches never sent (`interrupted`: run the same command to resume)."""
+
+    COMPLETED = "completed"
+    INCOMPLETE = "incomplete"
+    INTERRUPTED = "interrupted"
+
+
+class Buckets(BaseModel):
+    """Where one dataset's rows went: read = acknowledged + rejected + unchanged + pending."""
+
+    model_config = ConfigDict(extra="allow")
+
+    read: int = 0
+    acknowledged: int = 0
+    rejected: int = 0
+    unchanged: int = 0
+    pending: int = 0
+    rejected_cells: int = 0
+
+
+class InDoubtBatch(BaseModel):
+    """A batch sent without a definite answer, and what the run did about its events and purchases."""
+
+    batch_no: int
+    events: int
+    purchases: int
+    action: str
+
+
+class DataPoints(BaseModel):
+    sent: int = 0
+    full_resend: int = 0
+
+
+class WorkerReport(BaseModel):
+    """One load worker's totals (parallel flows and `load-worker`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    worker_id: str
+    pid: int | None = None
+    batches: int = 0
+    acknowledged: int = 0
+    pending: int = 0
+    requests: int = 0
+    throttled: int = 0
+    leases: int = 0
+
+
+class RunSummary(BaseModel):
+    """One run's outcome: the buckets per dataset, what it cost, what is left and how to resume it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run_id: str
+    kind: RunKind
+    source: str
+    state: str
+    status: RunStatus
+    resumed: bool = False
+    requests: int = 0
+    batches: int = 0
+    acknowledged_batches: int = 0
+    retries: int = 0
+    throttled: int = 0
+    in_doubt: list[InDoubtBatch] = Field(default_factory=list)
+    datasets: dict[str, Buckets] = Field(default_factory=dict)
+    data_points: DataPoints = Field(default_factory=DataPoints)
+    requests_full_resend: int = 0
+    rejects_file: str = ""
+    rejects: int = 0
+    duration_s: float = 0.0
+    notes: list[str] = Field(default_factory=list)
+    resume_command: str | None = None
+    workers: list[WorkerReport] | None = None  # parallel flows only
+    drained_batches: int | None = None  # parallel flows only
+
+    @property
+    def ok(self) -> bool:
+        return self.status is RunStatus.COMPLETED
+
+    def total(self, bucket: str) -> int:
+        """One bucket summed over the datasets."""
+        return sum(getattr(b, bucket) for b in self.datasets.values())
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--json` object (and what the ledger stores): today's keys; parallel-only keys when set."""
+        return self.model_dump(mode="json", exclude_none=False,
+                               exclude={k for k in ("workers", "drained_batches") if getattr(self, k) is None})
+
+    @classmethod
+    def coerce(cls, summary: RunSummary | dict) -> RunSummary:
+        """A summary from a run, or from its JSON (a ledger row, `--json` output)."""
+        return summary if isinstance(summary, RunSummary) else cls.model_validate(summary)

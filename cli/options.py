@@ -1,0 +1,34 @@
+"""CLI flags generated from the options model (`braze_migrate.settings.LoadSettings`): one `--name` per
+option a sub-command takes, with the model's type, choices and help. A flag left out is None, so the
+environment (BRAZE_MIGRATE_<NAME>) and then the model's default decide, exactly as for the flows."""
+
+from __future__ import annotations
+
+import argparse
+import typing
+from pathlib import Path
+
+from braze_migrate.settings import LoadSettings, flag_options, load_settings
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_option_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add the flags of every option `command` takes."""
+    for name in flag_options(command):
+        field = LoadSettings.model_fields[name]
+        kind, choices = field.annotation, None
+        if typing.get_origin(kind) is typing.Literal:
+            kind, choices = str, typing.get_args(kind)
+        elif kind is Path:
+            kind = str
+        default = str(field.default) if isinstance(field.default, Path) else field.default
+        parser.add_argument(flag(name), dest=name, type=kind, choices=choices, default=None,
+                            help=f"{field.description} (default {default}; env BRAZE_MIGRATE_{name.upper()})")
+
+
+def settings_from_args(args: argparse.Namespace, command: str) -> LoadSettings:
+    """The settings of a sub-command: its flags over the environment over the model's defaults."""
+    return load_settings(**{name: getattr(args, name, None) for name in flag_options(command)})

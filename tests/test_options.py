@@ -1,0 +1,96 @@
+"""One source of options: every option of `LoadSettings` is a CLI flag of the load commands with the same
+default, a parameter of every load flow with the same default, and a parameter of the load deployments in
+prefect.yaml with that default (or deliberately absent, listed below)."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+
+from braze_migrate.settings import LoadSettings, flag_options, flow_options, load_settings, public_options
+from cli.main import build_parser
+from flows.load import backfill, sync
+from flows.parallel import backfill_parallel, sync_parallel
+
+ROOT = Path(__file__).resolve().parent.parent
+LOAD_FLOWS = {"backfill": backfill, "sync": sync, "backfill-parallel": backfill_parallel,
+              "sync-parallel": sync_parallel}
+# Secrets: environment only (never a flag, a flow parameter or a line of prefect.yaml).
+SECRET = {"ledger_url"}
+# Tuning knobs the shipped deployments leave at the flow's default (the same as the model's).
+NOT_IN_PREFECT_YAML = {"max_attempts", "max_retry_seconds", "timeout_seconds", "retry_backoff_seconds",
+                       "users_per_partition"}
+# Per deployment: values that are the deployment's own, not a default.
+DEPLOYMENT_VALUES = {"source"}
+
+
+def model_default(name: str):
+    default = LoadSettings.model_fields[name].default
+    return str(default) if isinstance(default, Path) else default
+
+
+@pytest.fixture(autouse=True)
+def _no_option_env(monkeypatch):
+    for name in LoadSettings.model_fields:
+        monkeypatch.delenv(f"BRAZE_MIGRATE_{name.upper()}", raising=False)
+
+
+def test_every_option_is_a_flag_or_a_secret():
+    assert set(flag_options("backfill")) | SECRET == set(LoadSettings.model_fields)
+    assert flag_options("backfill") == flag_options("sync") == flow_options()
+    assert not SECRET & set(flow_options())
+
+
+@pytest.mark.parametrize("command", ["backfill", "sync"])
+def test_flags_default_to_the_model(command):
+    args = build_parser().parse_args([command, "src"])
+    from cli.options import settings_from_args
+
+    assert settings_from_args(args, command) == LoadSettings()
+    for name in flag_options(command):
+        assert getattr(args, name) is None  # unset: the environment, then the model's default, decide
+
+
+def test_a_flag_overrides_the_environment(monkeypatch):
+    from cli.options import settings_from_args
+
+    monkeypatch.setenv("BRAZE_MIGRATE_BATCH_SIZE", "40")
+    args = build_parser().parse_args(["backfill", "src"])
+    assert settings_from_args(args, "backfill").batch_size == 40
+    args = build_parser().parse_args(["backfill", "src", "--batch-size", "30", "--in-doubt", "resend"])
+    settings = settings_from_args(args, "backfill")
+    assert (settings.batch_size, settings.in_doubt) == (30, "resend")
+
+
+@pytest.mark.parametrize("name", sorted(LOAD_FLOWS))
+def test_every_flow_takes_every_option_with_the_model_default(name):
+    params = inspect.signature(LOAD_FLOWS[name].fn).parameters
+    assert {"source", "mapping"} <= set(params)
+    for option in flow_options():
+        assert params[option].default == model_default(option), option
+    schema = LOAD_FLOWS[name].parameters.model_dump()["properties"]
+    assert set(flow_options()) <= set(schema)  # what the deployments' forms show
+
+
+def test_the_flow_defaults_are_the_settings_defaults():
+    defaults = {o: inspect.signature(backfill.fn).parameters[o].default for o in flow_options()}
+    assert public_options(load_settings(**defaults)) == public_options(LoadSettings())
+
+
+def test_prefect_yaml_load_deployments_carry_every_option_with_its_default():
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    loads = [d for d in spec["deployments"] if d["entrypoint"].startswith("flows/load.py:")]
+    assert {d["entrypoint"] for d in loads} == {"flows/load.py:backfill", "flows/load.py:sync"}
+    for d in loads:
+        params = d.get("parameters") or {}
+        flow = LOAD_FLOWS[d["entrypoint"].rsplit(":", 1)[1]]
+        assert set(params) <= set(inspect.signature(flow.fn).parameters), d["name"]
+        assert not SECRET & set(params)
+        missing = set(flow_options()) - set(params) - NOT_IN_PREFECT_YAML
+        assert not missing, f"{d['name']} lacks {missing}: add them to prefect.yaml or to NOT_IN_PREFECT_YAML"
+        for option, value in params.items():
+            if option not in DEPLOYMENT_VALUES:
+                assert value == model_default(option), (d["name"], option, value)
