@@ -24,9 +24,16 @@ def add_option_flags(parser: argparse.ArgumentParser, command: str) -> None:
             kind, choices = str, typing.get_args(kind)
         elif kind is Path:
             kind = str
+        elif typing.get_origin(kind) is list:
+            kind = comma_list
         default = str(field.default) if isinstance(field.default, Path) else field.default
         parser.add_argument(flag(name), dest=name, type=kind, choices=choices, default=None,
                             help=f"{field.description} (default {default}; env BRAZE_MIGRATE_{name.upper()})")
+
+
+def comma_list(value: str) -> list[str]:
+    """A list option's flag value: `a,b,c` (the environment variable takes a JSON list)."""
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def settings_from_args(args: argparse.Namespace, command: str) -> LoadSettings:
