@@ -102,7 +102,12 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
 
 def serve(config: SandboxConfig, host: str, port: int) -> int:
     """Run in the foreground until SIGINT/SIGTERM; print one line when ready."""
-    sock = bind(host, port)
+    try:
+        sock = bind(host, port)
+    except OSError as error:  # port in use, address not on this machine, privileged port: one line, exit 2
+        hint = "stop what uses it or pass --port N (0 = any free port)" if port else "check --host"
+        print(f"sandbox: cannot listen on {host}:{port}: {error.strerror or error}; {hint}", file=sys.stderr)
+        return 2
     url = url_of(sock)
     app, server = make_server(config)
 
