@@ -2,6 +2,8 @@
 
 Derived only from the plan and the ledger, so committing twice gives the same snapshot (a crash between
 the snapshot write and the ledger update is harmless). Users are committed partition by partition.
+The snapshot is checked against the ledger's record first (a damaged one would lose acknowledged ids
+silently) and every file written is journaled in that record (connectors/state/integrity.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from braze_migrate.planner import object_files
+from connectors.state.integrity import journal_for, require_intact
 from connectors.state.ledger import Ledger
 from connectors.state.snapshot import SCHEMAS, Snapshot
 
@@ -60,7 +63,24 @@ def object_outcomes(run_id: str, plan_dir: Path, ledger: Ledger) -> pl.DataFrame
 
 
 def commit_run(run_id: str, plan_dir: Path, ledger: Ledger, snapshot: Snapshot, *, in_doubt_policy: str) -> pl.DataFrame:
-    """Merge acknowledged values, ids and tokens into the snapshot; hold rejected and in-doubt objects."""
+    """Merge acknowledged values, ids and tokens into the snapshot; hold rejected and in-doubt objects.
+    Raises StateDamaged, before writing anything, if the snapshot is not what the ledger recorded."""
+    state = snapshot.root.parent
+    require_intact(state, ledger)
+    journal, snapshot.journal = snapshot.journal, journal_for(state, ledger, run_id)
+    try:
+        return _commit(run_id, plan_dir, ledger, snapshot, in_doubt_policy)
+    finally:
+        snapshot.journal = journal
+
+
+def replay_commit(run_id: str, plan_dir: Path, ledger: Ledger, snapshot: Snapshot, *, in_doubt_policy: str) -> pl.DataFrame:
+    """The same commit into another snapshot, unchecked and unjournaled: `repair` replays every committed
+    run, oldest first, into an empty folder to rebuild what they acknowledged."""
+    return _commit(run_id, plan_dir, ledger, snapshot, in_doubt_policy)
+
+
+def _commit(run_id: str, plan_dir: Path, ledger: Ledger, snapshot: Snapshot, in_doubt_policy: str) -> pl.DataFrame:
     batches, outcomes = _ledger_frames(run_id, ledger)
     parts = []
     for f in object_files(plan_dir):

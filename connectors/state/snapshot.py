@@ -8,6 +8,8 @@
 - `held`: objects that must not be sent again unchanged: rejected by Braze, or in doubt under `--in-doubt skip`.
 
 Files are replaced atomically (write aside, fsync, rename), so a crash leaves either the old or the new one.
+With a `journal` (connectors/state/integrity.py), every replacement is recorded in the ledger (rows, size,
+SHA-256) before and after the rename, so a lost or truncated file is found before the next run sends.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import polars_hash  # noqa: F401  (registers the stable `.nchash` namespace)
+
+if TYPE_CHECKING:
+    from connectors.state.integrity import SnapshotJournal
 
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "users": {"external_id": pl.Utf8},
@@ -39,9 +45,10 @@ def partition_of(key: pl.Expr, partitions: int) -> pl.Expr:
 class Snapshot:
     """Read and atomically replace the snapshot tables of one state folder."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, journal: SnapshotJournal | None = None):
         self.root = root / "snapshot"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.journal = journal
 
     def path(self, name: str) -> Path:
         return self.root / f"{name}.parquet"
@@ -63,7 +70,7 @@ class Snapshot:
         meta = self.root / "meta.json"
         if meta.exists():
             return int(json.loads(meta.read_text())["partitions"])
-        _atomic_write_text(meta, json.dumps({"partitions": default}))
+        _atomic_write_text(meta, json.dumps({"partitions": default}), self._journaled(meta))
         return default
 
     def users_part_path(self, p: int) -> Path:
@@ -76,25 +83,44 @@ class Snapshot:
     def replace_users_part(self, p: int, frame: pl.DataFrame) -> None:
         path = self.users_part_path(p)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_parquet(path, frame)
+        _atomic_write_parquet(path, frame, self._journaled(path))
 
     def columns(self, name: str) -> list[str]:
         return list(self.scan(name).collect_schema().names())
 
     def replace(self, name: str, frame: pl.LazyFrame | pl.DataFrame) -> None:
         """Write the new version beside the old one, then rename over it."""
-        _atomic_write_parquet(self.path(name), frame.collect() if isinstance(frame, pl.LazyFrame) else frame)
+        path = self.path(name)
+        _atomic_write_parquet(path, frame.collect() if isinstance(frame, pl.LazyFrame) else frame,
+                              self._journaled(path))
+
+    def _journaled(self, path: Path) -> tuple[SnapshotJournal, str] | None:
+        """(journal, name relative to the snapshot folder) when writes are journaled."""
+        return (self.journal, path.relative_to(self.root).as_posix()) if self.journal is not None else None
 
 
-def _atomic_write_parquet(path: Path, df: pl.DataFrame) -> None:
+def _atomic_write_parquet(path: Path, df: pl.DataFrame, journaled: tuple[SnapshotJournal, str] | None = None) -> None:
     tmp = path.with_suffix(".parquet.tmp")
     df.write_parquet(tmp, compression="zstd", statistics=True)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    _rename(tmp, path, journaled)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def _atomic_write_text(path: Path, text: str, journaled: tuple[SnapshotJournal, str] | None = None) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
+    _rename(tmp, path, journaled)
+
+
+def _rename(tmp: Path, path: Path, journaled: tuple[SnapshotJournal, str] | None) -> None:
+    """Rename into place; a journal records the new digest before (as possible) and after (as the only one)."""
+    if journaled is None:
+        os.replace(tmp, path)
+        return
+    from connectors.state.integrity import digest_of
+
+    journal, name = journaled
+    journal.intend(name, digest_of(tmp))
     os.replace(tmp, path)
+    journal.done(name)

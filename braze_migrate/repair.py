@@ -1,0 +1,111 @@
+"""`braze-migrate repair`: rebuild a damaged snapshot from the ledger and the committed runs' plans.
+
+A commit is derived only from a run's plan (`objects/`, `users_next/`) and the ledger's outcomes, so
+replaying the commits of every committed run, oldest first, into an empty folder gives back the snapshot
+they left: acknowledged purchase and event ids, push tokens, held objects and user values. Nothing is sent
+and nothing acknowledged is forgotten. The damaged snapshot is kept beside it (`snapshot.damaged-<time>`,
+it may hold personal data: remove it once the repair is checked). A run whose plan is gone cannot be
+replayed: repair then refuses and names it, and only a restore from a backup can help.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from braze_migrate.committer import replay_commit
+from braze_migrate.planner import object_files
+from connectors.state.integrity import SnapshotJournal, StateDamaged, check_state, digest_of, snapshot_files
+from connectors.state.ledger_base import LedgerBase, Run
+from connectors.state.snapshot import Snapshot
+
+DEFAULT_PARTITIONS_KEY = "partitions"
+
+
+class RepairImpossible(StateDamaged):
+    """What the snapshot needs is gone from the state folder too; the message names it and says to restore."""
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What `repair` did: runs replayed, the problems it found, rows per rebuilt file, where the old one is."""
+
+    runs: list[str]
+    problems: list[str]
+    rows: dict[str, int]
+    kept_aside: str | None
+
+
+def repair_state(state: Path, ledger: LedgerBase) -> RepairReport:
+    """Rebuild `state/snapshot` from the committed runs' plans and the ledger; record it as the new baseline."""
+    state = Path(state)
+    problems = check_state(state, ledger)
+    strangers = [p for p in problems if p.startswith("runs/")]
+    if strangers:
+        raise RepairImpossible(
+            f"the ledger of {state} does not know {len(strangers)} planned run(s) ({strangers[0].split()[0]}): it was "
+            "lost or replaced, so what Braze acknowledged for them is unknown; restore the ledger from a backup "
+            "(held events then stay safe), or settle those runs' batches with `braze-migrate settle`"
+        )
+    runs = _committed(ledger)
+    _require_plans(state, runs)
+    building = state / ".repair"
+    shutil.rmtree(building, ignore_errors=True)
+    snapshot = Snapshot(building)
+    partitions = _partitions(state, runs)
+    if partitions is not None:
+        (snapshot.root / "meta.json").write_text(json.dumps({DEFAULT_PARTITIONS_KEY: partitions}))
+    for run in runs:
+        policy = (run.settings or {}).get("in_doubt", "skip")
+        replay_commit(run.run_id, state / "runs" / run.run_id / "plan", ledger, snapshot, in_doubt_policy=policy)
+    kept_aside = _swap(state, snapshot.root)
+    files = snapshot_files(state / "snapshot")
+    digests = {name: digest_of(path) for name, path in files.items()}
+    SnapshotJournal(ledger, run_id=runs[-1].run_id if runs else None).record_all(digests.items())
+    shutil.rmtree(building, ignore_errors=True)
+    return RepairReport([r.run_id for r in runs], problems, {n: d.rows for n, d in digests.items()}, kept_aside)
+
+
+def _committed(ledger: LedgerBase) -> list[Run]:
+    """Committed runs, oldest first: the order their commits were made in."""
+    return sorted((r for r in ledger.runs(limit=1_000_000) if r.status == "committed"), key=lambda r: r.created_at)
+
+
+def _require_plans(state: Path, runs: list[Run]) -> None:
+    gone = [r.run_id for r in runs if not object_files(state / "runs" / r.run_id / "plan")
+            and not (state / "runs" / r.run_id / "plan" / "stats.json").exists()]
+    if gone:
+        raise RepairImpossible(
+            f"the plans of {len(gone)} committed run(s) are gone from {state}/runs (first: {gone[0]}): what they "
+            "acknowledged cannot be rebuilt; restore the state folder from a backup"
+        )
+
+
+def _partitions(state: Path, runs: list[Run]) -> int | None:
+    """The users partition count: the damaged meta.json if readable, else the first run's plan."""
+    try:
+        value = json.loads((state / "snapshot" / "meta.json").read_text())[DEFAULT_PARTITIONS_KEY]
+        if isinstance(value, int) and value > 0:
+            return value
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    for run in runs:
+        try:
+            return int(json.loads((state / "runs" / run.run_id / "plan" / "stats.json").read_text())["partitions"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _swap(state: Path, rebuilt: Path) -> str | None:
+    """Move the damaged snapshot aside and the rebuilt one into place; returns where the old one went."""
+    current = state / "snapshot"
+    aside = None
+    if current.exists():
+        aside = state / f"snapshot.damaged-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+        current.rename(aside)
+    rebuilt.rename(current)
+    return str(aside) if aside else None

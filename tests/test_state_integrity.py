@@ -1,0 +1,162 @@
+"""Issue 13 point 4: a damaged state folder is found before anything is sent, and `repair` rebuilds the
+snapshot from the ledger and the committed plans without resending what Braze acknowledged."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from braze_migrate.repair import RepairImpossible, repair_state
+from connectors.state.integrity import StateDamaged, check_state, require_intact
+from connectors.state.ledger import Ledger
+
+BIN = Path(sys.executable).parent / "braze-migrate"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+
+
+def cli(*args):
+    return subprocess.run([str(BIN), *map(str, args)], env=os.environ, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def two_nights(tmp_path_factory, sandbox_server):
+    """A state folder after backfill day1 and sync day2 against the sandbox (built once, copied per test)."""
+    from tests.conftest import API_KEY
+
+    sandbox_server.reset()
+    root = tmp_path_factory.mktemp("integrity")
+    state = root / "state"
+    env = {"BRAZE_REST_ENDPOINT": sandbox_server.url, "BRAZE_API_KEY": API_KEY}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        for kind, day in (("backfill", "day1"), ("sync", "day2")):
+            done = cli(kind, SAMPLES / day, "--state", state, "--no-prefect", "--json")
+            assert done.returncode == 0, done.stderr[-2000:]
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return state
+
+
+@pytest.fixture
+def state(two_nights, tmp_path):
+    copy = tmp_path / "state"
+    shutil.copytree(two_nights, copy)
+    return copy
+
+
+def occurrences(profiles: dict) -> int:
+    """Events and purchases Braze stores, over all profiles: a resend would add to it."""
+    return sum(len(p.get("events") or ()) + len(p.get("purchases") or ()) for p in profiles.values())
+
+
+def tables(state: Path) -> dict[str, list]:
+    snap = state / "snapshot"
+    out = {name: pl.read_parquet(snap / f"{name}.parquet").sort(pl.all()).rows()
+           for name in ("purchases", "events", "push_tokens") if (snap / f"{name}.parquet").exists()}
+    users = sorted((snap / "users").glob("*.parquet"))
+    out["users"] = pl.concat([pl.read_parquet(f) for f in users], how="diagonal_relaxed").sort("external_id").rows()
+    return out
+
+
+def problems(state: Path) -> list[str]:
+    led = Ledger(state / "ledger.sqlite")
+    try:
+        return check_state(state, led)
+    finally:
+        led.close()
+
+
+def test_an_intact_state_has_no_problem(state):
+    assert problems(state) == []
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda s: (s / "snapshot" / "events.parquet").unlink(), "snapshot/events.parquet is missing"),
+        (lambda s: shutil.rmtree(s / "snapshot"), "is missing"),
+        (lambda s: [f.unlink() for f in (s / "snapshot" / "users").glob("*.parquet")], "users/part-00000.parquet is missing"),
+        (lambda s: (s / "snapshot" / "meta.json").write_text("{garbage"), "snapshot/meta.json"),
+        (lambda s: (s / "snapshot" / "purchases.parquet").write_bytes(
+            (s / "snapshot" / "purchases.parquet").read_bytes()[:100]), "purchases.parquet is not a readable"),
+        (lambda s: pl.read_parquet(s / "snapshot" / "events.parquet").head(10).write_parquet(
+            s / "snapshot" / "events.parquet"), "has 10 rows where the ledger recorded"),
+    ],
+)
+def test_damage_is_named_in_one_line_with_the_way_back(state, damage, expected):
+    damage(state)
+    found = problems(state)
+    assert any(expected in p for p in found), found
+    led = Ledger(state / "ledger.sqlite")
+    with pytest.raises(StateDamaged) as caught:
+        require_intact(state, led)
+    led.close()
+    text = str(caught.value)
+    assert "\n" not in text and "braze-migrate repair" in text and "export it again" not in text
+
+
+def test_a_lost_ledger_with_a_planned_run_is_found(state):
+    (state / "ledger.sqlite").unlink()
+    for extra in state.glob("ledger.sqlite-*"):
+        extra.unlink()
+    found = problems(state)
+    assert any("has a plan the ledger does not know" in p for p in found), found
+
+
+def test_repair_rebuilds_exactly_what_the_commits_left(state):
+    before = tables(state)
+    (state / "snapshot" / "events.parquet").unlink()
+    shutil.rmtree(state / "snapshot" / "users")
+    (state / "snapshot" / "meta.json").write_text("nonsense")
+    led = Ledger(state / "ledger.sqlite")
+    try:
+        report = repair_state(state, led)
+        assert len(report.runs) == 2 and report.kept_aside and Path(report.kept_aside).exists()
+        assert check_state(state, led) == []
+    finally:
+        led.close()
+    assert tables(state) == before
+    assert json.loads((state / "snapshot" / "meta.json").read_text())["partitions"] >= 1
+
+
+def test_repair_refuses_when_a_committed_plan_is_gone(state):
+    (state / "snapshot" / "events.parquet").unlink()
+    for plan in (state / "runs").glob("*/plan"):
+        shutil.rmtree(plan)
+    led = Ledger(state / "ledger.sqlite")
+    try:
+        with pytest.raises(RepairImpossible, match="restore the state folder from a backup"):
+            repair_state(state, led)
+    finally:
+        led.close()
+
+
+def test_after_repair_a_sync_resends_nothing_acknowledged(state, sandbox_server, monkeypatch):
+    from tests.conftest import API_KEY
+
+    monkeypatch.setenv("BRAZE_REST_ENDPOINT", sandbox_server.url)
+    monkeypatch.setenv("BRAZE_API_KEY", API_KEY)
+    stored = occurrences(sandbox_server.profiles())
+    assert stored > 0
+    (state / "snapshot" / "events.parquet").unlink()
+    led = Ledger(state / "ledger.sqlite")
+    repair_state(state, led)
+    led.close()
+    done = cli("sync", SAMPLES / "day2", "--state", state, "--no-prefect", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["datasets"]["events"]["acknowledged"] == 0
+    assert occurrences(sandbox_server.profiles()) == stored
