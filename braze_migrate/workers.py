@@ -9,6 +9,7 @@ of that run until none is left, then exits. All of them share one rate budget th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from braze_migrate.applier import apply_plan
 from braze_migrate.credentials import resolve_credentials
@@ -21,12 +22,13 @@ RUN_SETTINGS = ("rate_limit", "in_doubt", "max_attempts", "max_retry_seconds", "
 POLL_SECONDS = 0.5
 
 
-def join_run(settings: LoadSettings, wait_for_run: float = 0.0) -> dict:
+def join_run(settings: LoadSettings, wait_for_run: float = 0.0, on_wait: Callable[[], None] | None = None) -> dict:
     """Load batches of the unfinished run until none is claimable; this worker's totals (`run_id` None when
-    there was no run to join). Raises ClaimLost when another worker took a claim over."""
+    there was no run to join). `on_wait` is called once if it has to wait for a run to be planned. Raises
+    ClaimLost when another worker took a claim over."""
     engine = Engine(settings)
     try:
-        found = _wait_for_run(engine, wait_for_run)
+        found = _wait_for_run(engine, wait_for_run, on_wait)
         if found is None:
             return {"run_id": None, "batches": 0, "note": "no planned run to join"}
         settings = joined_settings(settings, found.settings)
@@ -50,13 +52,17 @@ def joined_settings(own: LoadSettings, recorded: dict) -> LoadSettings:
     return own.model_copy(update={k: recorded[k] for k in RUN_SETTINGS if k in recorded})
 
 
-def _wait_for_run(engine: Engine, seconds: float):
+def _wait_for_run(engine: Engine, seconds: float, on_wait: Callable[[], None] | None):
     """The unfinished run once it is planned (`planning` means its batches are not recorded yet)."""
     deadline = time.monotonic() + seconds
+    waiting = False
     while True:
         found = engine.ledger.unfinished_run()
         if found is not None and found.status != "planning":
             return found
         if time.monotonic() >= deadline:
             return None
+        if not waiting and on_wait is not None:
+            on_wait()
+        waiting = True
         time.sleep(POLL_SECONDS)

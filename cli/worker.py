@@ -27,8 +27,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when no batch is left to claim (nothing to do is fine too), 3 when stopped early (a signal, or
     a claim taken over): the other workers and the run's own command go on."""
+    settings = settings_from_args(args, "load-worker")
+
+    def waiting() -> None:
+        print(f"load-worker: waiting up to {args.wait_for_run:g} s for a run to be planned in {settings.state}",
+              file=sys.stderr, flush=True)
+
     try:
-        totals = join_run(settings_from_args(args, "load-worker"), args.wait_for_run)
+        totals = join_run(settings, args.wait_for_run, on_wait=waiting)
     except ClaimLost as exc:
         print(f"braze-migrate: load-worker stopped: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED

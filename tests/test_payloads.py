@@ -62,11 +62,24 @@ def test_user_larger_than_a_batch_is_split():
 
 
 def test_per_array_mode_allows_75_per_array():
+    """75 attributes and 75 events fit one request when the limit counts each array (legacy contracts), and
+    take two when it counts all arrays together: the case fails if per_array packs like combined."""
     spec = [(f"u{i:03d}", "attributes", 1) for i in range(75)] + [(f"u{i:03d}", "events", 1) for i in range(75)]
-    batches, _ = pack(objects(spec), batch_size=75, mode="per_array")
-    assert batches.height == 2 or all(
-        max(len(v) for v in json.loads(b).values()) <= 75 for b in batches["body"])
-    for body in batches["body"]:
+    per_array, placed = pack(objects(spec), batch_size=75, mode="per_array")
+    assert per_array.height == 1
+    body = json.loads(per_array["body"][0])
+    assert (len(body["attributes"]), len(body["events"])) == (75, 75)
+    assert placed.height == 150
+    combined, _ = pack(objects(spec), batch_size=75)
+    assert combined.height == 2
+    assert all(sum(len(v) for v in json.loads(b).values()) <= 75 for b in combined["body"])
+
+
+def test_per_array_mode_still_caps_each_array():
+    spec = [(f"u{i:03d}", "attributes", 1) for i in range(160)] + [(f"u{i:03d}", "events", 1) for i in range(10)]
+    per_array, placed = pack(objects(spec), batch_size=75, mode="per_array")
+    assert per_array.height == 3 and placed.height == 170
+    for body in per_array["body"]:
         assert all(len(v) <= 75 for v in json.loads(body).values())
 
 
