@@ -155,17 +155,4 @@ def _patch(app, profile: Profile, changes: dict) -> None:
 
 
 def _delete(app, profile: Profile) -> None:
-    store = app.store
-    store.set_field(profile, "email", None)
-    store.set_field(profile, "phone", None)
-    for entry in profile.tokens:
-        store.token_owner.pop((entry["app_id"], entry["token"]), None)
-    for alias in profile.aliases:
-        store.by_alias.pop((alias["alias_name"], alias["alias_label"]), None)
-    if profile.external_id is not None:
-        store.by_external_id.pop(profile.external_id, None)
-    store.events_stored -= len(profile.events)
-    store.purchases_stored -= len(profile.purchases)
-    del store.profiles[profile.braze_id]
-    if store.journal is not None:
-        store.journal.deleted(profile.braze_id)
+    app.store.delete(profile)

@@ -1,6 +1,6 @@
 """The sandbox application: routing, auth, rate limits, faults, then the endpoint.
 
-`/users/track` and `/users/export/ids` need `Authorization: Bearer KEY` like Braze; the local
+`/users/track`, `/users/export/ids` and `/users/delete` need `Authorization: Bearer KEY` like Braze; the local
 test hooks under `/_sandbox/` need no key (see `admin`). Every handler is synchronous and runs on
 the server's event-loop thread, so a request's objects apply atomically. Logs carry counts only,
 never the key or payload contents.
@@ -14,6 +14,7 @@ import orjson
 
 from braze_sandbox import admin
 from braze_sandbox.config import SandboxConfig, parse_mau_policy, parse_rate
+from braze_sandbox.deletes import process_delete
 from braze_sandbox.exporter import process_export
 from braze_sandbox.faults import Faults
 from braze_sandbox.httpserver import Request, Response
@@ -28,6 +29,7 @@ log = logging.getLogger("braze_migrate.sandbox")
 
 TRACK = "/users/track"
 EXPORT = "/users/export/ids"
+DELETE = "/users/delete"
 UNAUTHORIZED = {"message": "Unauthorized: missing or unknown REST API key"}
 RATE_LIMITED = {"message": "Rate Limit Exceeded"}
 FAULT_MESSAGES = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
@@ -70,6 +72,7 @@ class SandboxApp:
         self.rules = Rules.from_config(config)
         self.track_limiter = make_limiter(config)
         self.export_limiter = Limiter(parse_rate(config.export_rate_limit))
+        self.delete_limiter = Limiter(parse_rate(config.delete_rate_limit))
         self.authorization = b"Bearer " + config.api_key.encode()
 
     def reset(self) -> None:
@@ -102,10 +105,12 @@ class SandboxApp:
     def handle(self, request: Request) -> Response:
         """Route one request."""
         path = request.path
-        if path == TRACK or path == EXPORT:
+        if path == TRACK or path == EXPORT or path == DELETE:
             if request.method != "POST":
                 return Response(405, {"message": "Method Not Allowed"}, [(b"Allow", b"POST")])
-            return self._track(request) if path == TRACK else self._export(request)
+            if path == TRACK:
+                return self._track(request)
+            return self._export(request) if path == EXPORT else self._delete(request)
         if path.startswith(admin.PREFIX):
             return admin.handle(self, request)
         return Response(404, {"message": "Not Found"})
@@ -160,6 +165,32 @@ class SandboxApp:
         if status == 0:
             status, payload = process_export(payload, self.store, self.config)
         return self._answer(EXPORT, status, payload, headers)
+
+    def _delete(self, request: Request) -> Response:
+        """`/users/delete`: its own limit (Braze: 20,000/min shared with identify, alias, merge); the
+        injected faults apply as for `/users/track`, so a client's in-doubt handling can be tested."""
+        stats, limiter = self.stats, self.delete_limiter
+        stats.request(DELETE)
+        if request.headers.get(b"authorization") != self.authorization:
+            return self._answer(DELETE, 401, UNAUTHORIZED, limiter.admit(consume=False)[1])
+        fault = self.faults.decide()
+        if fault.reset:
+            stats.faults["reset"] += 1
+            return Response(reset=True, delay=fault.latency_s)
+        allowed, headers = limiter.admit()
+        if not allowed:
+            return self._answer(DELETE, 429, RATE_LIMITED, headers)
+        if fault.fail_status:
+            stats.faults["fail"] += 1
+            return self._answer(DELETE, fault.fail_status, {"message": FAULT_MESSAGES[fault.fail_status]}, headers)
+        status, payload = _parse(request)
+        if status == 0:
+            status, payload = process_delete(payload, self.store, self.config.delete_max_ids)
+            if status == 201 and fault.applied_then_fail_status:
+                stats.faults["applied_then_fail"] += 1
+                status = fault.applied_then_fail_status
+                payload = {"message": FAULT_MESSAGES[status]}
+        return self._answer(DELETE, status, payload, headers)
 
 
 def _parse(request: Request) -> tuple[int, object]:

@@ -5,7 +5,8 @@ Validation never looks at stored state, so an object is either rejected whole (o
 names and strings are trimmed and silently truncated; names starting with `$` are rejected;
 `null` removes; `{"inc": n}`; arrays are sets with a maximum length that drops the oldest;
 nested objects overwrite unless `_merge_objects`, and one invalid nested value drops that
-attribute's update (silently, as Braze does; counted in the stats).
+attribute's update (silently, as Braze does; counted in the stats); arrays of objects change item by
+item with `$add`, `$remove`, `$update` (applied in that order) and stay within 100 KB.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ CONTROL_KEYS = frozenset(
     }
 )
 MAX_NESTED_BYTES = 100 * 1024
+ITEM_OPERATORS = frozenset({"$add", "$remove", "$update"})
 MAX_NESTED_DEPTH = 50
 _BAD_KEY_CHARS = (" ", ".", "$")
 MAX_CACHED_NAMES = 100_000
@@ -125,6 +127,9 @@ def _custom(update: AttributeUpdate, name: str, value: Any, rules: Rules) -> str
         values = _array_values(value, rules)
         if values is None:
             return errors.BAD_ARRAY_VALUE
+        if any(type(v) is dict for v in values) and len(orjson.dumps(values)) > MAX_NESTED_BYTES:
+            update.nested_dropped += 1  # an array of objects over 100 KB: dropped, the request still succeeds
+            return None
         update.custom[name] = values[-rules.max_array_length :]
         update.data_points += 1
     elif "inc" in value and len(value) == 1:
@@ -142,12 +147,64 @@ def _custom(update: AttributeUpdate, name: str, value: Any, rules: Rules) -> str
             return errors.BAD_ARRAY_VALUE
         update.ops.append(("array", name, (add, remove)))
         update.data_points += datapoints.array_change(add, remove)
+    elif value and value.keys() <= ITEM_OPERATORS:
+        error, ops = _item_operations(value)
+        if error:
+            return error
+        if ops is None:
+            update.nested_dropped += 1
+        else:
+            update.ops.append(("items", name, ops))
+            update.data_points += datapoints.item_operations(*ops)
     elif not _nested_ok(value) or len(orjson.dumps(value)) > MAX_NESTED_BYTES:
         update.nested_dropped += 1
     else:
         update.ops.append(("object", name, value))
         update.data_points += max(1, datapoints.nested_object(value))
     return None
+
+
+def _item_operations(value: dict) -> tuple[str | None, tuple | None]:
+    """An array-of-objects change `{"$add": [...], "$remove": [...], "$update": [...]}` checked:
+    (error type rejecting the object, None) when malformed; (None, None) when an item breaks the
+    nested-object rules (Braze drops that attribute's update only); else (None, (add, remove, update)).
+    """
+    add, remove, update = value.get("$add", []), value.get("$remove", []), value.get("$update", [])
+    if type(add) is not list or type(remove) is not list or type(update) is not list:
+        return errors.BAD_ITEM_OPERATION, None
+    identified = remove + update
+    for entry in identified:
+        if (
+            type(entry) is not dict
+            or type(entry.get("$identifier_key")) is not str
+            or type(entry.get("$identifier_value")) not in (str, int, float)
+        ):
+            return errors.BAD_ITEM_OPERATION, None
+    for entry in update:
+        if type(entry.get("$new_object")) is not dict:
+            return errors.BAD_ITEM_OPERATION, None
+    if not all(type(item) is dict and _nested_ok(item) for item in add):
+        return None, None
+    if not all(_nested_ok(entry["$new_object"]) for entry in update):
+        return None, None
+    removals = [(e["$identifier_key"], e["$identifier_value"]) for e in remove]
+    updates = [(e["$identifier_key"], e["$identifier_value"], e["$new_object"]) for e in update]
+    return None, (add, removals, updates)
+
+
+def _apply_items(current: Any, ops: tuple, merge: bool) -> list | None:
+    """Braze's order for item operations: add, then remove, then update; None when the result would be
+    over 100 KB (Braze drops the update and the attribute is unchanged)."""
+    add, removals, updates = ops
+    items = [dict(x) for x in current if type(x) is dict] if type(current) is list else []
+    items.extend(add)
+    for key, value in removals:
+        items = [x for x in items if not (key in x and x[key] == value and type(x[key]) is type(value))]
+    for key, value, new_object in updates:
+        for i, item in enumerate(items):
+            if key in item and item[key] == value and type(item[key]) is type(value):
+                items[i] = _deep_merge(item, new_object) if merge else {**item, **new_object}
+    return None if len(orjson.dumps(items)) > MAX_NESTED_BYTES else items
 
 
 def _identify(obj: dict, rules: Rules) -> tuple[str | None, Identifier | None, bool]:
@@ -277,7 +334,10 @@ def check_attributes(obj: dict, rules: Rules) -> tuple[str | None, AttributeUpda
             return kind, None
     update.data_points += points
     if merge:
-        update.ops = [("merge", n, v) if op == "object" else (op, n, v) for op, n, v in update.ops]
+        update.ops = [
+            ("merge", n, v) if op == "object" else ("merge_items", n, v) if op == "items" else (op, n, v)
+            for op, n, v in update.ops
+        ]
     return None, update
 
 
@@ -327,6 +387,10 @@ def _apply(store: Store, profile: Profile, update: AttributeUpdate, max_array: i
         elif op == "merge":
             current = custom.get(name)
             custom[name] = _deep_merge(current, value) if type(current) is dict else value
+        elif op == "items" or op == "merge_items":
+            items = _apply_items(custom.get(name), value, op == "merge_items")
+            if items is not None:
+                custom[name] = items
         elif op == "groups":
             profile.fields["subscription_groups"] = {**profile.fields.get("subscription_groups", {}), **value}
 

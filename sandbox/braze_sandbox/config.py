@@ -59,6 +59,8 @@ class SandboxConfig:
     rate_limit: str = "3000/3s"
     mode: str = "combined75"
     export_rate_limit: str = "250/60s"
+    delete_rate_limit: str = "20000/60s"
+    delete_max_ids: int = 50
     mau_policy: str | None = None
     fail_rate: float = 0.0
     applied_then_fail_rate: float = 0.0
@@ -86,6 +88,7 @@ class SandboxConfig:
             raise ValueError(f"bad mode {self.mode!r}: expected one of {', '.join(MODES)}")
         parse_rate(self.rate_limit)
         parse_rate(self.export_rate_limit)
+        parse_rate(self.delete_rate_limit)
         if self.mau_policy:
             parse_mau_policy(self.mau_policy)
         for name in ("fail_rate", "applied_then_fail_rate", "reset_rate", "storm_rate"):

@@ -23,6 +23,12 @@ def array_change(add: list, remove: list) -> int:
     return len(add) + len(remove)
 
 
+def item_operations(add: list, removals: list, updates: list) -> int:
+    """An array-of-objects change: the keys of each added item, one per removed item, the keys of each
+    `$new_object` (only what changes is billed)."""
+    return sum(nested_object(item) for item in add) + len(removals) + sum(nested_object(u[2]) for u in updates)
+
+
 def nested_object(value: Any) -> int:
     """One per key of a nested object, at every depth (an object inside an array included)."""
     if type(value) is dict:

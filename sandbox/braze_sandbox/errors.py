@@ -37,6 +37,10 @@ BAD_BOOLEAN_FIELD = "This profile field must be a boolean"
 BAD_CURRENT_LOCATION = "current_location must be {longitude, latitude} with numbers in range"
 BAD_SUBSCRIPTION_GROUPS = "subscription_groups must be a list of {subscription_group_id, subscription_state}"
 BAD_INCREMENT = '{"inc": n} needs an integer n'
+BAD_ITEM_OPERATION = (
+    'Array of objects updates take {"$add": [objects]}, {"$remove": [{"$identifier_key", "$identifier_value"}]} '
+    'and {"$update": [{"$identifier_key", "$identifier_value", "$new_object"}]}'
+)
 BAD_ARRAY_OPERATION = 'Array updates take {"add": [...]} and/or {"remove": [...]}'
 BAD_ARRAY_VALUE = "Array attributes hold strings, numbers, booleans or objects (one dimension, no null)"
 BAD_PUSH_TOKENS = "push_tokens must be a list of {app_id, token, device_id?} objects"

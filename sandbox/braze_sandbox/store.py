@@ -235,6 +235,22 @@ class Store:
         if self.journal is not None:
             self.journal.occurrence("purchases", profile, record)
 
+    def delete(self, profile: Profile) -> None:
+        """Remove a profile with everything that indexes it (tokens, aliases, email and phone)."""
+        self.set_field(profile, "email", None)
+        self.set_field(profile, "phone", None)
+        for entry in profile.tokens:
+            self.token_owner.pop((entry["app_id"], entry["token"]), None)
+        for alias in profile.aliases:
+            self.by_alias.pop((alias["alias_name"], alias["alias_label"]), None)
+        if profile.external_id is not None:
+            self.by_external_id.pop(profile.external_id, None)
+        self.events_stored -= len(profile.events)
+        self.purchases_stored -= len(profile.purchases)
+        del self.profiles[profile.braze_id]
+        if self.journal is not None:
+            self.journal.deleted(profile.braze_id)
+
     def load(self, profile: Profile) -> None:
         """Index a profile read back from persistence."""
         self.profiles[profile.braze_id] = profile

@@ -1,0 +1,51 @@
+"""`POST /users/delete`: remove profiles by external_id, braze_id or user alias, at most 50 per request.
+
+Braze answers `{"deleted": n, "message": "success"}` (201) where `n` counts the profiles it found and
+removed; an identifier it does not know is not an error (deleting is idempotent). More than 50
+identifiers in one request, or a body without any, is a 400. Deletion is not billable.
+"""
+
+from __future__ import annotations
+
+from braze_sandbox.store import Store
+
+MAX_IDS = 50
+FIELDS = ("external_ids", "braze_ids", "user_aliases")
+
+
+def _bad(message: str) -> tuple[int, dict]:
+    return 400, {"message": "Bad Request", "errors": [{"type": message}]}
+
+
+def process_delete(body: object, store: Store, max_ids: int = MAX_IDS) -> tuple[int, dict]:
+    """Validate and apply one delete request; return (status, JSON body)."""
+    if type(body) is not dict:
+        return _bad("The request body must be a JSON object")
+    lists = {name: body.get(name) or [] for name in FIELDS}
+    if any(type(v) is not list for v in lists.values()):
+        return _bad("external_ids, braze_ids and user_aliases must be arrays")
+    total = sum(len(v) for v in lists.values())
+    if total == 0:
+        return _bad("Provide external_ids, braze_ids or user_aliases")
+    if total > max_ids:
+        return _bad(f"At most {max_ids} identifiers per request")
+    idents = []
+    for value in lists["external_ids"]:
+        if type(value) is not str or not value:
+            return _bad("external_ids must be non-empty strings")
+        idents.append(("external_id", value))
+    for value in lists["braze_ids"]:
+        if type(value) is not str or not value:
+            return _bad("braze_ids must be non-empty strings")
+        idents.append(("braze_id", value))
+    for alias in lists["user_aliases"]:
+        if type(alias) is not dict or type(alias.get("alias_name")) is not str or type(alias.get("alias_label")) is not str:
+            return _bad("user_aliases must be {alias_name, alias_label}")
+        idents.append(("alias", (alias["alias_name"], alias["alias_label"])))
+    deleted = 0
+    for ident in idents:
+        profile = store.find(ident)
+        if profile is not None:
+            store.delete(profile)
+            deleted += 1
+    return 201, {"deleted": deleted, "message": "success"}
