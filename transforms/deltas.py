@@ -12,12 +12,17 @@ from dataclasses import dataclass
 import polars as pl
 import polars_hash  # noqa: F401  (registers the stable `.nchash` namespace)
 
+from transforms import nested
+
 # Writing these is free (braze-api.md, "Data points"); everything else costs one point per attribute written.
 NOT_BILLABLE = frozenset({"email_subscribe", "push_subscribe", "subscription_groups"})
 
 OBJECT_COLUMNS = ["dataset", "array", "key", "external_id", "object", "fingerprint", "data_points", "_file", "_row"]
 KEPT_COLUMNS = ["dataset", "key", "bucket", "reason", "_file", "_row"]
 _OLD = "\x00old:"
+_NOW = "\x00now:"
+_CH = "\x00change:"
+_CHANGED = "\x00changed:"
 MALFORMED = (
     "internal error: the object built for this row is not well-formed JSON; held, not sent "
     "(the rest of the run goes on; please report this bug)"
@@ -71,23 +76,73 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     old = snapshot.rename({c: _OLD + c for c in snap_attrs})
     joined = tonight.join(old, on="external_id", how="left")
 
-    effective, changed, fragments = {}, {}, []
+    # Stage 1: each attribute's effective value tonight, and for nested values the key-level change
+    # (computed once into a column: Polars does not share a subexpression under when/then).
+    befores, stage = {}, []
     for c in attrs:
         before = pl.col(_OLD + c) if c in snap_attrs else pl.lit(None, pl.Utf8)
+        befores[c] = before
         now = pl.when(pl.col("_dropped").list.contains(pl.lit(c))).then(before).otherwise(pl.col(c))
-        effective[c] = now
-        changed[c] = now.ne_missing(before)
-        fragments.append(pl.when(changed[c]).then(pl.lit(json.dumps(c) + ":") + now.fill_null("null")))
+        stage.append(now.alias(_NOW + c))
+    joined = joined.with_columns(stage)
+    stage = []
+    for c in attrs:
+        now, before = pl.col(_NOW + c), befores[c]
+        keyed = nested.keyed_array(c)
+        if keyed is not None:
+            stage.append(nested.array_change(before, now, keyed[1]).alias(_CH + c))
+        elif c == "subscription_groups":
+            stage.append(nested.groups_change(before, now).alias(_CH + c))
+        else:
+            stage.append(nested.object_change(before, pl.when(now.str.starts_with("{")).then(now)).alias(_CH + c))
+    joined = joined.with_columns(stage)
 
-    billable = [changed[c].cast(pl.Int64) for c in attrs if c not in NOT_BILLABLE]
+    # Stage 2: what changed, whether this user's nested objects can be merged, the fragments and their cost.
+    changed, is_obj, obj_mode = {}, {}, {}
+    for c in attrs:
+        now, before, ch = pl.col(_NOW + c), befores[c], pl.col(_CH + c)
+        if nested.keyed_array(c) is not None or c == "subscription_groups":
+            is_obj[c] = pl.lit(False)
+            changed[c] = ch.struct.field("text").is_not_null() | (now.is_null() & before.is_not_null())
+        else:
+            is_obj[c] = now.str.starts_with("{").fill_null(False)
+            changed[c] = pl.when(is_obj[c]).then(ch.struct.field("text").is_not_null()).otherwise(now.ne_missing(before))
+            obj_mode[c] = pl.when(is_obj[c] & changed[c]).then(ch.struct.field("mode"))
+    any_merge = pl.any_horizontal([m == "merge" for m in obj_mode.values()]) if obj_mode else pl.lit(False)
+    any_set = pl.any_horizontal([m == "set" for m in obj_mode.values()]) if obj_mode else pl.lit(False)
+    merging = (any_merge.fill_null(False) & ~any_set.fill_null(False)).alias("_merging")
+    joined = joined.with_columns(merging, *[changed[c].fill_null(False).alias(_CHANGED + c) for c in attrs])
+
+    fragments, points = [], []
+    for c in attrs:
+        now, ch, did = pl.col(_NOW + c), pl.col(_CH + c), pl.col(_CHANGED + c)
+        name = pl.lit(json.dumps(nested.braze_name(c), ensure_ascii=False) + ":")
+        if nested.keyed_array(c) is not None or c == "subscription_groups":
+            value = pl.when(now.is_null()).then(pl.lit("null")).otherwise(ch.struct.field("text"))
+            cost = pl.when(now.is_null()).then(pl.lit(1, pl.Int64)).otherwise(ch.struct.field("data_points"))
+        else:
+            merge = is_obj[c] & pl.col("_merging")
+            value = pl.when(merge).then(ch.struct.field("text")).otherwise(now.fill_null("null"))
+            cost = (
+                pl.when(merge).then(ch.struct.field("data_points"))
+                .when(is_obj[c]).then(ch.struct.field("whole_points"))
+                .otherwise(pl.lit(1, pl.Int64))
+            )
+        fragments.append(pl.when(did).then(name + value))
+        if c not in NOT_BILLABLE:
+            points.append(pl.when(did).then(cost).otherwise(pl.lit(0, pl.Int64)))
+
     body = pl.concat_str(fragments, separator=",", ignore_nulls=True) if fragments else pl.lit(None, pl.Utf8)
-    n_changed = pl.sum_horizontal([changed[c].cast(pl.Int64) for c in attrs]) if attrs else pl.lit(0)
-    obj = pl.concat_str([pl.lit('{"external_id":'), json_text(pl.col("external_id")), pl.lit(","), body, pl.lit("}")])
+    n_changed = pl.sum_horizontal([pl.col(_CHANGED + c).cast(pl.Int64) for c in attrs]) if attrs else pl.lit(0)
+    obj = pl.concat_str([
+        pl.lit('{"external_id":'), json_text(pl.col("external_id")), pl.lit(","), body,
+        pl.when(pl.col("_merging")).then(pl.lit(',"_merge_objects":true')).otherwise(pl.lit("")), pl.lit("}"),
+    ])
 
     planned = joined.with_columns(
         _n_changed=n_changed,
         object=obj,
-        data_points=pl.sum_horizontal(billable) if billable else pl.lit(0, pl.Int64),
+        data_points=pl.sum_horizontal(points).cast(pl.Int64) if points else pl.lit(0, pl.Int64),
     ).with_columns(fingerprint=_xxh3(pl.col("object")))
 
     held_users = held.filter(pl.col("dataset") == "users").select(
@@ -117,10 +172,10 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
         .alias("reason"),
         "_file", "_row",
     )
-    snapshot_only = [c for c in snap_attrs if c not in effective]
+    snapshot_only = [c for c in snap_attrs if c not in attrs]
     next_rows = planned.filter(to_send).select(
         "external_id",
-        *[e.alias(c) for c, e in effective.items()],
+        *[pl.col(_NOW + c).alias(c) for c in attrs],
         *[pl.col(_OLD + c).alias(c) for c in snapshot_only],
     )
     return Delta(send=send, kept=kept, next_rows=next_rows)

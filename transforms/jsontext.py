@@ -87,6 +87,41 @@ def braze_ready(expr: pl.Expr, dtype: pl.DataType, *, time_objects: bool = False
     return expr
 
 
+def compact_json(expr: pl.Expr, dtype: pl.DataType, *, time_objects: bool = False, nested_times: bool = True) -> pl.Expr:
+    """The JSON text of a nested value exactly as the source row had it: no key whose value is null.
+
+    Polars gives every row of a struct column the union of all rows' fields (NDJSON objects, Parquet
+    structs, JSON text decoded with one schema), so a row written `{"a":2}` next to `{"a":1,"b":{"c":2}}`
+    reads as `{"a":2,"b":null}`. Braze drops a nested update holding a null and keeps injected keys of
+    event properties forever, so null-valued keys are left out at every depth and null list items are
+    dropped. Built with expressions only (recursion over the dtype, `list.eval` for lists): no row loop.
+    Times become ISO text, or `{"$time": ...}` where Braze reads a nested time: everywhere with
+    `time_objects`, inside objects with `nested_times` (user attributes; event properties take neither).
+    """
+    if isinstance(dtype, pl.Struct):
+        if not dtype.fields:
+            return pl.when(expr.is_not_null()).then(pl.lit("{}"))
+        pieces = []
+        for f in dtype.fields:
+            value = compact_json(expr.struct.field(f.name), f.dtype, time_objects=time_objects or nested_times,
+                                 nested_times=nested_times)
+            pieces.append(pl.when(value.is_not_null()).then(pl.lit(json.dumps(f.name, ensure_ascii=False) + ":") + value))
+        body = pl.concat_str(pieces, separator=",", ignore_nulls=True)
+        return pl.when(expr.is_not_null()).then(pl.lit("{") + body + pl.lit("}"))
+    if isinstance(dtype, pl.Array):
+        return compact_json(expr.arr.to_list(), pl.List(dtype.inner), time_objects=time_objects,
+                            nested_times=nested_times)
+    if isinstance(dtype, pl.List):
+        inner = compact_json(pl.element(), dtype.inner, time_objects=time_objects, nested_times=nested_times)
+        items = expr.list.eval(inner).list.drop_nulls()
+        return pl.when(expr.is_not_null()).then(pl.lit("[") + items.list.join(",") + pl.lit("]"))
+    if dtype == pl.Null:
+        return pl.lit(None, pl.String)
+    value = braze_ready(expr, dtype, time_objects=time_objects)
+    encoded = pl.struct(value.alias("v")).struct.json_encode()
+    return pl.when(value.is_not_null()).then(encoded.str.strip_prefix('{"v":').str.strip_suffix("}"))
+
+
 def object_from_struct(expr: pl.Expr, dtype: pl.Struct, reserved: Iterable[str]) -> pl.Expr:
     """A struct of properties as {json, n_keys, error}: keys sorted, null-valued keys left out.
 
@@ -97,12 +132,9 @@ def object_from_struct(expr: pl.Expr, dtype: pl.Struct, reserved: Iterable[str])
     if not names:
         return pl.lit(None, dtype=OBJECT_DTYPE)
     types = {f.name: f.dtype for f in dtype.fields}
-    values = {n: braze_ready(expr.struct.field(n), types[n]) for n in names}
+    values = {n: compact_json(expr.struct.field(n), types[n], nested_times=False) for n in names}
     present = {n: v.is_not_null() for n, v in values.items()}
-    pieces = [
-        pl.when(present[n]).then(pl.lit(json.dumps(n, ensure_ascii=False) + ":") + json_text(v))
-        for n, v in values.items()
-    ]
+    pieces = [pl.when(present[n]).then(pl.lit(json.dumps(n, ensure_ascii=False) + ":") + v) for n, v in values.items()]
     n_keys = pl.sum_horizontal([p.cast(pl.Int64) for p in present.values()])
     checks = [
         (_any(present, [n for n in names if n.startswith("$")]), DOLLAR_KEY),

@@ -22,12 +22,14 @@ from transforms.jsontext import (
     ISO_MS,
     OBJECT_DTYPE,
     braze_ready,
+    compact_json,
     iso_text,
     json_text,
     object_from_struct,
     object_from_text,
     to_utc,
 )
+from transforms.nested import array_from_json, array_problem, groups_from_json, keyed_array
 from transforms.reference import ISO_639_1, ISO_3166_ALPHA2
 
 REJECTS_SCHEMA = pl.Schema(
@@ -248,6 +250,8 @@ def _user_cell(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Expr
     """
     if name in _PROFILE_FIELDS:
         return _PROFILE_FIELDS[name](name, dtype)
+    if (keyed := keyed_array(name)) is not None:
+        return _keyed_array_cell(name, dtype, keyed[1])
     col, v = pl.col(name), pl.col(f"__v__{name}")
     if dtype == pl.String or isinstance(dtype, (pl.Categorical, pl.Enum)):
         return (
@@ -266,11 +270,12 @@ def _user_cell(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Expr
     if dtype == pl.Time:
         return col.cast(pl.String), json_text(v), None
     if isinstance(dtype, (pl.List, pl.Array)):
-        items = braze_ready(col, dtype).list.drop_nulls()
-        return items, pl.when(v.list.len() > 0).then(json_text(v)), None
+        # An empty list removes the attribute (null); a list of objects is limited to 100 KB like an object.
+        too_large = pl.when(v.str.len_bytes() > MAX_NESTED_BYTES).then(pl.lit(NESTED_TOO_LARGE))
+        return compact_json(col, dtype), pl.when(v != "[]").then(v), too_large
     if isinstance(dtype, pl.Struct):
         too_large = pl.when(v.str.len_bytes() > MAX_NESTED_BYTES).then(pl.lit(NESTED_TOO_LARGE))
-        return json_text(braze_ready(col, dtype, time_objects=True)), v, too_large
+        return compact_json(col, dtype, time_objects=True), v, too_large
     return pl.lit(None, pl.String), pl.lit(None, pl.String), None
 
 
@@ -293,6 +298,39 @@ def _profile(
         return (normalise(text) if normalise else text), json_text(v), why
 
     return cell
+
+
+def _keyed_array_cell(name: str, dtype: pl.DataType, key: str) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """An array of objects changed item by item (`name[key]` column): a list of structs, or its JSON text
+    in CSV; each item needs a unique `key`; at most 100 KB like a nested object."""
+    col, v = pl.col(name), pl.col(f"__v__{name}")
+    if isinstance(dtype, (pl.List, pl.Array)) and isinstance(dtype.inner, pl.Struct) and key in dtype.inner.to_schema():
+        items = col.arr.to_list() if isinstance(dtype, pl.Array) else col
+        ids = items.list.eval(pl.element().struct.field(key))
+        bad = (ids.list.eval(pl.element().is_null()).list.any() | (ids.list.n_unique() != ids.list.len()))
+        text = compact_json(col, dtype)
+        prepared = pl.struct(pl.when(~bad).then(text).alias("json"),
+                             pl.when(bad).then(pl.lit(array_problem(key))).alias("error"))
+    elif dtype == pl.String:
+        prepared = array_from_json(blank_to_null(col), key)
+    else:
+        prepared = pl.struct(pl.lit(None, pl.String).alias("json"),
+                             pl.when(col.is_not_null()).then(pl.lit(array_problem(key))).alias("error"))
+    too_large = pl.when(v.struct.field("json").str.len_bytes() > MAX_NESTED_BYTES).then(pl.lit(NESTED_TOO_LARGE))
+    return prepared, v.struct.field("json"), pl.coalesce(v.struct.field("error"), too_large)
+
+
+def _groups_cell(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """`subscription_groups`: a list of {subscription_group_id|id, subscription_state|state} (a list of
+    structs, or its JSON text in CSV), validated and sent in Braze's form, sorted by group id."""
+    col, v = pl.col(name), pl.col(f"__v__{name}")
+    if isinstance(dtype, (pl.List, pl.Array)):
+        text = compact_json(col, dtype)
+    elif dtype == pl.String:
+        text = blank_to_null(col)
+    else:
+        text = pl.when(col.is_not_null()).then(pl.lit("not a list"))
+    return groups_from_json(text), v.struct.field("json"), v.struct.field("error")
 
 
 def _dob_cell(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
@@ -343,6 +381,7 @@ _PROFILE_FIELDS: dict[str, Callable[[str, pl.DataType], tuple[pl.Expr, pl.Expr, 
     "home_city": _profile(),
     "time_zone": _profile(),
     "dob": _dob_cell,
+    "subscription_groups": _groups_cell,
 }
 
 
