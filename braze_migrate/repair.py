@@ -18,7 +18,14 @@ from pathlib import Path
 
 from braze_migrate.committer import replay_commit
 from braze_migrate.planner import object_files
-from connectors.state.integrity import SnapshotJournal, StateDamaged, check_state, digest_of, snapshot_files
+from connectors.state.integrity import (
+    UNFINISHED,
+    SnapshotJournal,
+    StateDamaged,
+    check_state,
+    digest_of,
+    snapshot_files,
+)
 from connectors.state.ledger_base import LedgerBase, Run
 from connectors.state.snapshot import Snapshot
 
@@ -43,6 +50,7 @@ def repair_state(state: Path, ledger: LedgerBase) -> RepairReport:
     """Rebuild `state/snapshot` from the committed runs' plans and the ledger; record it as the new baseline."""
     state = Path(state)
     problems = check_state(state, ledger)
+    _abandon_unsent_runs_without_plan(state, ledger)
     strangers = [p for p in problems if p.startswith("runs/")]
     if strangers:
         raise RepairImpossible(
@@ -67,6 +75,21 @@ def repair_state(state: Path, ledger: LedgerBase) -> RepairReport:
     SnapshotJournal(ledger, run_id=runs[-1].run_id if runs else None).record_all(digests.items())
     shutil.rmtree(building, ignore_errors=True)
     return RepairReport([r.run_id for r in runs], problems, {n: d.rows for n, d in digests.items()}, kept_aside)
+
+
+def _abandon_unsent_runs_without_plan(state: Path, ledger: LedgerBase) -> None:
+    """An unfinished run whose plan was deleted: abandoned if it never sent a batch (the next run plans
+    again, nothing is lost); otherwise what Braze holds of it is unknown and only a restore can tell."""
+    for run in ledger.runs(limit=1_000_000):
+        if run.status not in UNFINISHED or (state / "runs" / run.run_id / "plan").is_dir():
+            continue
+        sent = [b for b, status in ledger.batch_statuses(run.run_id).items() if status not in ("planned", "claimed")]
+        if sent:
+            raise RepairImpossible(
+                f"run {run.run_id} sent {len(sent)} batch(es) before its plan (runs/{run.run_id}/plan) was deleted: "
+                "which events and purchases Braze acknowledged is unknown; restore that folder from a backup"
+            )
+        ledger.set_run_status(run.run_id, "abandoned")
 
 
 def _committed(ledger: LedgerBase) -> list[Run]:

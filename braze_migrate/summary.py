@@ -21,11 +21,13 @@ class RunKind(StrEnum):
 
 class RunStatus(StrEnum):
     """How a run ended: everything final (`completed`), some rows pending for the next run (`incomplete`),
-    or stopped with batches never sent (`interrupted`: run the same command to resume)."""
+    or stopped with batches never sent (`interrupted`: run the same command to resume), or held by the guards
+    with nothing sent (`held`)."""
 
     COMPLETED = "completed"
     INCOMPLETE = "incomplete"
     INTERRUPTED = "interrupted"
+    HELD = "held"  # the guards held the plan before anything was sent (guards.py): accept it or fix the export
 
 
 class Buckets(BaseModel):
@@ -70,6 +72,13 @@ class WorkerReport(BaseModel):
     leases: int = 0
 
 
+class UnreadFile(BaseModel):
+    """A file of the export folder that no dataset reads, and why (a warning; an error under --strict)."""
+
+    path: str
+    reason: str
+
+
 class RunSummary(BaseModel):
     """One run's outcome: the buckets per dataset, what it cost, what is left and how to resume it."""
 
@@ -94,9 +103,12 @@ class RunSummary(BaseModel):
     rejects: int = 0
     duration_s: float = 0.0
     notes: list[str] = Field(default_factory=list)
+    unread: list[UnreadFile] = Field(default_factory=list)  # files of the export no dataset reads
     resume_command: str | None = None
     workers: list[WorkerReport] | None = None  # parallel flows only
     drained_batches: int | None = None  # parallel flows only
+    guards: dict | None = None  # the guard figures (guards.GuardReport.to_dict()) when the run was checked
+    message: str | None = None  # a held run: every figure over its threshold and the flag that accepts it
 
     @property
     def ok(self) -> bool:
@@ -108,8 +120,9 @@ class RunSummary(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` object (and what the ledger stores): today's keys; parallel-only keys when set."""
+        optional = ("workers", "drained_batches", "guards", "message")
         return self.model_dump(mode="json", exclude_none=False,
-                               exclude={k for k in ("workers", "drained_batches") if getattr(self, k) is None})
+                               exclude={k for k in optional if getattr(self, k) is None})
 
     @classmethod
     def coerce(cls, summary: RunSummary | dict) -> RunSummary:

@@ -14,10 +14,10 @@ import argparse
 import os
 import sys
 
-from braze_migrate.errors import user_message
+from braze_migrate.errors import user_failure
 from braze_migrate.settings import ConfigError
 from cli import load, plan, sandbox, status, verify, worker
-from cli.exits import EXIT_CONFIG, EXIT_INTERRUPTED
+from cli.exits import EXIT_CONFIG, EXIT_DAMAGED, EXIT_INTERRUPTED, EXIT_UNUSABLE
 
 PREFECT_DEFAULTS = {
     # A fresh PREFECT_HOME migrates its database for ~30 s: the default 20 s start-up timeout fails the first run.
@@ -58,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         print("braze-migrate: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
-        msg = user_message(exc)
-        if msg is None:
+        failure = user_failure(exc)
+        if failure is None:
             raise
+        kind, msg = failure
         print(f"braze-migrate: error: {msg}", file=sys.stderr)
-        return EXIT_CONFIG
+        return {"damaged": EXIT_DAMAGED, "unusable": EXIT_UNUSABLE}.get(kind, EXIT_CONFIG)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob as globbing
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from collections.abc import Mapping as MappingABC
 from contextlib import contextmanager
@@ -227,11 +228,16 @@ def reading(dataset: Dataset) -> Iterator[None]:
     try:
         yield
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, OSError) as err:
+        from connectors.state.private import unusable
+
+        state_problem = unusable(err)
+        if state_problem is not None and not (isinstance(err, OSError) and err.filename in dataset.files):
+            raise state_problem from None  # writing the plan failed: the export is not what is wrong
         raise SourceError(
-            f"could not read dataset {dataset.name!r} ({_file_list(dataset.files)}): {_first_line(err)}. "
+            f"could not read dataset {dataset.name!r} ({_file_list(dataset.files)}): {_no_values(_first_line(err))}. "
             f"Check that every file is a complete {dataset.format} export (same columns in every part) "
             f"and export it again."
-        ) from err
+        ) from None
 
 
 # --- resolving where each dataset is -------------------------------------------------------------------
@@ -668,6 +674,15 @@ def _is_store_error(err: BaseException) -> bool:
 def _file_list(files: list[str]) -> str:
     shown = ", ".join(files[:3])
     return shown if len(files) <= 3 else f"{shown} and {len(files) - 3} more"
+
+
+def _no_values(text: str) -> str:
+    """A reader's message without the cell values it quotes (`could not parse `jane@x.com` ...`): they may be
+    personal data, and messages reach logs and Prefect."""
+    return _QUOTED.sub("(a value)", text)
+
+
+_QUOTED = re.compile(r"`[^`]*`?|\"[^\"]*\"?|'(?!Schema')[^']*'?")
 
 
 def _first_line(err: BaseException) -> str:

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS snapshot_files (
     updated_at DOUBLE PRECISION
 )
 """
+# Runs whose plan is still needed to finish them ("planning" ones are thrown away and planned again).
+UNFINISHED = ("planned", "loading", "loaded")
 # Files of the snapshot folder that are not data: temporary files of an interrupted atomic write.
 TEMPORARY = (".tmp",)
 
@@ -160,6 +162,9 @@ def check_state(state: Path, ledger: SqlLedger) -> list[str]:
     strangers = sorted(p.parent.name for p in runs.glob("*/plan") if p.parent.name not in known) if runs.is_dir() else []
     problems = [f"runs/{run_id} has a plan the ledger does not know (the ledger was lost or replaced)"
                 for run_id in strangers]
+    problems += [f"the plan of unfinished run {run_id} (runs/{run_id}/plan) is gone"
+                 for run_id, status in sorted(known.items())
+                 if status in UNFINISHED and not (runs / run_id / "plan").is_dir() and _has_batches(ledger, run_id)]
     committed = sum(1 for status in known.values() if status == "committed")
     return problems + check_snapshot(state, ledger, committed_runs=committed)
 
@@ -222,6 +227,23 @@ def require_intact(state: Path, ledger: SqlLedger) -> None:
             f"ledger and the committed plans with `braze-migrate repair --state {state}`, or restore the state "
             "folder from a backup"
         )
+
+
+def _has_batches(ledger: SqlLedger, run_id: str) -> bool:
+    """Whether the ledger holds batches of a run (a run still planning its first unit holds none)."""
+    return ledger._execute("SELECT COUNT(*) FROM batches WHERE run_id=?", (run_id,)).fetchone()[0] > 0
+
+
+def damaged_ledger(exc: BaseException) -> StateDamaged | None:
+    """The StateDamaged a SQLite error means when the ledger file itself is corrupt, else None."""
+    text = str(exc).lower()
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return StateDamaged(
+            "the ledger (ledger.sqlite in the state folder) is corrupt: restore it from a backup; without it what "
+            "Braze acknowledged is unknown, so nothing is sent (do not delete it to start over: every event and "
+            "purchase would be sent again)"
+        )
+    return None
 
 
 def _unrecorded(root: Path, present: dict[str, Path]) -> list[str]:
