@@ -40,12 +40,14 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "purchases": ("purchase_id", "external_id", "product_id", "currency", "price", "time"),
     "events": ("event_id", "external_id", "name", "time"),
     "push_tokens": ("external_id", "app_id", "token"),
+    "user_deletes": ("external_id",),
 }
 OPTIONAL: dict[str, tuple[str, ...]] = {
     "users": ("updated_at",),
     "purchases": ("quantity", "properties"),
     "events": ("properties",),
     "push_tokens": ("device_id", "platform"),
+    "user_deletes": ("reason",),
 }
 ORIGIN = ("_file", "_row")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -128,8 +130,22 @@ class DatasetMap(_Strict):
     types: dict[str, Any] = Field(default_factory=dict)
     skip: list[str] = Field(default_factory=list)
     hive_columns: bool = False
+    # Arrays of objects changed item by item: {attribute column: identifier key of its items} (users only).
+    # The column reaches the pipeline as `attribute[key]` (transforms/nested.py's naming convention).
+    arrays_of_objects: dict[str, str] = Field(default_factory=dict)
 
     _check_env = field_validator("connection_env")(_env_name)
+
+    @field_validator("arrays_of_objects")
+    @classmethod
+    def _identifier_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for column, key in v.items():
+            if not key or any(ch in key for ch in " .$[]") or "[" in column or "]" in column:
+                raise ValueError(
+                    f"arrays_of_objects: {column!r}: {key!r} must be the key that identifies each item "
+                    "(no space, '.', '$' or brackets), like `pets: id`"
+                )
+        return v
 
     @field_validator("separator")
     @classmethod
@@ -158,7 +174,7 @@ class MappingModel(_Strict):
     source: str | None = None
     storage: Storage = Field(default_factory=Storage)
     sql: Sql = Field(default_factory=Sql)
-    datasets: dict[Literal["users", "purchases", "events", "push_tokens"], DatasetMap] = Field(
+    datasets: dict[Literal["users", "purchases", "events", "push_tokens", "user_deletes"], DatasetMap] = Field(
         default_factory=dict
     )
 
@@ -375,6 +391,8 @@ def apply_mapping(ds: DatasetMap, lf: pl.LazyFrame) -> pl.LazyFrame:
         expr = pl.col(column)
         if target in declared:
             expr = convert(expr, schema[column], declared[target])
+        if target in ds.arrays_of_objects:
+            target = f"{target}[{ds.arrays_of_objects[target]}]"
         exprs.append(expr.alias(target))
     return lf.select(*exprs, *ORIGIN)
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from connectors.objectstore import StoreOptions
     from connectors.sql import Query
 
-DATASETS = ("users", "purchases", "events", "push_tokens")
+DATASETS = ("users", "purchases", "events", "push_tokens", "user_deletes")  # user_deletes: braze_migrate/deletes.py
 FORMATS: dict[str, Literal["parquet", "csv", "ndjson"]] = {
     ".parquet": "parquet",
     ".csv": "csv",
