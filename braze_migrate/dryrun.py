@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
+from braze_migrate import progress
 from braze_migrate.planner import build_plan, object_files, scan_batches
 from braze_migrate.settings import LoadSettings
 from connectors.state.snapshot import Snapshot
@@ -20,7 +21,8 @@ def dry_run(settings: LoadSettings, source: str, *, out: str | None = None, mapp
     plan_dir = Path(out) if out else state / "plans" / time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     info = build_plan(source, Snapshot(state), plan_dir, batch_size=settings.batch_size,
                       batch_mode=settings.batch_mode, resend_in_doubt=settings.in_doubt == "resend",
-                      users_per_partition=settings.users_per_partition, mapping=mapping)
+                      users_per_partition=settings.users_per_partition, mapping=mapping,
+                      on_progress=progress.fan_out())
     files = object_files(plan_dir)
     objects = pl.concat([pl.read_parquet(f) for f in files]) if files else pl.DataFrame(
         schema={"dataset": pl.Utf8, "data_points": pl.Int64})

@@ -18,6 +18,7 @@ from braze_migrate import report
 from braze_migrate.applier import apply_plan
 from braze_migrate.committer import commit_run
 from braze_migrate.planner import build_plan, scan_batches
+from braze_migrate.progress import ProgressEvent, ProgressSink
 from braze_migrate.settings import ConfigError, LoadSettings
 from braze_migrate.summary import DataPoints, RunStatus, RunSummary
 from connectors.sources import source_fingerprint
@@ -53,8 +54,10 @@ class Engine:
     def run_dir(self, run_id: str) -> Path:
         return self.state / "runs" / run_id
 
-    def prepare(self, kind: str, source: str, mapping: str | None = None) -> Prepared:
-        """Resume the unfinished run of this source, or plan a new run."""
+    def prepare(self, kind: str, source: str, mapping: str | None = None, *,
+                on_progress: ProgressSink | None = None) -> Prepared:
+        """Resume the unfinished run of this source, or plan a new run (reading and planning events go to
+        `on_progress`)."""
         source = str(source)
         mapping = str(mapping) if mapping else None
         unfinished = self.ledger.unfinished_run()
@@ -84,7 +87,7 @@ class Engine:
         plan_dir = self.run_dir(run_id) / "plan"
         info = build_plan(source, self.snapshot, plan_dir, batch_size=s.batch_size, batch_mode=s.batch_mode,
                           resend_in_doubt=s.in_doubt == "resend",
-                          users_per_partition=s.users_per_partition, mapping=mapping)
+                          users_per_partition=s.users_per_partition, mapping=mapping, on_progress=on_progress)
         batches = scan_batches(plan_dir, ["batch_no", "n_attributes", "n_events", "n_purchases"]).collect()
         self.ledger.add_batches(run_id, (
             (b, (e + p) > 0, a + e + p) for b, a, e, p in batches.iter_rows()
@@ -102,8 +105,10 @@ class Engine:
         """`summarize`, as the summary's JSON (what `--json` prints)."""
         return self.summarize(prepared, started=started).to_json()
 
-    def summarize(self, prepared: Prepared, *, started: float) -> RunSummary:
+    def summarize(self, prepared: Prepared, *, started: float, on_progress: ProgressSink | None = None) -> RunSummary:
         """Commit what Braze acknowledged and build the summary. A stopped run stays open for resuming."""
+        emit = on_progress or (lambda event: None)
+        emit(ProgressEvent("committing", 0, 1, "steps", detail="snapshot, rejects file, summary"))
         run = self.ledger.run(prepared.run_id)
         statuses = self.ledger.batch_statuses(prepared.run_id)
         unsent = sum(1 for s in statuses.values() if s in ("planned", "claimed", "sending"))
@@ -113,6 +118,7 @@ class Engine:
         n_rejects = report.write_rejects(prepared.plan_dir, outcome, rejects_path)
         datasets = report.buckets(prepared.plan_dir, outcome)
         totals = self.ledger.totals(prepared.run_id)
+        emit(ProgressEvent("committing", 1, 1, "steps", finished=True))
         stats = json.loads((prepared.plan_dir / "stats.json").read_text())
         pending = sum(d["pending"] for d in datasets.values())
         status = (RunStatus.INTERRUPTED if unsent else

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import polars as pl
 
+from braze_migrate.progress import ProgressEvent, ProgressSink
 from connectors.sources import Dataset, open_source, reading
 from connectors.state.snapshot import Snapshot, partition_of
 from transforms import deltas, normalize
@@ -68,21 +69,24 @@ class PlanInfo:
 def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: int, batch_mode: str,
                resend_in_doubt: bool, users_per_partition: int = USERS_PER_PARTITION,
                mapping: str | None = None, on_unit: UnitCallback | None = None,
-               resume: bool = False) -> PlanInfo:
+               resume: bool = False, on_progress: ProgressSink | None = None) -> PlanInfo:
     """Write the plan into `plan_dir`: `batches/` and `objects/` (one file per unit), `users_next/` (one file
     per users partition), `kept.parquet` (rows not sent and why, except unchanged ones, which are counted),
     `rejects.parquet` and, last, `stats.json`.
 
     `on_unit(unit, batches)` is called once a unit's files are durable, with the batches it closed
     (LEDGER_COLUMNS). With `resume`, the units of an interrupted plan of the same source are kept (and
-    reported again, in order) and only the rest are planned.
+    reported again, in order) and only the rest are planned. `on_progress` gets `reading` events (rows
+    spooled) and `planning` events (units planned).
     """
+    emit = on_progress or _no_progress
     layout = read_layout(plan_dir) if resume else None
     if layout is None:
         for sub in ("batches", "objects", "users_next", "units", "kept", "rejects", "work"):
             shutil.rmtree(plan_dir / sub, ignore_errors=True)
         (plan_dir / "stats.json").unlink(missing_ok=True)
-        layout = _spool(source, snapshot, plan_dir, users_per_partition=users_per_partition, mapping=mapping)
+        layout = _spool(source, snapshot, plan_dir, users_per_partition=users_per_partition, mapping=mapping,
+                        emit=emit)
     for sub in ("batches", "objects", "users_next", "units", "kept", "rejects"):
         (plan_dir / sub).mkdir(parents=True, exist_ok=True)
 
@@ -92,6 +96,7 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
     if resend_in_doubt:
         held = held.filter(pl.col("status") != "in_doubt")
     csv_types = _csv_types(plan_dir, layout)
+    emit(ProgressEvent("planning", 0, len(units), "units"))
     for u, unit in enumerate(units):
         marker = plan_dir / "units" / f"unit-{u:05d}.json"
         if marker.exists():
@@ -101,6 +106,7 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
             tail = pl.read_parquet(carry) if carry.exists() else empty_tail()
             if on_unit is not None:
                 on_unit(u, _unit_batches(plan_dir, u))
+            emit(ProgressEvent("planning", u + 1, len(units), "units", detail="resumed"))
             continue
         final = u == len(units) - 1
         send, record = _plan_unit(plan_dir, unit, u, snapshot, held, csv_types, layout)
@@ -120,7 +126,14 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
         _atomic_text(marker, json.dumps(record))
         if on_unit is not None:
             on_unit(u, packed.batches.select(LEDGER_COLUMNS))
+        emit(ProgressEvent("planning", u + 1, len(units), "units",
+                           detail=f"{unit['dataset']} {unit['part'] + 1}/{unit['parts']}, {next_batch:,} batches"))
+    emit(ProgressEvent("planning", len(units), len(units), "units", finished=True, detail=f"{next_batch:,} batches"))
     return _finish(plan_dir, source, mapping, layout, batch_size, batch_mode)
+
+
+def _no_progress(event: ProgressEvent) -> None:
+    """The sink when nobody watches."""
 
 
 def read_layout(plan_dir: Path) -> dict | None:
@@ -138,13 +151,15 @@ def plan_complete(plan_dir: Path) -> bool:
 
 
 def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partition: int,
-           mapping: str | None) -> dict:
+           mapping: str | None, emit: ProgressSink) -> dict:
     """Split the source (and the acknowledged ids of occurrences) into hash partitions under `work/`, and
     write `layout.json`: the units to plan, in order."""
     (plan_dir / "layout.json").unlink(missing_ok=True)
     work = plan_dir / "work"
     data = open_source(source, mapping=mapping, work_dir=work / "source")
     read = {name: _count_rows(ds) for name, ds in data.items()}
+    total_rows, spooled = sum(read.values()), 0
+    emit(ProgressEvent("reading", 0, total_rows, "rows"))
     n_users = snapshot.partitions(default=max(1, math.ceil(read.get("users", 0) / users_per_partition)))
     per_occurrence_part = users_per_partition * OCCURRENCES_PER_USER_ROW
     units: list[dict] = []
@@ -159,6 +174,8 @@ def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partiti
                          work / "users")
         files["users"] = list(users.files)
         units += [{"dataset": "users", "part": p, "parts": n_users} for p in range(n_users)]
+        spooled += read["users"]
+        emit(ProgressEvent("reading", spooled, total_rows, "rows", detail="users spooled"))
     for name in OCCURRENCES:
         if name not in data:
             continue
@@ -172,9 +189,12 @@ def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partiti
             _spool_frame(acked, pl.col("key"), parts, n_acked, work / f"acked-{name}")
         files[name] = list(ds.files)
         units += [{"dataset": name, "part": q, "parts": parts} for q in range(parts)]
+        spooled += read[name]
+        emit(ProgressEvent("reading", spooled, total_rows, "rows", detail=f"{name} spooled"))
     layout = {"version": LAYOUT_VERSION, "units": units, "read": read, "partitions": n_users, "files": files,
               "csv_exclude": csv_exclude}
     _atomic_text(plan_dir / "layout.json", json.dumps(layout))
+    emit(ProgressEvent("reading", total_rows, total_rows, "rows", finished=True))
     return layout
 
 

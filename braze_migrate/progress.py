@@ -10,6 +10,7 @@ to the sinks registered there, so the terminal shows a Prefect run as it happens
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -17,7 +18,10 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from connectors.state.ledger_base import LedgerBase
 
 log = logging.getLogger(__name__)
 
@@ -154,14 +158,16 @@ def summary_text(meter: Meter, *, stage: bool = True) -> str:
         return ""
     total = f"/{e.total:,}" if e.total is not None else ""
     pct = f" ({100.0 * e.done / e.total:.0f}%)" if e.total else ""
-    rate = meter.rate
-    head = ": ".join(([e.stage] if stage else []) + ([e.detail] if e.detail else []))
-    parts = [f"{head + ': ' if head else ''}{e.done:,}{total} {e.unit}{pct}",
-             f"{rate:,.1f} {e.unit}/s" if rate is not None else f"? {e.unit}/s",
-             "done" if e.finished else eta_text(meter.eta_s)]
+    parts = [f"{e.stage + ': ' if stage else ''}{e.done:,}{total} {e.unit}{pct}"]
+    if e.detail:
+        parts.append(e.detail)
+    if e.stage == "loading" and e.objects_total is not None:
+        parts.append(f"{e.objects_done:,}/{e.objects_total:,} objects")
+    if e.total is None or e.total > 1:  # a one-step stage has no rate worth showing
+        rate = meter.rate
+        parts.append(f"{rate:,.1f} {e.unit}/s" if rate is not None else f"? {e.unit}/s")
+    parts.append("done" if e.finished else eta_text(meter.eta_s))
     if e.stage == "loading":
-        if e.objects_total is not None:
-            parts.insert(1, f"{e.objects_done:,}/{e.objects_total:,} objects")
         req = meter.request_rate
         parts += [f"{e.requests:,} requests" + (f" ({req:,.0f}/s)" if req is not None else ""),
                   f"{e.throttled} throttled (429)", f"{e.retries} retried", f"{e.in_doubt} in doubt"]
@@ -208,3 +214,52 @@ class LoadTracker:
         if force or now - self._last >= self._every:
             self._last = now
             self._sink(self.event)
+
+
+def loading_event(totals: dict, *, finished: bool = False) -> ProgressEvent:
+    """A `loading` event from the ledger's totals of a run (`LedgerBase.totals`)."""
+    return ProgressEvent(
+        "loading", totals["acknowledged_batches"], totals["batches"], "batches",
+        objects_done=totals["acknowledged_objects"], objects_total=totals["objects"], requests=totals["requests"],
+        throttled=totals["throttled"], retries=totals["retries"], in_doubt=totals["in_doubt_batches"],
+        finished=finished,
+    )
+
+
+WATCH_EVERY_S = 1.0
+
+
+@contextmanager
+def watching(ledger: LedgerBase, run_id: str, sink: ProgressSink, *, every_s: float = WATCH_EVERY_S) -> Iterator[None]:
+    """`loading` events from the ledger every `every_s` while the block runs (and a last one after it).
+
+    The ledger is what every worker of the run writes (this process, other processes, Dask workers), so the
+    counts are the whole run's, a resumed run starts from what was acknowledged before, and the loader's
+    event loop is never slowed by it. The thread has its own connection; it runs in a copy of the caller's
+    context, so a Prefect task's sinks (artifacts) work from it."""
+    own = ledger.reopen(durable=False)
+    stop = threading.Event()
+
+    def poll() -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                sink(loading_event(own.totals(run_id)))
+            except Exception as exc:  # noqa: BLE001 - a missed update is not worth failing the load
+                log.debug("progress poll failed: %s", type(exc).__name__)
+            # A big ledger answers slower: poll no more than a twentieth of the time.
+            if stop.wait(max(every_s, 20 * (time.monotonic() - started))):
+                return
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(poll,), name=f"progress-{run_id}",
+                              daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        try:
+            sink(loading_event(own.totals(run_id), finished=True))
+        finally:
+            own.close()

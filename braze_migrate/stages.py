@@ -15,34 +15,39 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from braze_migrate import progress
 from braze_migrate.applier import apply_plan
 from braze_migrate.credentials import resolve_credentials
 from braze_migrate.engine import Engine, Prepared
+from braze_migrate.progress import ProgressSink
 from braze_migrate.settings import load_settings
 from braze_migrate.summary import RunSummary, WorkerReport
 
 Options = Mapping[str, Any]
-OnProgress = Callable[[int, int], None]
 
 
-def plan(kind: str, source: str, mapping: str | None, options: Options) -> Prepared:
+def plan(kind: str, source: str, mapping: str | None, options: Options,
+         on_progress: ProgressSink | None = None) -> Prepared:
     """Extract, normalize, diff and pack into a plan in the state folder, or pick up the unfinished plan of
-    this source (a run is finished before anything new is planned)."""
+    this source (a run is finished before anything new is planned). Progress events go to `on_progress`
+    and to the process's listeners (braze_migrate/progress.py)."""
     engine = Engine(load_settings(**options))
     try:
-        return engine.prepare(kind, str(source), mapping=str(mapping) if mapping else None)
+        return engine.prepare(kind, str(source), mapping=str(mapping) if mapping else None,
+                              on_progress=progress.fan_out(on_progress))
     finally:
         engine.close()
 
 
-def load(prepared: Prepared, options: Options, on_progress: OnProgress | None = None) -> int:
+def load(prepared: Prepared, options: Options, on_progress: ProgressSink | None = None) -> int:
     """Send the plan's unacknowledged batches (this process as the run's main worker, waiting until every
     batch is final, taking over what lost workers left). Returns the batches this process handled."""
     settings = load_settings(**options)
     endpoint, api_key = resolve_credentials(settings)
     engine = Engine(settings)
     try:
-        return engine.apply(prepared, endpoint, api_key, on_progress=on_progress).batches
+        with progress.watching(engine.ledger, prepared.run_id, progress.fan_out(on_progress)):
+            return engine.apply(prepared, endpoint, api_key).batches
     finally:
         engine.close()
 
@@ -62,12 +67,12 @@ def load_worker(run_id: str, options: Options) -> WorkerReport:
                         throttled=stats.throttled, leases=stats.leases)
 
 
-def commit(prepared: Prepared, options: Options, started: float) -> RunSummary:
+def commit(prepared: Prepared, options: Options, started: float, on_progress: ProgressSink | None = None) -> RunSummary:
     """Advance the snapshot with what Braze acknowledged; write the rejects file; the run's summary
     (`started`: time.monotonic() when the run began, for its duration)."""
     engine = Engine(load_settings(**options))
     try:
-        return engine.summarize(prepared, started=started)
+        return engine.summarize(prepared, started=started, on_progress=progress.fan_out(on_progress))
     finally:
         engine.close()
 

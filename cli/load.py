@@ -14,6 +14,7 @@ from braze_migrate.settings import ConfigError, public_options
 from braze_migrate.summary import RunStatus, RunSummary
 from cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING
 from cli.options import add_option_flags, settings_from_args
+from cli.progress import showing
 from cli.sources import add_source_arguments, require_source
 
 COMMANDS = {"backfill": "load an export's history into Braze",
@@ -37,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
     require_source(args.source, args.mapping)
     check_credentials(endpoint, api_key)
     options = public_options(settings)
-    if args.no_prefect:
-        summary = stages.run_load(args.command, args.source, args.mapping, options)
-    else:
-        summary = run_flow(args.command, args.source, args.mapping, options)
+    with showing():  # on stderr: a bar on a terminal, periodic lines elsewhere; stdout keeps --json clean
+        if args.no_prefect:
+            summary = stages.run_load(args.command, args.source, args.mapping, options)
+        else:
+            summary = run_flow(args.command, args.source, args.mapping, options)
     print(json.dumps(summary.to_json(), sort_keys=True) if args.json else render_text(summary))
     return EXIT_CODES[summary.status]
 

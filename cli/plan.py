@@ -8,6 +8,7 @@ import json
 from braze_migrate.dryrun import dry_run, render_text
 from cli.exits import EXIT_OK
 from cli.options import add_option_flags, settings_from_args
+from cli.progress import showing
 from cli.sources import add_source_arguments, require_source
 
 
@@ -23,6 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, "plan")
     require_source(args.source, args.mapping)
-    result = dry_run(settings, args.source, out=args.out, mapping=args.mapping)
+    with showing():
+        result = dry_run(settings, args.source, out=args.out, mapping=args.mapping)
     print(json.dumps(result, sort_keys=True) if args.json else render_text(result))
     return EXIT_OK

@@ -16,6 +16,7 @@ from prefect.artifacts import (
 )
 from prefect.runtime import deployment, flow_run
 
+from braze_migrate.progress import Meter, ProgressEvent, eta_text
 from braze_migrate.summary import RunSummary
 
 UPDATE_EVERY_S = 2.0  # one API call per couple of seconds, not one per batch
@@ -24,35 +25,115 @@ BUCKET_COLUMNS = ("read", "acknowledged", "rejected", "unchanged", "pending", "r
 
 
 class Progress:
-    """A progress artifact (batches done of those planned), updated in place and sparingly."""
+    """A progress artifact for one task of a run, updated in place and sparingly (one API call per couple of
+    seconds): its bar is the share done, its description says what is done of what was planned, the rate,
+    429s, retries, in-doubt batches and an ETA. Key `<kind>-progress` for loading, `<kind>-planning` for
+    planning (reading the source is the first third of that bar, planning its units the rest).
 
-    def __init__(self, run_id: str, kind: str | None = None, *, clock=time.monotonic):
+    It is a progress sink (braze_migrate/progress.py); `update(done, total)` serves callers that only count
+    batches."""
+
+    def __init__(self, run_id: str | None, kind: str | None = None, *, stage: str = "loading",
+                 clock=time.monotonic):
         kind = kind or flow_run.get_flow_name() or "load"
-        # `_sync=True`: `update` is called from the loader's event loop, where Prefect's dispatching
+        self.run_id, self.stage = run_id, stage
+        # `_sync=True`: events arrive from other threads and event loops, where Prefect's dispatching
         # helpers would otherwise return an un-awaited coroutine and the update would never be sent.
         self.artifact_id = create_progress_artifact(
-            progress=0.0, key=f"{kind}-progress", _sync=True,
-            description=f"Load of run {run_id}: batches acknowledged by Braze of those planned",
+            progress=0.0, key=f"{kind}-progress" if stage == "loading" else f"{kind}-{stage}", _sync=True,
+            description=f"{stage.capitalize()}: starting",
         )
         self._clock = clock
+        self._meters: dict[str, Meter] = {}
+        self._current: Meter | None = None
         self._last = clock()
-        self._sent = 0.0
-        self._pct = 0.0
+        self._sent: tuple[float, str] | None = None
 
-    def update(self, done: int, total: int) -> None:
-        self._pct = 100.0 if total == 0 else round(100.0 * done / total, 2)
+    def __call__(self, event: ProgressEvent) -> None:
+        meter = self._meters.setdefault(event.stage, Meter(clock=self._clock))
+        meter.update(event)
+        self._current = meter
         now = self._clock()
-        if now - self._last >= UPDATE_EVERY_S or done == total:
+        if now - self._last >= UPDATE_EVERY_S or event.finished:
             self._push(now)
 
+    def update(self, done: int, total: int) -> None:
+        self(ProgressEvent("loading", done, total, "batches", finished=total > 0 and done == total))
+
     def finish(self) -> None:
-        if self._pct != self._sent:
-            self._push(self._clock())
+        self._push(self._clock())
+
+    @property
+    def percent(self) -> float:
+        e = self._current.event if self._current else None
+        if e is None or not e.total:
+            return 100.0 if e is not None and e.finished else 0.0
+        share = min(1.0, e.done / e.total)
+        if self.stage == "planning":
+            share = share / 3 if e.stage == "reading" else 1 / 3 + share * 2 / 3
+        return round(100.0 * share, 2)
 
     def _push(self, now: float) -> None:
         self._last = now
-        self._sent = self._pct
-        update_progress_artifact(self.artifact_id, self._pct, _sync=True)
+        if self._current is None:
+            return
+        pct, text = self.percent, progress_markdown(self._current, self.run_id)
+        if (pct, text) != self._sent:
+            self._sent = (pct, text)
+            update_progress_artifact(self.artifact_id, pct, description=text, _sync=True)
+
+
+def progress_markdown(meter: Meter, run_id: str | None) -> str:
+    """What the progress artifact says: done of planned, rates, what the requests met, ETA. Counts only."""
+    e = meter.event
+    rate = meter.rate
+    pct = f" ({100.0 * e.done / e.total:.0f}%)" if e.total else ""
+    of = f" of {e.total:,}" if e.total is not None else ""
+    rows = [(e.unit, f"{e.done:,}{of}{pct}" + (f" - {e.detail}" if e.detail else ""))]
+    if e.stage == "loading":
+        if e.objects_total is not None:
+            rows.append(("objects", f"{e.objects_done:,} of {e.objects_total:,}"))
+        req = meter.request_rate
+        rows += [("rate", (f"{rate:,.1f} batches/s" if rate is not None else "?")
+                  + (f", {req:,.1f} requests/s" if req is not None else "")),
+                 ("requests", f"{e.requests:,}"), ("rate limited (429)", f"{e.throttled:,}"),
+                 ("retries", f"{e.retries:,}"), ("in-doubt batches", f"{e.in_doubt:,}")]
+    else:
+        rows.append(("rate", f"{rate:,.1f} {e.unit}/s" if rate is not None else "?"))
+    eta = meter.eta_s
+    finish = "" if eta in (None, 0) else time.strftime(" (about %H:%M:%S UTC)", time.gmtime(time.time() + eta))
+    rows.append(("ETA", "done" if e.finished else eta_text(eta).removeprefix("ETA ") + finish))
+    run = f", run `{run_id}`" if run_id else ""
+    head = f"**{e.stage.capitalize()}**{run}, {meter.elapsed:,.0f} s so far"
+    return "\n".join([head, "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
+
+
+def intent_line(kind: str, source: str, mapping: str | None, options: dict) -> str:
+    """The run's first log line: what it will do, before planning starts."""
+    via = f" (mapping {mapping})" if mapping else ""
+    return (f"{kind} of {source}{via} into state {options.get('state')}: rate limit {options.get('rate_limit')}, "
+            f"{options.get('batch_size')} objects per request, in-doubt policy {options.get('in_doubt')}; planning "
+            "first (progress artifact `" + kind + "-planning`), then loading (`" + kind + "-progress`)")
+
+
+def plan_line(prepared, options: dict) -> str:
+    """The plan's size and what loading it costs at the rate limit, logged once the plan is made."""
+    from braze_migrate.engine import open_run_ledger
+    from braze_migrate.settings import load_settings
+    from connectors.braze.ratelimit import parse_rate
+
+    ledger = open_run_ledger(load_settings(**options))
+    try:
+        t = ledger.totals(prepared.run_id)
+    finally:
+        ledger.close()
+    rate = parse_rate(options.get("rate_limit") or "3000/3s")
+    left = t["batches"] - t["acknowledged_batches"]
+    at_limit = left * rate.seconds / rate.requests
+    what = "resuming the unfinished plan" if prepared.resumed else "planned"
+    return (f"run {prepared.run_id} {what}: {t['batches']:,} batches ({t['objects']:,} objects), {left:,} to send; "
+            f"at {rate.requests}/{rate.seconds:g}s that is at least {eta_text(at_limit).removeprefix('ETA ')} "
+            "of loading")
 
 
 def bucket_rows(summary: RunSummary) -> list[dict]:

@@ -24,10 +24,12 @@ MAPPING_HELP = "mapping file for a folder or URI source (docs/sources.md)"
 
 @task(name="plan", cache_policy=NO_CACHE)
 def plan_task(kind: str, source: str, mapping: str | None, options: dict) -> Prepared:
-    """Extract, normalize, diff and pack, or pick up the unfinished plan of this source."""
-    prepared = stages.plan(kind, source, mapping, options)
-    get_run_logger().info("%s run %s: %d batches planned%s", kind, prepared.run_id, prepared.batches,
-                          " (resuming the unfinished plan)" if prepared.resumed else "")
+    """Extract, normalize, diff and pack, or pick up the unfinished plan of this source; its progress
+    artifact (`<kind>-planning`) follows the reading and planning."""
+    progress = artifacts.Progress(None, kind, stage="planning")
+    prepared = stages.plan(kind, source, mapping, options, on_progress=progress)
+    progress.finish()
+    get_run_logger().info("%s", artifacts.plan_line(prepared, options))
     return prepared
 
 
@@ -35,7 +37,7 @@ def plan_task(kind: str, source: str, mapping: str | None, options: dict) -> Pre
 def load_task(prepared: Prepared, options: dict) -> int:
     """Send the plan's unacknowledged batches; progress goes to a progress artifact."""
     progress = artifacts.Progress(prepared.run_id)
-    batches = stages.load(prepared, options, on_progress=progress.update)
+    batches = stages.load(prepared, options, on_progress=progress)
     progress.finish()
     return batches
 
@@ -72,6 +74,7 @@ def finish(summary: RunSummary) -> State:
 @with_options(source=SOURCE_HELP, mapping=MAPPING_HELP)
 def backfill(source: str, mapping: str | None = None, **options) -> State:
     """Load an export's history into Braze (deltas against the state folder, so re-running sends nothing new)."""
+    get_run_logger().info("%s", artifacts.intent_line("backfill", source, mapping, options))
     return finish(stages.run_load("backfill", source, mapping, flow_options(options), TASKS))
 
 
@@ -79,4 +82,5 @@ def backfill(source: str, mapping: str | None = None, **options) -> State:
 @with_options(source=SOURCE_HELP, mapping=MAPPING_HELP)
 def sync(source: str, mapping: str | None = None, **options) -> State:
     """Nightly: send only what changed since the last acknowledged load, never an occurrence twice."""
+    get_run_logger().info("%s", artifacts.intent_line("sync", source, mapping, options))
     return finish(stages.run_load("sync", source, mapping, flow_options(options), TASKS))

@@ -67,7 +67,8 @@ def test_existing_interface_works_on_both_backends(ledger):
     assert ledger.outcomes(run) == [(0, "attributes", 1, "rejected", "EMAIL_BAD_FORMAT"),
                                     (0, "events", 0, "pending", "in doubt")]
     assert ledger.totals(run) == {"batches": 2, "requests": 1, "retries": 0, "throttled": 0,
-                                  "acknowledged_batches": 0, "in_doubt_batches": 1}
+                                  "acknowledged_batches": 0, "in_doubt_batches": 1, "objects": 6,
+                                  "acknowledged_objects": 0}
     assert ledger.unfinished_run().run_id == run
     ledger.set_run_status(run, "committed", {"status": "completed"})
     assert ledger.unfinished_run() is None and ledger.run(run).summary == {"status": "completed"}

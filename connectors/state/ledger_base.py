@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS runs (
     kind TEXT NOT NULL,
     source TEXT NOT NULL,
     source_fingerprint TEXT NOT NULL,
-    status TEXT NOT NULL,            -- planning | planned | loading | loaded | committed | abandoned
+    status TEXT NOT NULL,            -- planning | planned | held | loading | loaded | committed | abandoned
     created_at {real} NOT NULL,
     updated_at {real} NOT NULL,
     settings TEXT NOT NULL,
@@ -87,7 +87,7 @@ CREATE TABLE IF NOT EXISTS budget (
 ADDED_BATCH_COLUMNS = {"owner": "TEXT", "lease_until": "{real}"}
 RUN_COLUMNS = "run_id, kind, source, source_fingerprint, status, created_at, updated_at, settings, summary"
 
-OPEN_STATUSES = ("planning", "planned", "loading", "loaded")
+OPEN_STATUSES = ("planning", "planned", "held", "loading", "loaded")  # held: by the guards (guards.py)
 UNFINISHED_BATCHES = ("planned", "claimed", "sending")
 # A claim is the owner's for this long after its last heartbeat; a live worker renews it far more often.
 LEASE_SECONDS = 60.0
@@ -253,11 +253,13 @@ class LedgerBase(ABC):
     def totals(self, run_id: str) -> dict:
         row = self._execute(
             "SELECT COUNT(*), COALESCE(SUM(requests),0), COALESCE(SUM(retries),0), COALESCE(SUM(throttled),0), "
-            "COALESCE(SUM(CASE WHEN status='acknowledged' THEN 1 ELSE 0 END),0), COALESCE(SUM(in_doubt),0) "
+            "COALESCE(SUM(CASE WHEN status='acknowledged' THEN 1 ELSE 0 END),0), COALESCE(SUM(in_doubt),0), "
+            "COALESCE(SUM(n_objects),0), COALESCE(SUM(CASE WHEN status='acknowledged' THEN n_objects ELSE 0 END),0) "
             "FROM batches WHERE run_id=?",
             (run_id,),
         ).fetchone()
-        keys = ("batches", "requests", "retries", "throttled", "acknowledged_batches", "in_doubt_batches")
+        keys = ("batches", "requests", "retries", "throttled", "acknowledged_batches", "in_doubt_batches",
+                "objects", "acknowledged_objects")
         return dict(zip(keys, (int(v) for v in row)))
 
     # workers and claims
