@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 CHUNK = 2_000  # batches read from the plan at a time: memory stays bounded for plans of any size
 HEARTBEAT_SECONDS = LEASE_SECONDS / 6
 POLL_SECONDS = 0.5  # while other workers finish their batches
+PLANNING_POLL_SECONDS = 0.05  # while the planner writes the next unit: its batches are sent without delay
 # Connections writing a remote ledger: enough for ~1,000 batches/s at ~2 ms per round trip (2 writes a batch).
 WRITE_CONNECTIONS = 4
 
@@ -60,9 +61,11 @@ class ClaimLost(Exception):
 
 
 class PlanBodies:
-    """Request bodies of claimed batches, read from the plan a chunk at a time (claims come in order)."""
+    """Request bodies of claimed batches, read from the plan a chunk at a time (claims come in order). While
+    the plan is still being written, a batch not found yet is looked for again in the files written since."""
 
     def __init__(self, plan_dir: Path) -> None:
+        self._plan_dir = plan_dir
         self._scan = scan_batches(plan_dir, ["batch_no", "body"])
         self._cache: dict[int, str] = {}
 
@@ -72,6 +75,10 @@ class PlanBodies:
             low = min(missing)
             wanted = pl.col("batch_no").is_between(low, low + CHUNK - 1) | pl.col("batch_no").is_in(missing)
             self._cache = dict(self._scan.filter(wanted).collect().iter_rows())
+            if any(b not in self._cache for b in missing):
+                # Recorded by the planner after this scan was opened: scan the plan's files again.
+                self._scan = scan_batches(self._plan_dir, ["batch_no", "body"])
+                self._cache = dict(self._scan.filter(wanted).collect().iter_rows())
         return {b: self._cache.pop(b).encode() for b in batch_nos}
 
 
@@ -164,19 +171,24 @@ class ClaimedBatches:
 
 def apply_plan(run_id: str, plan_dir: Path, ledger: LedgerBase, settings: LoadSettings, endpoint: str, api_key: str,
                *, on_progress: Callable[[int, int], None] | None = None, transport=None, wait: bool = True,
-               block: int | None = None, poll_seconds: float = POLL_SECONDS) -> WorkerStats:
+               block: int | None = None, poll_seconds: float = POLL_SECONDS,
+               planning: Callable[[], bool] | None = None) -> WorkerStats:
     """Claim and send batches of the run until none is left; returns this worker's WorkerStats.
 
     `wait`: then also wait until every batch of the run is final, taking over the batches of workers that
     died (this is what the run that commits does); without it the worker returns once nothing is claimable.
+    `planning`: True while the planner may still record batches (braze_migrate/pipeline.py): the worker
+    waits for them rather than finish.
     """
-    total = sum(ledger.status_counts(run_id).values())
-    progress = {"done": _done(ledger, run_id)}
+    progress = {"done": _done(ledger, run_id), "total": sum(ledger.status_counts(run_id).values())}
+    still_planning = planning or (lambda: False)
 
     def report(done: int | None = None) -> None:
         progress["done"] = progress["done"] + 1 if done is None else done
         if on_progress is not None:
-            on_progress(progress["done"], total)
+            if still_planning():
+                progress["total"] = sum(ledger.status_counts(run_id).values())
+            on_progress(progress["done"], progress["total"])
 
     rate = parse_rate(settings.rate_limit)
     with ExitStack() as stack:
@@ -209,7 +221,8 @@ def apply_plan(run_id: str, plan_dir: Path, ledger: LedgerBase, settings: LoadSe
             _merge(stats, loader.run_sync(claims, on_sending=writer.sending, on_result=on_result))
             ledger.release(run_id, worker_id)
             stats.stopped = not claims.exhausted
-            if stats.stopped or not wait or not _wait_for_work(ledger, run_id, poll_seconds, report):
+            if stats.stopped or not (wait or still_planning()) or not _wait_for_work(
+                    ledger, run_id, poll_seconds, report, still_planning):
                 break
     log.info("worker %s: %d batches, %d requests, %d throttled; %d leases of the rate budget, %.1f ms each",
              worker_id, stats.batches, stats.requests, stats.throttled, budget.leases, budget.lease_cost * 1000)
@@ -217,17 +230,20 @@ def apply_plan(run_id: str, plan_dir: Path, ledger: LedgerBase, settings: LoadSe
     return stats
 
 
-def _wait_for_work(ledger: LedgerBase, run_id: str, poll_seconds: float, report: Callable[[int], None]) -> bool:
-    """While other workers finish their batches: True as soon as some batch is claimable (a worker died or
-    let go), False once every batch of the run is final."""
+def _wait_for_work(ledger: LedgerBase, run_id: str, poll_seconds: float, report: Callable[[int], None],
+                   planning: Callable[[], bool]) -> bool:
+    """While other workers finish their batches (or the planner writes more): True as soon as some batch is
+    claimable (a worker died or let go, or the planner recorded one), False once planning is over and every
+    batch of the run is final."""
     while True:
+        more = planning()  # read before the counts: batches recorded before planning ended are counted
         counts = ledger.status_counts(run_id)
-        if not any(counts.get(s) for s in UNFINISHED_BATCHES):
+        if not more and not any(counts.get(s) for s in UNFINISHED_BATCHES):
             return False
         if ledger.claimable(run_id) or ledger.expire_dead_owners(run_id):
             return True
         report(counts.get("acknowledged", 0))
-        time.sleep(poll_seconds)
+        time.sleep(min(poll_seconds, PLANNING_POLL_SECONDS) if more else poll_seconds)
 
 
 def _done(ledger: LedgerBase, run_id: str) -> int:

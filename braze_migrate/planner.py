@@ -6,8 +6,8 @@ the same way (deterministically) from the spooled source.
 
 Memory stays bounded by the partition size in every dimension. The source is first spooled to disk split
 by a stable hash: users by `external_id` (the users snapshot is split the same way), events and purchases
-by their id, tokens by their key, each occurrence dataset into partitions of at most `occurrences per
-partition` rows, with the acknowledged ids spooled by the same hash. Then each unit (one partition of one
+by their id, tokens by their key, each occurrence dataset into partitions of at most `users_per_partition`
+rows, with the acknowledged ids spooled by the same hash. Then each unit (one partition of one
 dataset) is normalized, diffed against its own part of the snapshot, packed and written on its own, in a
 fixed order (users, tokens, events, purchases). The packer carries the last, unfilled request of a unit into
 the next, so requests are full across the whole plan (transforms/payloads.py).
@@ -38,7 +38,6 @@ from transforms.payloads import empty_tail, pack_unit
 REJECT_COLUMNS = ["dataset", "key", "column", "value", "reason", "file", "row"]
 OCCURRENCES = ("push_tokens", "events", "purchases")
 USERS_PER_PARTITION = 100_000
-OCCURRENCES_PER_USER_ROW = 4  # an occurrence row is narrower than a user row: partitions hold 4× as many
 SLICE_ROWS = 1_000_000  # rows streamed into partitions per slice: bounds the partitioned sink's buffers
 LAYOUT_VERSION = 2
 
@@ -69,22 +68,25 @@ class PlanInfo:
 def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: int, batch_mode: str,
                resend_in_doubt: bool, users_per_partition: int = USERS_PER_PARTITION,
                mapping: str | None = None, on_unit: UnitCallback | None = None,
-               resume: bool = False, on_progress: ProgressSink | None = None) -> PlanInfo:
+               resume: bool = False, on_progress: ProgressSink | None = None,
+               stop: Callable[[], bool] | None = None) -> PlanInfo | None:
     """Write the plan into `plan_dir`: `batches/` and `objects/` (one file per unit), `users_next/` (one file
     per users partition), `kept.parquet` (rows not sent and why, except unchanged ones, which are counted),
-    `rejects.parquet` and, last, `stats.json`.
+    `rejects.parquet`, `stats.json` and, last, `complete`.
 
     `on_unit(unit, batches)` is called once a unit's files are durable, with the batches it closed
     (LEDGER_COLUMNS). With `resume`, the units of an interrupted plan of the same source are kept (and
     reported again, in order) and only the rest are planned. `on_progress` gets `reading` events (rows
-    spooled) and `planning` events (units planned).
+    spooled) and `planning` events (units planned). `stop()` is asked before each unit: once it is true,
+    planning ends there (None is returned) and a later call with `resume` goes on from that unit.
     """
     emit = on_progress or _no_progress
     layout = read_layout(plan_dir) if resume else None
     if layout is None:
         for sub in ("batches", "objects", "users_next", "units", "kept", "rejects", "work"):
             shutil.rmtree(plan_dir / sub, ignore_errors=True)
-        (plan_dir / "stats.json").unlink(missing_ok=True)
+        for name in ("stats.json", "complete"):
+            (plan_dir / name).unlink(missing_ok=True)
         layout = _spool(source, snapshot, plan_dir, users_per_partition=users_per_partition, mapping=mapping,
                         emit=emit)
     for sub in ("batches", "objects", "users_next", "units", "kept", "rejects"):
@@ -108,6 +110,9 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
                 on_unit(u, _unit_batches(plan_dir, u))
             emit(ProgressEvent("planning", u + 1, len(units), "units", detail="resumed"))
             continue
+        if stop is not None and stop():
+            _finish(plan_dir, source, mapping, layout, batch_size, batch_mode, complete=False)
+            return None
         final = u == len(units) - 1
         send, record = _plan_unit(plan_dir, unit, u, snapshot, held, csv_types, layout)
         packed = pack_unit(send, batch_size=batch_size, mode=batch_mode, tail=tail, next_batch=next_batch,
@@ -146,8 +151,8 @@ def read_layout(plan_dir: Path) -> dict | None:
 
 
 def plan_complete(plan_dir: Path) -> bool:
-    """Every unit of the plan is written (stats.json is the plan's last file)."""
-    return (plan_dir / "stats.json").exists()
+    """Every unit of the plan is written (`complete` is the plan's last file)."""
+    return (plan_dir / "complete").exists()
 
 
 def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partition: int,
@@ -161,7 +166,9 @@ def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partiti
     total_rows, spooled = sum(read.values()), 0
     emit(ProgressEvent("reading", 0, total_rows, "rows"))
     n_users = snapshot.partitions(default=max(1, math.ceil(read.get("users", 0) / users_per_partition)))
-    per_occurrence_part = users_per_partition * OCCURRENCES_PER_USER_ROW
+    # Occurrence partitions hold as many rows as users partitions: measured on 4M events, 400k rows per
+    # partition peaked at 1.3 GB and 100k rows at 0.44 GB, in less time (docs/performance.md).
+    per_occurrence_part = users_per_partition
     units: list[dict] = []
     files: dict[str, list[str]] = {}
     csv_exclude = None
@@ -276,10 +283,10 @@ def _plan_unit(plan_dir: Path, unit: dict, u: int, snapshot: Snapshot, held: pl.
 
 
 def _finish(plan_dir: Path, source: str, mapping: str | None, layout: dict, batch_size: int,
-            batch_mode: str) -> PlanInfo:
-    """Merge the units' kept and rejected rows, drop the spool and write stats.json (the plan's last file)."""
-    records = [json.loads((plan_dir / "units" / f"unit-{u:05d}.json").read_text())
-               for u in range(len(layout["units"]))]
+            batch_mode: str, *, complete: bool = True) -> PlanInfo:
+    """Merge the units' kept and rejected rows and write stats.json; once `complete`, drop the spool and write
+    `complete` (the plan's last file). A plan stopped early gets the figures of the units written so far."""
+    records = [json.loads(m.read_text()) for m in sorted((plan_dir / "units").glob("unit-*.json"))]
     _merge(plan_dir / "kept", KEPT_SCHEMA, plan_dir / "kept.parquet")
     _merge(plan_dir / "rejects", REJECT_SCHEMA, plan_dir / "rejects.parquet")
     unchanged = {name: 0 for name in layout["read"]}
@@ -291,15 +298,18 @@ def _finish(plan_dir: Path, source: str, mapping: str | None, layout: dict, batc
         "read": layout["read"],
         "unchanged": unchanged,
         "partitions": layout["partitions"],
-        "units": len(records),
+        "units": len(layout["units"]),
+        "units_planned": len(records),
         "full_resend": {"data_points": sum(r["full_dp"] for r in records),
                         "objects": sum(r["full_objects"] for r in records)},
         "batch_size": batch_size,
         "batch_mode": batch_mode,
     }
-    batches = records[-1]["next_batch"] if records else 0
-    shutil.rmtree(plan_dir / "work", ignore_errors=True)
+    batches = max((r["next_batch"] for r in records), default=0)
     _atomic_text(plan_dir / "stats.json", json.dumps(stats, indent=2))
+    if complete:
+        shutil.rmtree(plan_dir / "work", ignore_errors=True)
+        _atomic_text(plan_dir / "complete", "")
     return PlanInfo(plan_dir, batches, sum(r["objects"] for r in records), sum(r["data_points"] for r in records),
                     stats)
 
