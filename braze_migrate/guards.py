@@ -8,7 +8,8 @@ had a value. So, from the plan and what Braze acknowledged:
 - per dataset: the rows read tonight against the rows of the last committed run's export.
 A figure over its threshold holds the run: nothing is sent, the plan stays on disk, and the message names
 each column or dataset, its share and the `--accept` value that lets the same plan go out.
-Thresholds are settings (`BRAZE_MIGRATE_GUARD_*`); a state with nothing acknowledged yet has no figures.
+Thresholds are options (`--guard-unset-share`, `BRAZE_MIGRATE_GUARD_UNSET_SHARE`, ...); a state with nothing
+acknowledged yet has no figures, so a first backfill is never held.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import polars as pl
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel
 
 EXIT_HELD = 4
 FIGURE_SCHEMA = {"column": pl.Utf8, "users": pl.Int64, "unset": pl.Int64, "changed": pl.Int64,
@@ -28,19 +28,22 @@ FIGURE_SCHEMA = {"column": pl.Utf8, "users": pl.Int64, "unset": pl.Int64, "chang
 ROWS_PREFIX = "rows:"  # `--accept rows:purchases` accepts a dataset's row count (never clashes with a column)
 
 
-class GuardSettings(BaseSettings):
-    """Thresholds that catch a broken export but not a normal night (environment `BRAZE_MIGRATE_GUARD_*`).
+class GuardSettings(BaseModel):
+    """The thresholds, from the options model (`--guard-*`, environment `BRAZE_MIGRATE_GUARD_*`).
 
     A normal night changes a few percent of a column; a broken job empties or rewrites most of it. Columns
     held by fewer than `min_users` users, and datasets smaller than `min_rows`, are too small to judge."""
 
-    model_config = SettingsConfigDict(env_prefix="BRAZE_MIGRATE_GUARD_", extra="ignore")
+    unset_share: float = 0.05
+    changed_share: float = 0.5
+    min_users: int = 100
+    rows_drop_share: float = 0.2
+    min_rows: int = 100
 
-    unset_share: float = Field(0.05, ge=0, le=1, description="hold when more of a column's users would be unset")
-    changed_share: float = Field(0.5, ge=0, le=1, description="hold when more of a column's users would change")
-    min_users: int = Field(100, ge=0, description="columns with fewer users holding a value are not judged")
-    rows_drop_share: float = Field(0.2, ge=0, le=1, description="hold when a dataset has this much fewer rows")
-    min_rows: int = Field(100, ge=0, description="datasets with fewer rows last time are not judged")
+    @classmethod
+    def of(cls, settings) -> GuardSettings:
+        """The thresholds of a run's LoadSettings."""
+        return cls(**{name: getattr(settings, f"guard_{name}") for name in cls.model_fields})
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,12 @@ class GuardReport:
         return ("held by the guards, nothing was sent: " + "; ".join(f.text() for f in self.held)
                 + f". If tonight's export is right, accept it with {how} (the plan is kept and sent as is); "
                 "otherwise fix the export and run again")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GuardReport:
+        """The report as `to_dict` stored it (in a run summary)."""
+        return cls(columns=list(data.get("columns", [])), datasets=list(data.get("datasets", [])),
+                   findings=[Finding(**f) for f in data.get("findings", [])], accepted=list(data.get("accepted", [])))
 
     def to_dict(self) -> dict:
         return {"columns": self.columns, "datasets": self.datasets,
@@ -224,3 +233,17 @@ def render_text(report: GuardReport) -> str:
     held = report.held
     lines.append("  guards: " + ("passed" if not held else "HOLD " + ", ".join(f.accept for f in held)))
     return "\n".join(lines)
+
+
+def guard_run(state: Path, plan_dir: Path, run_id: str, ledger, settings: GuardSettings,
+              accepted: Iterable[str] = ()) -> GuardReport | None:
+    """The guard report of a run about to send (also written to `plan_dir/guards.json`), or None once any of
+    its batches left: its figures were passed or accepted then, and a resumed load is never held halfway."""
+    if any(status != "planned" for status in ledger.status_counts(run_id)):
+        return None
+    if not (Path(plan_dir) / "complete").exists():
+        return None  # a first load, planned while it loads (braze_migrate/pipeline.py): no figures to compare
+    baseline = baseline_rows(ledger.runs(limit=100), state, exclude=run_id)
+    report = check_plan(plan_dir, state, baseline, settings, accepted)
+    (Path(plan_dir) / "guards.json").write_text(json.dumps(report.to_dict(), indent=1))
+    return report

@@ -63,7 +63,7 @@ class LoadSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BRAZE_MIGRATE_", extra="ignore")
 
     state: Path = option(Path("state"), "state folder: the ledger, snapshot, plans and rejects files",
-                         commands=(*PLAN_COMMANDS, "status", "verify", "load-worker"))
+                         commands=(*PLAN_COMMANDS, "status", "verify", "load-worker", "repair", "settle"))
     rate_limit: str = option("3000/3s", "requests per period, e.g. 3000/3s (Braze's default for /users/track)")
     batch_size: int = option(75, "objects per request", commands=PLAN_COMMANDS, ge=1, le=1000)
     batch_mode: Literal["combined", "per_array"] = option(
@@ -83,6 +83,27 @@ class LoadSettings(BaseSettings):
                                           gt=0, le=60)
     users_per_partition: int = option(100_000, "users planned per partition (bounds the planner's memory)",
                                       commands=PLAN_COMMANDS, ge=1)
+    # Guard rails (braze_migrate/guards.py): a broken export is held before anything is sent. The defaults catch
+    # an emptied or rewritten column, or a dataset that lost rows, but not a normal night.
+    accept: list[str] = option([], "guard figures to accept for this run: columns (email,loyalty_tier) or "
+                               "datasets (rows:purchases) that the guards held", commands=LOAD_COMMANDS)
+    guard_unset_share: float = option(0.05, "hold when a plan would unset more than this share of a column's users",
+                                      commands=PLAN_COMMANDS, ge=0, le=1)
+    guard_changed_share: float = option(0.5, "hold when a plan would change more than this share of a column's "
+                                        "users", commands=PLAN_COMMANDS, ge=0, le=1)
+    guard_min_users: int = option(100, "columns held by fewer users are not judged", commands=PLAN_COMMANDS, ge=0)
+    guard_rows_drop_share: float = option(0.2, "hold when a dataset has this share fewer rows than the last "
+                                          "acknowledged export", commands=PLAN_COMMANDS, ge=0, le=1)
+    guard_min_rows: int = option(100, "datasets with fewer rows last time are not judged", commands=PLAN_COMMANDS,
+                                 ge=0)
+    decision_timeout: int = option(6 * 3600, "seconds a deployment run held for a decision waits for an answer in "
+                                   "the Prefect UI before it ends Failed, sending nothing (a CLI run never waits: "
+                                   "it exits with the command that decides)", ge=1)
+    strict: bool = option(False, "a file of the export folder that is not read is an error, not a warning",
+                          commands=PLAN_COMMANDS)
+    # Request bodies hold personal data (braze_migrate/retention.py, docs/state.md).
+    plan_retention_days: float = option(0.0, "days the request bodies of a committed run's plan are kept "
+                                        "(they hold personal data); 0 removes them at commit", ge=0)
     # The ledger in PostgreSQL (postgresql://...), shared by workers on several machines; unset: SQLite in
     # the state folder. A secret (it may hold a password): environment only, never a flag or flow parameter.
     ledger_url: SecretStr | None = option(None, "PostgreSQL ledger URL (postgresql://...) shared by workers",

@@ -15,13 +15,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from braze_migrate import progress
+from braze_migrate import guards, progress
 from braze_migrate.applier import apply_plan
 from braze_migrate.credentials import resolve_credentials
 from braze_migrate.engine import Engine, Prepared
+from braze_migrate.guards import GuardReport
 from braze_migrate.progress import ProgressSink
-from braze_migrate.settings import load_settings
-from braze_migrate.summary import RunSummary, WorkerReport
+from braze_migrate.settings import ConfigError, load_settings
+from braze_migrate.summary import RunStatus, RunSummary, WorkerReport
+from connectors.state.ledger_base import LedgerUnavailable
+from connectors.state.lock import StateInUse, run_lock
 
 Options = Mapping[str, Any]
 
@@ -77,18 +80,87 @@ def commit(prepared: Prepared, options: Options, started: float, on_progress: Pr
         engine.close()
 
 
+def left_over(prepared: Prepared, options: Options) -> int:
+    """Batches of the run not acknowledged after its load: pending (in doubt, no answer) or never sent."""
+    engine = Engine(load_settings(**options))
+    try:
+        return sum(n for status, n in engine.ledger.status_counts(prepared.run_id).items() if status != "acknowledged")
+    finally:
+        engine.close()
+
+
+def guard(prepared: Prepared, options: Options) -> GuardReport | None:
+    """The guard figures of a plan about to be sent (None once any of its batches left). A figure over its
+    threshold that `options["accept"]` does not accept holds the run: its ledger status becomes `held`, so
+    nothing joins or sends it until the same command is run again with `--accept`."""
+    settings = load_settings(**options)
+    engine = Engine(settings)
+    try:
+        report = guards.guard_run(engine.state, prepared.plan_dir, prepared.run_id, engine.ledger,
+                                  guards.GuardSettings.of(settings), settings.accept)
+        if report is not None:
+            engine.ledger.set_run_status(prepared.run_id, "held" if report.held else "planned")
+        return report
+    finally:
+        engine.close()
+
+
+def held(kind: str, source: str, mapping: str | None, prepared: Prepared, options: Options,
+         report: GuardReport, note: str | None = None) -> RunSummary:
+    """The summary of a run the guards held: nothing sent, the plan kept, the command that accepts it."""
+    settings = load_settings(**options)
+    command = (f"braze-migrate {kind} {source}" + (f" --mapping {mapping}" if mapping else "")
+               + f" --state {settings.state}")
+    summary = RunSummary(
+        run_id=prepared.run_id, kind=kind, source=str(source), state=str(settings.state), status=RunStatus.HELD,
+        resumed=prepared.resumed, batches=prepared.batches, guards=report.to_dict(),
+        message=report.message(command) + (f" ({note})" if note else ""),
+        resume_command=f"{command} --accept {report.accept_value()}", notes=list(prepared.notes),
+    )
+    engine = Engine(settings)
+    try:
+        engine.ledger.set_run_status(prepared.run_id, "held", summary.to_json())
+    finally:
+        engine.close()
+    return summary
+
+
+Decide = Callable[[GuardReport, Prepared], "str | None"]
+
+
 @dataclass(frozen=True)
 class Stages:
-    """The stage callables a run goes through: these functions, or the flows' tasks wrapping them."""
+    """The stage callables a run goes through: these functions, or the flows' tasks wrapping them.
+    `decide`: who answers when the guards hold a plan ("accept", "hold", or None when nobody answered);
+    without it a held run ends held (the CLI prints the command that accepts it)."""
 
     plan: Callable[..., Prepared] = plan
     load: Callable[..., Any] = load
     commit: Callable[..., RunSummary] = commit
+    guard: Callable[..., GuardReport | None] = guard
+    decide: Decide | None = None
 
 
 def run_load(kind: str, source: str, mapping: str | None, options: Options, stages: Stages = Stages()) -> RunSummary:
-    """plan → load → commit: the body of the `backfill` and `sync` flows and of `--no-prefect`."""
-    started = time.monotonic()
-    prepared = stages.plan(kind, source, mapping, options)
-    stages.load(prepared, options)
-    return stages.commit(prepared, options, started)
+    """plan → guard → load → commit: the body of the `backfill` and `sync` flows and of `--no-prefect`.
+
+    The run holds its state folder (`connectors.state.lock`): a second run on it is refused at once."""
+    settings = load_settings(**options)
+    url = settings.ledger_url.get_secret_value() if settings.ledger_url else None
+    try:
+        with run_lock(settings.state, f"{kind} {source}", ledger_url=url) as lock:
+            started = time.monotonic()
+            prepared = stages.plan(kind, source, mapping, options)
+            lock.name_run(prepared.run_id)
+            report = stages.guard(prepared, options)
+            if report is not None and report.held:
+                answer = stages.decide(report, prepared) if stages.decide else "hold"
+                if answer != "accept":
+                    note = None if answer == "hold" or stages.decide is None else "nobody answered in time"
+                    return held(kind, source, mapping, prepared, options, report, note)
+                options = {**options, "accept": [*report.accepted, *(f.accept for f in report.held)]}
+                stages.guard(prepared, options)
+            stages.load(prepared, options)
+            return stages.commit(prepared, options, started)
+    except (StateInUse, LedgerUnavailable) as exc:
+        raise ConfigError(str(exc)) from None

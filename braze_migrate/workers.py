@@ -53,12 +53,13 @@ def joined_settings(own: LoadSettings, recorded: dict) -> LoadSettings:
 
 
 def _wait_for_run(engine: Engine, seconds: float, on_wait: Callable[[], None] | None):
-    """The unfinished run once it is planned (`planning` means its batches are not recorded yet)."""
+    """The unfinished run once its own command loads it: not while `planning` (batches not recorded yet), nor
+    `planned`/`held` (the guards have not passed it yet: a held plan must not be sent by a helper)."""
     deadline = time.monotonic() + seconds
     waiting = False
     while True:
         found = engine.ledger.unfinished_run()
-        if found is not None and found.status != "planning":
+        if found is not None and found.status in ("loading", "loaded"):
             return found
         if time.monotonic() >= deadline:
             return None

@@ -12,7 +12,7 @@ from braze_migrate.preflight import check_credentials
 from braze_migrate.report import render_text
 from braze_migrate.settings import ConfigError, public_options
 from braze_migrate.summary import RunStatus, RunSummary
-from cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING
+from cli.exits import EXIT_HELD, EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING
 from cli.options import add_option_flags, settings_from_args
 from cli.progress import showing
 from cli.sources import add_source_arguments, require_source
@@ -20,7 +20,7 @@ from cli.sources import add_source_arguments, require_source
 COMMANDS = {"backfill": "load an export's history into Braze",
             "sync": "send only what changed since the last acknowledged load"}
 EXIT_CODES = {RunStatus.COMPLETED: EXIT_OK, RunStatus.INCOMPLETE: EXIT_PENDING,
-              RunStatus.INTERRUPTED: EXIT_INTERRUPTED}
+              RunStatus.INTERRUPTED: EXIT_INTERRUPTED, RunStatus.HELD: EXIT_HELD}
 
 
 def add_parser(subparsers, command: str) -> argparse.ArgumentParser:
@@ -43,8 +43,18 @@ def run(args: argparse.Namespace) -> int:
             summary = stages.run_load(args.command, args.source, args.mapping, options)
         else:
             summary = run_flow(args.command, args.source, args.mapping, options)
-    print(json.dumps(summary.to_json(), sort_keys=True) if args.json else render_text(summary))
+    print(json.dumps(summary.to_json(), sort_keys=True) if args.json else
+          held_text(summary) if summary.status is RunStatus.HELD else render_text(summary))
     return EXIT_CODES[summary.status]
+
+
+def held_text(summary: RunSummary) -> str:
+    """A run the guards held: its figures and the one line naming each held one and the flag that accepts it."""
+    from braze_migrate import guards
+
+    return "\n".join([f"run {summary.run_id} ({summary.kind} of {summary.source}): HELD, nothing was sent",
+                      guards.render_text(guards.GuardReport.from_dict(summary.guards or {})),
+                      f"braze-migrate: {summary.message}"])
 
 
 def run_flow(kind: str, source: str, mapping: str | None, options: dict) -> RunSummary:

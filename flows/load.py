@@ -7,15 +7,19 @@ Retries live in the Braze client alone (one retry layer); tasks have none, so at
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
 from braze_migrate import stages
 from braze_migrate.engine import Prepared
-from braze_migrate.settings import load_settings, public_options
+from braze_migrate.guards import GuardReport
+from braze_migrate.settings import ConfigError, load_settings, public_options
 from braze_migrate.summary import RunStatus, RunSummary
-from flows import artifacts
+from flows import artifacts, decisions
+from flows.decisions import cleanly
 from flows.options import with_options
 
 SOURCE_HELP = "export folder, object-store URI (s3://, gs://, az://) or mapping file"
@@ -23,6 +27,7 @@ MAPPING_HELP = "mapping file for a folder or URI source (docs/sources.md)"
 
 
 @task(name="plan", cache_policy=NO_CACHE)
+@cleanly
 def plan_task(kind: str, source: str, mapping: str | None, options: dict) -> Prepared:
     """Extract, normalize, diff and pack, or pick up the unfinished plan of this source; its progress
     artifact (`<kind>-planning`) follows the reading and planning."""
@@ -33,22 +38,80 @@ def plan_task(kind: str, source: str, mapping: str | None, options: dict) -> Pre
     return prepared
 
 
+@task(name="guard", cache_policy=NO_CACHE)
+@cleanly
+def guard_task(prepared: Prepared, options: dict) -> GuardReport | None:
+    """Check the plan's figures against what Braze acknowledged before anything is sent (braze_migrate/guards.py)."""
+    return stages.guard(prepared, options)
+
+
 @task(name="load", cache_policy=NO_CACHE)
-def load_task(prepared: Prepared, options: dict) -> int:
-    """Send the plan's unacknowledged batches; progress goes to a progress artifact."""
+@cleanly
+def load_task(prepared: Prepared, options: dict) -> int | State:
+    """Send the plan's unacknowledged batches; progress goes to a progress artifact. Ends Failed (this task,
+    not a later one) when batches are left pending or unsent; the commit still runs and says what to do."""
     progress = artifacts.Progress(prepared.run_id)
     batches = stages.load(prepared, options, on_progress=progress)
     progress.finish()
+    left = stages.left_over(prepared, options)
+    if left:
+        return Failed(message=f"{left} of {prepared.batches} batches not acknowledged (pending or in doubt): "
+                              "the run's summary says how to resume", data=batches)
     return batches
 
 
+def load_stage(prepared: Prepared, options: dict) -> int:
+    """The load task, shown Failed when it left batches, without stopping the commit that follows."""
+    state = load_task(prepared, options, return_state=True)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
 @task(name="commit", cache_policy=NO_CACHE)
+@cleanly
 def commit_task(prepared: Prepared, options: dict, started: float) -> RunSummary:
     """Advance the snapshot with what Braze acknowledged; write the rejects file and the summary."""
     return stages.commit(prepared, options, started)
 
 
-TASKS = stages.Stages(plan=plan_task, load=load_task, commit=commit_task)
+TASKS = stages.Stages(plan=plan_task, load=load_stage, commit=commit_task, guard=guard_task)
+
+
+def run(kind: str, source: str, mapping: str | None, options: dict) -> State:
+    """The body of both flows: the stages as tasks, a person's decision when a deployment run is held or left
+    events in doubt, and user errors as a Failed state with one line (no traceback)."""
+    try:
+        check_configured(options)
+        options = flow_options(options)
+        get_run_logger().info("%s", artifacts.intent_line(kind, source, mapping, options))
+        timeout = options["decision_timeout"]
+        tasks = replace(TASKS, decide=decisions.guard_decider(timeout))
+        summary = stages.run_load(kind, source, mapping, options, tasks)
+        if decisions.ask_in_doubt(summary, timeout) == "resend":
+            summary = stages.run_load(kind, source, mapping, {**options, "in_doubt": "resend"}, tasks)
+    except Exception as exc:
+        state = decisions.failed(exc)
+        if state is None:
+            raise
+        get_run_logger().error("%s", state.message)
+        return state
+    return finish(summary)
+
+
+def check_configured(options: dict) -> None:
+    """A deployment run must name its state folder itself, as an absolute path: a schedule activated before it
+    was configured must not create one inside the checkout the worker runs from."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    if not (ctx and ctx.flow_run and ctx.flow_run.deployment_id):
+        return
+    given = ctx.flow_run.parameters or {}
+    if "state" not in given or not str(given["state"]).startswith("/"):
+        raise ConfigError("this deployment has no state folder configured: set its `state` parameter to an absolute "
+                          "path (prefect.yaml, or `-p state=/srv/braze-migrate/state`), then resume its schedule")
 
 
 def flow_options(options: dict) -> dict:
@@ -65,6 +128,8 @@ def finish(summary: RunSummary) -> State:
                 summary.status, summary.requests, summary.total("rejected"), summary.total("pending"))
     if summary.rejects:
         logger.warning("%d rejected rows or cells: see %s", summary.rejects, summary.rejects_file)
+    if summary.status is RunStatus.HELD:
+        return Failed(message=summary.message, data=summary)
     if summary.status is not RunStatus.COMPLETED:
         return Failed(message=f"{summary.status}: resume with `{summary.resume_command}`", data=summary)
     return Completed(message="completed", data=summary)
@@ -74,13 +139,11 @@ def finish(summary: RunSummary) -> State:
 @with_options(source=SOURCE_HELP, mapping=MAPPING_HELP)
 def backfill(source: str, mapping: str | None = None, **options) -> State:
     """Load an export's history into Braze (deltas against the state folder, so re-running sends nothing new)."""
-    get_run_logger().info("%s", artifacts.intent_line("backfill", source, mapping, options))
-    return finish(stages.run_load("backfill", source, mapping, flow_options(options), TASKS))
+    return run("backfill", source, mapping, options)
 
 
 @flow(name="sync", flow_run_name="sync-{source}", log_prints=False)
 @with_options(source=SOURCE_HELP, mapping=MAPPING_HELP)
 def sync(source: str, mapping: str | None = None, **options) -> State:
     """Nightly: send only what changed since the last acknowledged load, never an occurrence twice."""
-    get_run_logger().info("%s", artifacts.intent_line("sync", source, mapping, options))
-    return finish(stages.run_load("sync", source, mapping, flow_options(options), TASKS))
+    return run("sync", source, mapping, options)

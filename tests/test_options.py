@@ -22,7 +22,9 @@ LOAD_FLOWS = {"backfill": backfill, "sync": sync, "backfill-parallel": backfill_
 SECRET = {"ledger_url"}
 # Tuning knobs the shipped deployments leave at the flow's default (the same as the model's).
 NOT_IN_PREFECT_YAML = {"max_attempts", "max_retry_seconds", "timeout_seconds", "retry_backoff_seconds",
-                       "users_per_partition"}
+                       "users_per_partition", "accept", "guard_unset_share", "guard_changed_share",
+                       "guard_min_users", "guard_rows_drop_share", "guard_min_rows", "decision_timeout",
+                       "strict", "plan_retention_days"}
 # Per deployment: options it deliberately leaves to whoever activates it (issue 12: nightly-sync must not
 # run until its source and state are configured, and state never defaults into the checkout).
 LEFT_TO_CONFIGURE = {"nightly-sync": {"state"}}

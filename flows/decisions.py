@@ -1,0 +1,138 @@
+"""What a load flow does when it cannot simply finish: ask a person, or fail in a way that reads as failure.
+
+- Decisions: a deployment run that the guards held, or that ends with events/purchases in doubt, pauses and asks
+  in the Prefect UI (`pause_flow_run(wait_for_input=...)`) with the figures on the form: send the held plan /
+  resend the in-doubt batches / keep holding. Nobody answering within `decision_timeout` means keep holding: the
+  run ends Failed and sends nothing. A CLI run never pauses: it prints the command that decides.
+- Failures: an error the user can fix (a missing source, a state folder in use, a wrong key) ends the task that
+  met it and the flow Failed with one line and no traceback in the logs; a genuine bug still surfaces whole.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Literal
+
+from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.states import Failed
+from pydantic import Field
+
+from braze_migrate.engine import Prepared
+from braze_migrate.errors import user_message
+from braze_migrate.guards import GuardReport
+from braze_migrate.settings import ConfigError
+from braze_migrate.summary import RunStatus, RunSummary
+
+POLL_SECONDS = 2
+
+
+class GuardDecision(RunInput):
+    """Tonight's export moves more values than a normal night (figures above)."""
+
+    decision: Literal["hold", "accept"] = Field(
+        "hold", description="accept: send the held plan exactly as planned; hold: send nothing, end Failed")
+
+
+class InDoubtDecision(RunInput):
+    """Events or purchases of this run may have reached Braze already (figures above)."""
+
+    decision: Literal["hold", "resend"] = Field(
+        "hold", description="resend: send them again, accepting possible duplicates; hold: keep them pending")
+
+
+def in_deployment() -> bool:
+    """Whether this flow run belongs to a deployment (someone may answer in the UI), not a CLI run."""
+    ctx = FlowRunContext.get()
+    return bool(ctx and ctx.flow_run and ctx.flow_run.deployment_id)
+
+
+def ask(form: type[RunInput], description: str, timeout_s: int) -> str | None:
+    """Pause this flow run until someone answers the form; their decision, or None after `timeout_s`."""
+    try:
+        answer = pause_flow_run(wait_for_input=form.with_initial_data(description=description),
+                                timeout=timeout_s, poll_interval=POLL_SECONDS)
+    except FlowPauseTimeout:
+        get_run_logger().warning("nobody answered within %d s: holding, nothing is sent", timeout_s)
+        return None
+    return answer.decision
+
+
+def guard_decider(timeout_s: int) -> Callable[[GuardReport, Prepared], str | None]:
+    """The `decide` of a flow's stages: a deployment run asks; a CLI run holds (the CLI prints the command)."""
+
+    def decide(report: GuardReport, prepared: Prepared) -> str | None:
+        markdown = guards_markdown(report, prepared)
+        create_markdown_artifact(markdown, key="guards", description="guard figures of the held plan")
+        get_run_logger().warning("%s", report.message())
+        if not in_deployment():
+            return "hold"
+        return ask(GuardDecision, markdown, timeout_s)
+
+    return decide
+
+
+def ask_in_doubt(summary: RunSummary, timeout_s: int) -> str | None:
+    """A deployment run that ends with events/purchases in doubt asks whether to resend them."""
+    held = [b for b in summary.in_doubt if "held" in b.action]
+    if not held or not in_deployment() or summary.status is not RunStatus.INCOMPLETE:
+        return "hold"
+    lines = [(f"**{len(held)} batches** of run `{summary.run_id}` were sent without a definite answer from Braze "
+             "(5xx, timeout): their events and purchases may already be in Braze, so they are held."),
+             "", "| batch | events | purchases |", "|---:|---:|---:|",
+             *(f"| {b.batch_no} | {b.events} | {b.purchases} |" for b in held), "",
+             ("**resend** sends them again (duplicates possible inside these batches); **hold** keeps them pending "
+             f"(later: `{summary.resume_command}`).")]
+    return ask(InDoubtDecision, "\n".join(lines), timeout_s)
+
+
+def guards_markdown(report: GuardReport, prepared: Prepared) -> str:
+    """The figures over their thresholds and every column's shares, as the form's and artifact's text."""
+    lines = [f"**Held: nothing was sent.** Run `{prepared.run_id}` ({prepared.batches} batches planned).", ""]
+    lines += [f"- {f.text()}" for f in report.held]
+    lines += ["", ("**accept** sends the held plan exactly as planned; **hold** ends the run Failed (fix the export "
+              "and run again)."), "", "| column | users | unset | share | changed | share |",
+              "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {c['column']} | {c['users']:,} | {c['unset']:,} | {c['unset_share']:.1%} | {c['changed']:,} | "
+              f"{c['changed_share']:.1%} |" for c in report.columns]
+    if report.datasets:
+        lines += ["", "| dataset | last acknowledged | tonight | down |", "|---|---:|---:|---:|"]
+        lines += [f"| {d['dataset']} | {d['before']:,} | {d['tonight']:,} | {d['drop_share']:.1%} |"
+                  for d in report.datasets]
+    return "\n".join(lines)
+
+
+def one_line(exc: BaseException) -> str | None:
+    """The one line of an error the user can fix, or None for a bug."""
+    if isinstance(exc, ConfigError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return user_message(exc)
+
+
+def cleanly(fn):
+    """A task body whose user errors end the task Failed with one line (no traceback logged); the flow calling
+    it receives the error itself and ends Failed the same way (`failed`)."""
+
+    @functools.wraps(fn)
+    def body(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            message = one_line(exc)
+            if message is None:
+                raise
+            get_run_logger().error("%s", message)
+            return Failed(message=message, data=exc)
+
+    return body
+
+
+def failed(exc: BaseException):
+    """The flow's Failed state for an error the user can fix (None: a bug, let it raise)."""
+    message = one_line(exc)
+    return None if message is None else Failed(message=message, data=exc)
