@@ -5,12 +5,18 @@ a normal night passes, accepted figures no longer hold."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from braze_migrate import guards
 from braze_migrate.guards import GuardSettings, baseline_rows, check_plan, dataset_figures, parse_accept
+from cli.exits import EXIT_HELD
+from connectors.state.ledger import Ledger
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULTS = GuardSettings()
 
@@ -137,3 +143,105 @@ def test_baseline_is_the_last_committed_run(tmp_path):
     assert baseline_rows(runs, tmp_path) == {"users": 7}
     assert baseline_rows(runs, tmp_path, exclude="r2") == {"users": 5}
     assert baseline_rows([run("r3", "planned")], tmp_path) is None
+
+
+# Through the CLI against the sandbox over HTTP: the acceptance cases of issue 12.
+DAY1, DAY2 = ROOT / "data/samples/day1", ROOT / "data/samples/day2"
+
+
+def cli(*args: str) -> int:
+    from cli.main import main
+
+    return main([*args, "--no-prefect"])
+
+
+@pytest.fixture
+def backfilled(braze_env, tmp_path):
+    """A state folder after a clean backfill of day 1 (the sandbox keeps what it acknowledged)."""
+    state = tmp_path / "state"
+    assert cli("backfill", str(DAY1), "--state", str(state)) == 0
+    return state
+
+
+def day2_copy(folder: Path, users=None, purchases=None) -> Path:
+    """Day 2 as exported tonight, with its users or purchases changed by `users(frame)` / `purchases(frame)`."""
+    shutil.copytree(DAY2, folder)
+    if users is not None:
+        for part in (folder / "users").glob("*.parquet"):
+            users(pl.read_parquet(part)).write_parquet(part)
+    if purchases is not None:
+        path = folder / "purchases.csv"
+        frame = pl.read_csv(path, infer_schema=False)
+        purchases(frame).write_csv(path)
+    return folder
+
+
+def sent(sandbox) -> int:
+    """Objects the sandbox received, over every array."""
+    return sum(sandbox.stats()["objects"].values())
+
+
+def profiles(sandbox) -> dict[str, dict]:
+    return {k: v for k, v in sandbox.profiles().items() if v.get("external_id")}
+
+
+def test_broken_export_is_held_then_accepting_sends_exactly_the_held_plan(backfilled, braze_env, tmp_path, capsys):
+    sandbox = braze_env
+    broken = day2_copy(tmp_path / "tonight", users=lambda f: f.with_columns(
+        pl.lit(None, f.schema["email"]).alias("email"), pl.lit(None, f.schema["loyalty_tier"]).alias("loyalty_tier")))
+    before, sent_before = profiles(sandbox), sent(sandbox)
+    capsys.readouterr()
+
+    assert cli("sync", str(broken), "--state", str(backfilled)) == EXIT_HELD
+    out = capsys.readouterr().out
+    assert sent(sandbox) == sent_before and profiles(sandbox) == before  # nothing sent
+    line = out.strip().splitlines()[-1]
+    assert line.startswith("braze-migrate: held by the guards, nothing was sent: email: ")
+    assert "loyalty_tier: " in line and "would be unset" in line
+    assert f"--state {backfilled} --accept email,loyalty_tier`" in line
+    ledger = Ledger(backfilled / "ledger.sqlite")
+    try:
+        held_run = ledger.runs(limit=1)[0]
+    finally:
+        ledger.close()
+    assert held_run.status == "held" and held_run.summary["status"] == "held"
+    plan = backfilled / "runs" / held_run.run_id / "plan"
+    planned = {p.name: p.stat().st_mtime_ns for p in [plan / "stats.json", *plan.glob("users_next/*.parquet")]}
+
+    # Holding again is the same answer; accepting one column of two still holds.
+    assert cli("sync", str(broken), "--state", str(backfilled), "--accept", "email") == EXIT_HELD
+    assert "accept email,loyalty_tier" in capsys.readouterr().out
+    assert sent(sandbox) == sent_before
+
+    assert cli("sync", str(broken), "--state", str(backfilled), "--json", "--accept", "email,loyalty_tier") == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["run_id"] == held_run.run_id and summary["status"] == "completed"
+    assert {p.name: p.stat().st_mtime_ns for p in [plan / "stats.json", *plan.glob("users_next/*.parquet")]
+            } == planned  # not planned again
+    ledger = Ledger(backfilled / "ledger.sqlite")
+    try:
+        planned_objects = sum(b["n_objects"] for b in ledger.batches(held_run.run_id))
+    finally:
+        ledger.close()
+    assert summary["acknowledged_batches"] == summary["batches"]
+    assert sent(sandbox) - sent_before == planned_objects  # the held plan, once
+    after = profiles(sandbox)
+    emptied = [uid for uid, p in before.items() if p.get("email") and uid in after and not after[uid].get("email")]
+    assert len(emptied) >= 200  # the accepted plan did unset them
+
+
+def test_dataset_shrinking_by_half_is_held(backfilled, braze_env, tmp_path, capsys):
+    half = day2_copy(tmp_path / "tonight", purchases=lambda f: f.head(f.height // 2))
+    sent_before = sent(braze_env)
+    capsys.readouterr()
+    assert cli("sync", str(half), "--state", str(backfilled)) == EXIT_HELD
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "purchases: rows down" in line and "--accept rows:purchases`" in line
+    assert sent(braze_env) == sent_before
+
+
+def test_normal_day2_sync_passes_untouched(backfilled, capsys):
+    capsys.readouterr()
+    assert cli("sync", str(DAY2), "--state", str(backfilled), "--json") == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["status"] == "completed" and summary["guards"]["held"] == [] and summary["acknowledged_batches"] > 0
