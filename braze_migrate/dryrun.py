@@ -12,12 +12,13 @@ import polars as pl
 from braze_migrate import progress
 from braze_migrate.planner import build_plan, object_files, scan_batches
 from braze_migrate.settings import LoadSettings
+from connectors.state.private import open_private
 from connectors.state.snapshot import Snapshot
 
 
 def dry_run(settings: LoadSettings, source: str, *, out: str | None = None, mapping: str | None = None) -> dict:
     """Plan against the state folder's snapshot without touching the ledger; returns the cost per dataset."""
-    state = Path(settings.state)
+    state = open_private(Path(settings.state))  # payloads hold personal data: 0700/0600
     plan_dir = Path(out) if out else state / "plans" / time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     info = build_plan(source, Snapshot(state), plan_dir, batch_size=settings.batch_size,
                       batch_mode=settings.batch_mode, resend_in_doubt=settings.in_doubt == "resend",

@@ -6,6 +6,7 @@ emails, phones, names, push tokens. Once a run is committed nothing needs them, 
 took, which the snapshot itself holds anyway). So they are removed `plan_retention_days` after the run
 was committed (0, the default: at commit). Dry-run plans (`STATE/plans/<time>/`, payloads included) are
 removed whole by a later load run once older than that, at least one day, so a dry run can be read first.
+A run with batches still in doubt keeps its bodies until they are settled (`settle --check` reads them).
 docs/state.md lists every file that holds personal data.
 """
 
@@ -41,7 +42,8 @@ def prune(state: Path, ledger: LedgerBase, days: float, *, now: float | None = N
     now = time.time() if now is None else now
     removed = 0
     for run in ledger.runs(limit=1_000_000):
-        if run.status == "committed" and _age(ledger, run.run_id, run.created_at, now) >= days * DAY:
+        if (run.status == "committed" and _age(ledger, run.run_id, run.created_at, now) >= days * DAY
+                and not _in_doubt(ledger, run.run_id)):
             removed += drop_bodies(state / "runs" / run.run_id / "plan")
     dry_runs = state / "plans"
     if dry_runs.is_dir():
@@ -50,6 +52,11 @@ def prune(state: Path, ledger: LedgerBase, days: float, *, now: float | None = N
                 removed += sum(1 for p in plan.rglob("*") if p.is_file())
                 shutil.rmtree(plan)
     return removed
+
+
+def _in_doubt(ledger: LedgerBase, run_id: str) -> bool:
+    """Batches still in doubt keep their bodies: `settle --check` reads what was sent (names, times)."""
+    return ledger._execute("SELECT COUNT(*) FROM batches WHERE run_id=? AND in_doubt=1", (run_id,)).fetchone()[0] > 0
 
 
 def _age(ledger: LedgerBase, run_id: str, created_at: float, now: float) -> float:

@@ -16,7 +16,7 @@ import sys
 
 from braze_migrate.errors import user_failure
 from braze_migrate.settings import ConfigError
-from cli import load, plan, sandbox, status, verify, worker
+from cli import load, plan, repair, sandbox, settle, status, verify, worker
 from cli.exits import EXIT_CONFIG, EXIT_DAMAGED, EXIT_INTERRUPTED, EXIT_UNUSABLE
 
 PREFECT_DEFAULTS = {
@@ -33,6 +33,8 @@ SUBCOMMANDS = {
     "status": (status, status.add_parser),
     "verify": (verify, verify.add_parser),
     "load-worker": (worker, worker.add_parser),
+    "repair": (repair, repair.add_parser),
+    "settle": (settle, settle.add_parser),
     "sandbox": (sandbox, sandbox.add_parser),
 }
 

@@ -1,0 +1,65 @@
+"""`braze-migrate settle RUN --delivered|--resend|--check [BATCH ...]`: end the doubt about events and
+purchases a run held (braze_migrate/settle.py says how `--check` decides and when it cannot)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from braze_migrate.credentials import resolve_credentials
+from braze_migrate.engine import open_run_ledger
+from braze_migrate.settings import ConfigError
+from braze_migrate.settle import SettleError, check_in_doubt, settle
+from cli.exits import EXIT_OK, EXIT_PENDING
+from cli.options import add_option_flags, settings_from_args
+from connectors.state.private import open_private
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("settle", help="decide what became of events/purchases held in doubt by a run")
+    p.add_argument("run_id", metavar="RUN", help="the run that held them (`braze-migrate status` lists runs)")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--delivered", nargs="*", type=int, metavar="BATCH",
+                     help="Braze has them: record them as acknowledged, never send them (default: every batch)")
+    how.add_argument("--resend", nargs="*", type=int, metavar="BATCH",
+                     help="Braze does not have them: the next sync sends them once (default: every batch)")
+    how.add_argument("--check", nargs="*", type=int, metavar="BATCH",
+                     help="read the users back from Braze (/users/export/ids) and settle what the counts decide")
+    add_option_flags(p, "settle")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, "settle")
+    decision = next(d for d in ("delivered", "resend", "check") if getattr(args, d) is not None)
+    batches = getattr(args, decision) or None
+    state = open_private(settings.state)
+    ledger = open_run_ledger(settings)
+    try:
+        if decision == "check":
+            from connectors.braze.export import BrazeExporter
+
+            endpoint, api_key = resolve_credentials(settings)
+            report = check_in_doubt(state, ledger, args.run_id, BrazeExporter(endpoint, api_key),
+                                    batches=batches)
+        else:
+            report = settle(state, ledger, args.run_id, decision, batches)
+    except SettleError as exc:
+        raise ConfigError(str(exc)) from None
+    finally:
+        ledger.close()
+    if args.json:
+        print(json.dumps({"run_id": report.run_id, "settled": {str(b): d for b, d in report.settled.items()},
+                          "occurrences": report.occurrences, "undecided": report.undecided}, sort_keys=True))
+    else:
+        for decision in ("delivered", "resend"):
+            done = [b for b, d in report.settled.items() if d == decision]
+            if done:
+                print(f"run {report.run_id}: batch(es) {', '.join(map(str, done))} settled as {decision}")
+        if not report.settled and not report.undecided:
+            print(f"run {report.run_id}: nothing held in doubt")
+        if report.undecided:
+            print(f"run {report.run_id}: batch(es) {', '.join(map(str, report.undecided))} undecided by the "
+                  f"counts: settle them with `braze-migrate settle {report.run_id} --delivered|--resend BATCH...`")
+    return EXIT_PENDING if report.undecided else EXIT_OK
