@@ -4,6 +4,7 @@ the file); a holder killed with SIGKILL leaves a stale record that the next run 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -106,3 +107,42 @@ def test_postgres_ledger_refuses_a_run_from_another_state_folder_and_survives_ki
     assert stale is not None and stale.run_id == "20261202T020000-holder"
     with run_lock(tmp_path / "machine-b", "sync exports/next", ledger_url=pg_url) as lock:
         assert lock.stale is None
+
+
+def test_two_concurrent_syncs_on_one_state_one_runs_one_is_refused(braze_env, tmp_path, capsys):
+    """The first sync is stopped (SIGSTOP) while it holds the folder, so the second meets it whatever the
+    machine's speed; resumed, the first finishes; every event and purchase reached Braze once."""
+    from cli.main import main
+
+    sandbox, state = braze_env, tmp_path / "state"
+    assert main(["backfill", str(ROOT / "data/samples/day1"), "--state", str(state), "--no-prefect", "--json"]) == 0
+    backfill = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    sandbox.set_faults(latency_ms=100)  # keeps the first sync loading for a while (bound: its 9 requests)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "sync", str(ROOT / "data/samples/day2"), "--state", str(state),
+         "--no-prefect", "--json", "--concurrency", "1"],
+        cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while (current_holder(state) is None or current_holder(state).run_id is None) and first.poll() is None:
+            assert time.monotonic() < deadline, "the first sync never held the state folder"
+            time.sleep(0.05)
+        first.send_signal(signal.SIGSTOP)
+        holder = current_holder(state)
+        assert holder is not None and holder.pid == first.pid
+        assert main(["sync", str(ROOT / "data/samples/day2"), "--state", str(state), "--no-prefect"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"braze-migrate: error: state folder {state} is in use by run {holder.run_id}")
+    finally:
+        first.send_signal(signal.SIGCONT)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
+    sync = json.loads(out.strip().splitlines()[-1])
+    assert sync["run_id"] == holder.run_id and sync["status"] == "completed"
+    sandbox.set_faults(latency_ms=0)
+    assert main(["sync", str(ROOT / "data/samples/day2"), "--state", str(state), "--no-prefect", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["acknowledged_batches"] == 0  # nothing left to send twice
+    stats = sandbox.stats()
+    for name, stored in (("events", "events_stored"), ("purchases", "purchases_stored")):
+        assert stats[stored] == backfill["datasets"][name]["acknowledged"] + sync["datasets"][name]["acknowledged"]
