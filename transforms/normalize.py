@@ -752,7 +752,8 @@ def _check_value(value: str | pl.Expr | None, schema: pl.Schema) -> pl.Expr:
     if value is None:
         return pl.lit(None, pl.String)
     if isinstance(value, str):
-        return _reject_value(value, schema[value])
+        # An optional column the export leaves out (push_tokens without `platform`) has no value to show.
+        return _reject_value(value, schema[value]) if value in schema else pl.lit(None, pl.String)
     return _short(value)
 
 
