@@ -16,7 +16,7 @@ from prefect.artifacts import (
 )
 from prefect.runtime import deployment, flow_run
 
-from braze_migrate.progress import Meter, ProgressEvent, eta_text
+from braze_migrate.progress import STAGES, Meter, ProgressEvent, eta_text
 from braze_migrate.summary import RunSummary
 
 UPDATE_EVERY_S = 2.0  # one API call per couple of seconds, not one per batch
@@ -65,7 +65,8 @@ class Progress:
 
     @property
     def percent(self) -> float:
-        e = self._current.event if self._current else None
+        meter = self._meters.get("loading") if self.stage == "loading" else self._current
+        e = meter.event if meter else None
         if e is None or not e.total:
             return 100.0 if e is not None and e.finished else 0.0
         share = min(1.0, e.done / e.total)
@@ -77,34 +78,43 @@ class Progress:
         self._last = now
         if self._current is None:
             return
-        pct, text = self.percent, progress_markdown(self._current, self.run_id)
+        pct, text = self.percent, progress_markdown(self._meters, self.run_id, self._current)
         if (pct, text) != self._sent:
             self._sent = (pct, text)
             update_progress_artifact(self.artifact_id, pct, description=text, _sync=True)
 
 
-def progress_markdown(meter: Meter, run_id: str | None) -> str:
-    """What the progress artifact says: done of planned, rates, what the requests met, ETA. Counts only."""
-    e = meter.event
-    rate = meter.rate
-    pct = f" ({100.0 * e.done / e.total:.0f}%)" if e.total else ""
-    of = f" of {e.total:,}" if e.total is not None else ""
-    rows = [(e.unit, f"{e.done:,}{of}{pct}" + (f" - {e.detail}" if e.detail else ""))]
-    if e.stage == "loading":
+def progress_markdown(meters: dict[str, Meter], run_id: str | None, current: Meter) -> str:
+    """What the progress artifact says: each stage's done of planned with its rate and ETA; for loading also
+    objects, requests/s, 429s, retries and in-doubt batches. Counts only. (A first load plans while it loads,
+    so one artifact may follow both.)"""
+    rows = []
+    for stage in STAGES:
+        meter = meters.get(stage)
+        if meter is None or meter.event is None:
+            continue
+        e, rate = meter.event, meter.rate
+        of = f" of {e.total:,}" if e.total is not None else ""
+        pct = f" ({100.0 * e.done / e.total:.0f}%)" if e.total else ""
+        eta = "done" if e.finished else eta_text(meter.eta_s).removeprefix("ETA ")
+        if stage != "loading":
+            speed = f", {rate:,.1f} {e.unit}/s" if rate is not None and (e.total or 0) > 1 else ""
+            rows.append((stage, f"{e.done:,}{of} {e.unit}{pct}{speed}, " + (eta if e.finished else f"ETA {eta}")))
+            continue
+        req = meter.request_rate
+        rows.append(("batches", f"{e.done:,}{of} acknowledged{pct}"))
         if e.objects_total is not None:
             rows.append(("objects", f"{e.objects_done:,} of {e.objects_total:,}"))
-        req = meter.request_rate
         rows += [("rate", (f"{rate:,.1f} batches/s" if rate is not None else "?")
                   + (f", {req:,.1f} requests/s" if req is not None else "")),
                  ("requests", f"{e.requests:,}"), ("rate limited (429)", f"{e.throttled:,}"),
                  ("retries", f"{e.retries:,}"), ("in-doubt batches", f"{e.in_doubt:,}")]
-    else:
-        rows.append(("rate", f"{rate:,.1f} {e.unit}/s" if rate is not None else "?"))
-    eta = meter.eta_s
-    finish = "" if eta in (None, 0) else time.strftime(" (about %H:%M:%S UTC)", time.gmtime(time.time() + eta))
-    rows.append(("ETA", "done" if e.finished else eta_text(eta).removeprefix("ETA ") + finish))
+        left = meter.eta_s
+        at = "" if left in (None, 0) else time.strftime(" (about %H:%M:%S UTC)", time.gmtime(time.time() + left))
+        rows.append(("ETA", eta + at))
+    e = current.event
     run = f", run `{run_id}`" if run_id else ""
-    head = f"**{e.stage.capitalize()}**{run}, {meter.elapsed:,.0f} s so far"
+    head = f"**{e.stage.capitalize()}**{run}, {current.elapsed:,.0f} s so far"
     return "\n".join([head, "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
 

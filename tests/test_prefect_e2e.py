@@ -11,6 +11,7 @@ Secret block: the served process has its name, never its value.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -233,3 +234,58 @@ def test_backfill_sync_verify_through_the_prefect_api(served, prefect_api, sandb
     leaked = sorted(v for v in personal | {API_KEY, ALTERED_VALUE} if v in text)
     assert not leaked, f"{len(leaked)} personal or secret values in artifacts, logs or states"
     print("e2e timings:", json.dumps({k: round(v, 1) for k, v in timings.items()}))
+
+
+def test_progress_artifact_mid_run_and_a_plan_task_that_takes_its_time(served, prefect_api, sandbox_server,
+                                                                      tmp_path):
+    """A sync of a non-trivial export (after a first backfill, so it is planned by the `plan` task, not while
+    loading): while it loads, its progress artifact says batches and objects done of planned, requests/s,
+    429s, retries, in doubt and an ETA; the `plan` task lasted as long as planning took."""
+    from prefect.client.schemas.filters import FlowRunFilter
+
+    from tests.exports import bulk_export, write_export
+
+    sandbox_server.reset()
+    state = tmp_path / "state"
+    first = trigger("backfill/backfill", source=str(write_export(tmp_path / "small", "parquet")), state=str(state))
+    assert first.state.type == StateType.COMPLETED, first.state.message
+    # 2,000 users with a purchase and an event each: 80 requests, sent at 20/s (4 s or more of loading).
+    big = bulk_export(tmp_path / "big", 2000)
+    run = run_deployment("sync/nightly-sync", timeout=0, parameters={
+        "source": str(big), "state": str(state), "rate_limit": "20/1s", "users_per_partition": 500})
+    seen = None
+    with get_client(sync_client=True) as client:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            current = client.read_flow_run(run.id)
+            if current.state is not None and current.state.is_final():
+                break
+            progress = artifacts_of(client, current).get("sync-progress")
+            text = progress[-1].description if progress else ""
+            if current.state.is_running() and "| ETA | " in text and "| ETA | done" not in text:
+                seen = text
+                break
+            time.sleep(0.3)
+        assert seen is not None, "no progress artifact with an ETA was seen while the sync ran"
+        assert re.search(r"\| batches \| \d+ of 80 acknowledged", seen), seen
+        assert re.search(r"\| objects \| [\d,]+ of 6,000 \|", seen), seen
+        assert re.search(r"\| rate \| [\d.]+ batches/s, [\d.]+ requests/s \|", seen), seen
+        for row in ("rate limited (429)", "retries", "in-doubt batches"):
+            assert re.search(rf"\| {re.escape(row)} \| \d+ \|", seen), (row, seen)
+        assert re.search(r"\| ETA \| \d+:\d\d", seen), seen
+
+        wait_for(lambda: client.read_flow_run(run.id).state.is_final(), RUN_TIMEOUT_S, "the sync")
+        done = client.read_flow_run(run.id)
+        assert done.state.type == StateType.COMPLETED, done.state.message
+        arts = artifacts_of(client, done)
+        assert arts["sync-progress"][-1].data == pytest.approx(100.0)
+        assert arts["sync-planning"][-1].data == pytest.approx(100.0)
+        assert "| planning | " in arts["sync-planning"][-1].description
+        tasks = {t.name.rsplit("-", 1)[0]: t for t in client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id={"any_": [run.id]}))}
+        plan = tasks["plan"]
+        assert plan.total_run_time.total_seconds() > 0.1, plan.total_run_time
+        logs = logs_of(client, done)
+    first_lines = [line for line in logs if line.startswith("sync of ")]
+    assert first_lines and str(big) in first_lines[0] and "rate limit 20/1s" in first_lines[0]
+    assert any("80 batches (6,000 objects)" in line for line in logs), logs
