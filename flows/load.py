@@ -115,7 +115,8 @@ def check_configured(options: dict) -> None:
 
 
 def flow_options(options: dict) -> dict:
-    """The flow's option parameters checked against the model, as the tasks' plain options."""
+    """The flow's option parameters over this process's environment over the model's defaults, checked, as
+    the tasks' plain options (every value explicit, so each task resolves the same settings)."""
     return public_options(load_settings(**options))
 
 

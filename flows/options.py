@@ -1,6 +1,10 @@
 """Flow parameters generated from the options model: every load flow takes each option of
-`braze_migrate.settings.LoadSettings` (name, type, default, description) as a parameter, so a new option
-reaches the flows, the deployments' forms in the Prefect UI and `prefect.yaml` checks without editing them."""
+`braze_migrate.settings.LoadSettings` (name, type, description) as a parameter, so a new option reaches the
+flows, the deployments' forms in the Prefect UI and `prefect.yaml` checks without editing them.
+
+A parameter left unset (None) is resolved where the flow runs, like a CLI flag left out: the environment
+variable BRAZE_MIGRATE_<NAME> of that process, else the model's default (named in the parameter's help).
+So a worker's environment still configures what a deployment does not set."""
 
 from __future__ import annotations
 
@@ -30,9 +34,11 @@ def _with_options(fn, own_help: dict[str, str]):
         if name in taken:
             raise TypeError(f"{fn.__name__} declares option {name!r} itself: options come from LoadSettings")
         field = LoadSettings.model_fields[name]
-        added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_plain(field.default),
-                                       annotation=str if field.annotation is Path else field.annotation))
-        docs.append(f"    {name}: {field.description} (environment BRAZE_MIGRATE_{name.upper()})")
+        kind = str if field.annotation is Path else field.annotation
+        added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                       annotation=kind | None))
+        docs.append(f"    {name}: {field.description} (unset: BRAZE_MIGRATE_{name.upper()} where the flow runs, "
+                    f"else {_plain(field.default)})")
     fn.__signature__ = sig.replace(parameters=[*own, *added])
     fn.__annotations__ = {**{p.name: p.annotation for p in own + added}, "return": sig.return_annotation}
     fn.__doc__ = (fn.__doc__ or "").rstrip() + "\n\nArgs:\n" + "\n".join(docs) + "\n"

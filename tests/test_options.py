@@ -1,6 +1,6 @@
 """One source of options: every option of `LoadSettings` is a CLI flag of the load commands with the same
-default, a parameter of every load flow with the same default, and a parameter of the load deployments in
-prefect.yaml with that default (or deliberately absent, listed below)."""
+default, a parameter of every load flow resolving to the same default, and a parameter of the load deployments
+in prefect.yaml with that default (or deliberately absent, listed below)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ SECRET = {"ledger_url"}
 NOT_IN_PREFECT_YAML = {"max_attempts", "max_retry_seconds", "timeout_seconds", "retry_backoff_seconds",
                        "users_per_partition", "accept", "guard_unset_share", "guard_changed_share",
                        "guard_min_users", "guard_rows_drop_share", "guard_min_rows", "decision_timeout",
-                       "strict", "plan_retention_days"}
+                       "strict", "plan_retention_days", "delete_rate_limit", "delete_max_count",
+                       "delete_max_share", "allow_mass_delete"}
 # Per deployment: options it deliberately leaves to whoever activates it (issue 12: nightly-sync must not
 # run until its source and state are configured, and state never defaults into the checkout).
 LEFT_TO_CONFIGURE = {"nightly-sync": {"state"}}
@@ -71,18 +72,26 @@ def test_a_flag_overrides_the_environment(monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(LOAD_FLOWS))
-def test_every_flow_takes_every_option_with_the_model_default(name):
+def test_every_flow_takes_every_option_unset_by_default(name):
+    """Unset, an option is resolved where the flow runs: the worker's environment, else the model's default."""
     params = inspect.signature(LOAD_FLOWS[name].fn).parameters
     assert {"source", "mapping"} <= set(params)
     for option in flow_options():
-        assert params[option].default == model_default(option), option
+        assert params[option].default is None, option
     schema = LOAD_FLOWS[name].parameters.model_dump()["properties"]
     assert set(flow_options()) <= set(schema)  # what the deployments' forms show
+    for option in flow_options():
+        assert str(model_default(option)) in schema[option]["description"], option
 
 
-def test_the_flow_defaults_are_the_settings_defaults():
-    defaults = {o: inspect.signature(backfill.fn).parameters[o].default for o in flow_options()}
-    assert public_options(load_settings(**defaults)) == public_options(LoadSettings())
+def test_unset_flow_options_resolve_to_the_environment_then_the_model(monkeypatch):
+    from flows.load import flow_options as resolve
+
+    unset = {o: inspect.signature(backfill.fn).parameters[o].default for o in flow_options()}
+    assert resolve(unset) == public_options(LoadSettings())
+    monkeypatch.setenv("BRAZE_MIGRATE_MAX_ATTEMPTS", "2")
+    assert resolve(unset)["max_attempts"] == 2
+    assert resolve({**unset, "max_attempts": 3})["max_attempts"] == 3
 
 
 def test_prefect_yaml_load_deployments_carry_every_option_with_its_default():
