@@ -243,7 +243,9 @@ def _plan_unit(plan_dir: Path, unit: dict, u: int, snapshot: Snapshot, held: pl.
         return empty, record
     frame = pl.scan_parquet(files)
     source_files = layout["files"].get(name, [])
-    held_here = held.filter((pl.col("dataset") == name) & (partition_of(pl.col("key"), parts) == p))
+    # user_deletes rows (users deleted on behalf of the export, keyed by external_id) apply to every dataset.
+    held_here = held.filter(((pl.col("dataset") == name) & (partition_of(pl.col("key"), parts) == p))
+                            | (pl.col("dataset") == "user_deletes"))
     if name == "users":
         norm = normalize.normalize_users(frame, csv_types, files=source_files)
     else:

@@ -100,6 +100,12 @@ def render_text(summary: RunSummary | dict) -> str:
                  f"requests {s.requests} (a full resend needs at least {s.requests_full_resend})")
     for b in s.in_doubt:
         lines.append(f"  in doubt: batch {b.batch_no} ({b.events} events, {b.purchases} purchases): {b.action}")
+    if s.deletes:  # braze_migrate/deletes.py
+        d = s.deletes
+        lines.append(f"  user deletes: {len(d['deleted_ids'])} deleted, {len(d['pending_ids'])} pending"
+                     + (" (held by the guard)" if d["held"] else "")
+                     + (f": {', '.join(d['deleted_ids'][:20])}" + (" ..." if len(d["deleted_ids"]) > 20 else "")
+                        if d["deleted_ids"] else ""))
     lines.append(f"  rejects file: {s.rejects_file} ({s.rejects} entries)")
     for note in s.notes:
         lines.append(f"  note: {note}")

@@ -104,6 +104,12 @@ class LoadSettings(BaseSettings):
     # Request bodies hold personal data (braze_migrate/retention.py, docs/state.md).
     plan_retention_days: float = option(0.0, "days the request bodies of a committed run's plan are kept "
                                         "(they hold personal data); 0 removes them at commit", ge=0)
+    # User deletes (braze_migrate/deletes.py): /users/delete has its own limit and a guard against mass deletes.
+    delete_rate_limit: str = option("20000/60s", "requests per period to /users/delete (Braze: 20,000/min)")
+    delete_max_count: int = option(1000, "hold a run's deletes when they name more users than this", ge=0)
+    delete_max_share: float = option(0.1, "hold a run's deletes when they name more than this share of the "
+                                     "acknowledged users", ge=0)
+    allow_mass_delete: bool = option(False, "send this run's deletes even over delete_max_count/delete_max_share")
     # The ledger in PostgreSQL (postgresql://...), shared by workers on several machines; unset: SQLite in
     # the state folder. A secret (it may hold a password): environment only, never a flag or flow parameter.
     ledger_url: SecretStr | None = option(None, "PostgreSQL ledger URL (postgresql://...) shared by workers",

@@ -18,6 +18,7 @@ from typing import Any
 from braze_migrate import guards, progress
 from braze_migrate.applier import apply_plan
 from braze_migrate.credentials import resolve_credentials
+from braze_migrate.deletes import deletes_stage
 from braze_migrate.engine import Engine, Prepared
 from braze_migrate.guards import GuardReport
 from braze_migrate.progress import ProgressSink
@@ -139,6 +140,7 @@ class Stages:
     commit: Callable[..., RunSummary] = commit
     guard: Callable[..., GuardReport | None] = guard
     decide: Decide | None = None
+    deletes: Callable[..., RunSummary] = deletes_stage  # user deletes after the commit (braze_migrate/deletes.py)
 
 
 def run_load(kind: str, source: str, mapping: str | None, options: Options, stages: Stages = Stages()) -> RunSummary:
@@ -159,8 +161,9 @@ def run_load(kind: str, source: str, mapping: str | None, options: Options, stag
                     note = None if answer == "hold" or stages.decide is None else "nobody answered in time"
                     return held(kind, source, mapping, prepared, options, report, note)
                 options = {**options, "accept": [*report.accepted, *(f.accept for f in report.held)]}
-                stages.guard(prepared, options)
+                report = stages.guard(prepared, options)
             stages.load(prepared, options)
-            return stages.commit(prepared, options, started)
+            summary = stages.deletes(prepared, options, stages.commit(prepared, options, started))
+            return summary if report is None else summary.model_copy(update={"guards": report.to_dict()})
     except (StateInUse, LedgerUnavailable) as exc:
         raise ConfigError(str(exc)) from None

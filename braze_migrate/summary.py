@@ -109,6 +109,7 @@ class RunSummary(BaseModel):
     drained_batches: int | None = None  # parallel flows only
     guards: dict | None = None  # the guard figures (guards.GuardReport.to_dict()) when the run was checked
     message: str | None = None  # a held run: every figure over its threshold and the flag that accepts it
+    deletes: dict | None = None  # user deletes of the run (braze_migrate/deletes.py DeleteReport.to_dict())
 
     @property
     def ok(self) -> bool:
@@ -120,7 +121,7 @@ class RunSummary(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` object (and what the ledger stores): today's keys; parallel-only keys when set."""
-        optional = ("workers", "drained_batches", "guards", "message")
+        optional = ("workers", "drained_batches", "guards", "message", "deletes")
         return self.model_dump(mode="json", exclude_none=False,
                                exclude={k for k in optional if getattr(self, k) is None})
 

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             summary = run_flow(args.command, args.source, args.mapping, options)
     print(json.dumps(summary.to_json(), sort_keys=True) if args.json else
-          held_text(summary) if summary.status is RunStatus.HELD else render_text(summary))
+          held_text(summary) if summary.status is RunStatus.HELD and not (summary.deletes or {}).get("held")
+          else render_text(summary) + (f"\nbraze-migrate: {summary.message}" if summary.message else ""))
     return EXIT_CODES[summary.status]
 
 

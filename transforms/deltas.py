@@ -23,6 +23,10 @@ _OLD = "\x00old:"
 _NOW = "\x00now:"
 _CH = "\x00change:"
 _CHANGED = "\x00changed:"
+DELETED = (
+    "user is listed in user_deletes and was deleted from Braze: not loaded again "
+    "(remove the id from user_deletes to load the user anew)"
+)
 MALFORMED = (
     "internal error: the object built for this row is not well-formed JSON; held, not sent "
     "(the rest of the run goes on; please report this bug)"
@@ -52,6 +56,13 @@ def json_text(expr: pl.Expr) -> pl.Expr:
 def is_json(text: pl.Expr) -> pl.Expr:
     """True where `text` is one well-formed JSON document (Polars' own parser, no Python per row)."""
     return text.str.json_path_match("$").is_not_null()
+
+
+def deleted_users(held: pl.LazyFrame) -> pl.LazyFrame:
+    """external_ids Braze deleted on behalf of the export's `user_deletes` (held rows of that dataset, kept by
+    braze_migrate/deletes.py while the id stays listed): none of their rows is sent."""
+    return held.filter(pl.col("dataset") == "user_deletes").select(
+        pl.col("key").alias("external_id"), pl.lit(True).alias("_deleted")).unique("external_id")
 
 
 def _xxh3(expr: pl.Expr) -> pl.Expr:
@@ -148,10 +159,12 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     held_users = held.filter(pl.col("dataset") == "users").select(
         pl.col("key").alias("external_id"), pl.col("fingerprint").alias("_held_fp"), pl.col("reason").alias("_held_reason")
     )
-    planned = planned.join(held_users, on="external_id", how="left")
+    planned = planned.join(held_users, on="external_id", how="left").join(
+        deleted_users(held), on="external_id", how="left")
+    deleted = pl.col("_deleted").fill_null(False)
     is_held = (pl.col("_n_changed") > 0) & (pl.col("_held_fp") == pl.col("fingerprint"))
     malformed = (pl.col("_n_changed") > 0) & ~is_json(pl.col("object"))
-    to_send = (pl.col("_n_changed") > 0) & ~is_held.fill_null(False) & ~malformed
+    to_send = (pl.col("_n_changed") > 0) & ~is_held.fill_null(False) & ~malformed & ~deleted
 
     send = planned.filter(to_send).select(
         pl.lit("users").alias("dataset"),
@@ -164,9 +177,10 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     kept = planned.filter(~to_send).select(
         pl.lit("users").alias("dataset"),
         pl.col("external_id").alias("key"),
-        pl.when(is_held.fill_null(False) | malformed).then(pl.lit("rejected")).otherwise(pl.lit("unchanged"))
+        pl.when(is_held.fill_null(False) | malformed | deleted).then(pl.lit("rejected")).otherwise(pl.lit("unchanged"))
         .alias("bucket"),
-        pl.when(is_held.fill_null(False))
+        pl.when(deleted).then(pl.lit(DELETED))
+        .when(is_held.fill_null(False))
         .then(pl.lit("rejected by Braze in an earlier run and unchanged since: ") + pl.col("_held_reason"))
         .when(malformed).then(pl.lit(MALFORMED))
         .alias("reason"),
@@ -195,12 +209,14 @@ def diff_occurrences(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFr
         "key", pl.col("fingerprint").alias("_held_fp"), pl.col("status").alias("_held_status"),
         pl.col("reason").alias("_held_reason"),
     )
-    j = rows.join(acked_, on="key", how="left").join(held_, on="key", how="left")
+    j = rows.join(acked_, on="key", how="left").join(held_, on="key", how="left").join(
+        deleted_users(held), on="external_id", how="left")
     is_acked = pl.col("_acked_fp").is_not_null()
     in_doubt = pl.col("_held_status").eq_missing(pl.lit("in_doubt"))
     was_rejected = pl.col("_held_status").eq_missing(pl.lit("rejected")) & (pl.col("_held_fp") == pl.col("fingerprint"))
     bucket = (
-        pl.when(is_acked & (pl.col("_acked_fp") == pl.col("fingerprint"))).then(pl.lit("unchanged"))
+        pl.when(pl.col("_deleted").fill_null(False)).then(pl.lit("rejected"))
+        .when(is_acked & (pl.col("_acked_fp") == pl.col("fingerprint"))).then(pl.lit("unchanged"))
         .when(is_acked).then(pl.lit("rejected"))
         .when(in_doubt).then(pl.lit("pending"))
         .when(was_rejected).then(pl.lit("rejected"))
@@ -209,7 +225,8 @@ def diff_occurrences(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFr
     )
     noun = "purchase" if dataset == "purchases" else "event"
     reason = (
-        pl.when(is_acked & (pl.col("_acked_fp") != pl.col("fingerprint")))
+        pl.when(pl.col("_deleted").fill_null(False)).then(pl.lit(DELETED))
+        .when(is_acked & (pl.col("_acked_fp") != pl.col("fingerprint")))
         .then(pl.lit(f"{key} already acknowledged with different content; Braze cannot edit a {noun}, not resent"))
         .when(in_doubt).then(pl.lit("in doubt since an earlier run (may have landed); resolve with --in-doubt resend"))
         .when(was_rejected)
@@ -243,12 +260,13 @@ def diff_push_tokens(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFr
     held_ = held.filter(pl.col("dataset") == "push_tokens").select(
         "key", pl.col("fingerprint").alias("_held_fp"), pl.col("reason").alias("_held_reason")
     )
-    j = j.join(held_, on="key", how="left")
+    j = j.join(held_, on="key", how="left").join(deleted_users(held), on="external_id", how="left")
     known = pl.col("_acked").fill_null(False)
     same_owner = pl.col("external_id").is_null() | pl.col("external_id").eq_missing(pl.col("_acked_uid"))
     was_rejected = pl.col("_held_fp").eq_missing(pl.col("fingerprint"))
     bucket = (
-        pl.when(known & same_owner).then(pl.lit("unchanged"))
+        pl.when(pl.col("_deleted").fill_null(False)).then(pl.lit("deleted"))
+        .when(known & same_owner).then(pl.lit("unchanged"))
         .when(was_rejected).then(pl.lit("rejected"))
         .when(~is_json(pl.col("object"))).then(pl.lit("malformed"))
         .otherwise(pl.lit(None, pl.Utf8))
@@ -260,10 +278,11 @@ def diff_push_tokens(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFr
     )
     kept = j.filter(pl.col("_bucket").is_not_null()).select(
         pl.lit("push_tokens").alias("dataset"), "key",
-        pl.col("_bucket").replace("malformed", "rejected").alias("bucket"),
+        pl.col("_bucket").replace({"malformed": "rejected", "deleted": "rejected"}).alias("bucket"),
         pl.when(pl.col("_bucket") == "rejected").then(
             pl.lit("rejected by Braze in an earlier run and unchanged since: ") + pl.col("_held_reason")
-        ).when(pl.col("_bucket") == "malformed").then(pl.lit(MALFORMED)).alias("reason"),
+        ).when(pl.col("_bucket") == "malformed").then(pl.lit(MALFORMED))
+        .when(pl.col("_bucket") == "deleted").then(pl.lit(DELETED)).alias("reason"),
         "_file", "_row",
     )
     return Delta(send=send, kept=kept)

@@ -174,15 +174,17 @@ class SandboxApp:
         if request.headers.get(b"authorization") != self.authorization:
             return self._answer(DELETE, 401, UNAUTHORIZED, limiter.admit(consume=False)[1])
         fault = self.faults.decide()
+        delay = fault.latency_s
         if fault.reset:
             stats.faults["reset"] += 1
-            return Response(reset=True, delay=fault.latency_s)
+            return Response(reset=True, delay=delay)
         allowed, headers = limiter.admit()
         if not allowed:
-            return self._answer(DELETE, 429, RATE_LIMITED, headers)
+            return self._answer(DELETE, 429, RATE_LIMITED, headers, delay)
         if fault.fail_status:
             stats.faults["fail"] += 1
-            return self._answer(DELETE, fault.fail_status, {"message": FAULT_MESSAGES[fault.fail_status]}, headers)
+            return self._answer(DELETE, fault.fail_status, {"message": FAULT_MESSAGES[fault.fail_status]}, headers,
+                                delay)
         status, payload = _parse(request)
         if status == 0:
             status, payload = process_delete(payload, self.store, self.config.delete_max_ids)
@@ -190,7 +192,7 @@ class SandboxApp:
                 stats.faults["applied_then_fail"] += 1
                 status = fault.applied_then_fail_status
                 payload = {"message": FAULT_MESSAGES[status]}
-        return self._answer(DELETE, status, payload, headers)
+        return self._answer(DELETE, status, payload, headers, delay)
 
 
 def _parse(request: Request) -> tuple[int, object]:

@@ -1,0 +1,345 @@
+"""User deletes: the export's `user_deletes` dataset sent to Braze's `/users/delete`, planned, guarded,
+ledgered and committed like the track load.
+
+- plan: the ids of `user_deletes` (external_id, optional reason), normalized like users' ids, each once, minus
+  those an earlier run already deleted (unless the user was loaded again since); packed 50 per request into
+  `deletes.parquet` in the run's plan folder and recorded in the ledger as `planned` batches.
+- guard: never more than `delete_max_count` ids, nor more than `delete_max_share` of the acknowledged users,
+  in one run unless `allow_mass_delete` is set: a held plan sends nothing and says how to accept it.
+- apply: write-ahead like track batches (`sending` is committed before the request leaves, the outcome after
+  Braze answered); an acknowledged batch is never sent again. Braze's delete is idempotent, so a batch left
+  `sending` by a killed process is simply sent again.
+- commit: the deleted users' rows leave the snapshot (users and their push tokens), through the journaled
+  snapshot writer, and the ids are remembered as deleted.
+
+Absence from an export never deletes: only ids listed in `user_deletes` are deleted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from connectors.braze.deletes import MAX_IDS, DeleteClient, DeleteResult
+from connectors.errors import SourceError
+from connectors.sources import open_source, reading
+from connectors.state.integrity import journal_for
+from connectors.state.snapshot import SCHEMAS, Snapshot
+from transforms.normalize import MAX_EXTERNAL_ID_BYTES, external_id_text
+
+PLAN_FILE = "deletes.parquet"
+LISTED_FILE = "deletes_listed.parquet"  # every id tonight's user_deletes lists (sent or deleted before)
+DATASET = "user_deletes"
+SCHEMA_SQL = (
+    """CREATE TABLE IF NOT EXISTS delete_batches (
+        run_id TEXT NOT NULL, batch_no INTEGER NOT NULL,
+        status TEXT NOT NULL,            -- planned | sending | acknowledged | rejected | pending
+        n_ids INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
+        throttled INTEGER NOT NULL DEFAULT 0, deleted INTEGER, reason TEXT, updated_at DOUBLE PRECISION,
+        PRIMARY KEY (run_id, batch_no))""",
+    # Acknowledged deletes, written with the batch's outcome; `committed` once the snapshot dropped the user.
+    """CREATE TABLE IF NOT EXISTS deleted_users (
+        external_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, deleted_at DOUBLE PRECISION NOT NULL,
+        committed INTEGER NOT NULL DEFAULT 0)""",
+)
+NOT_TEXT = "external_id is missing or not text"
+TOO_LONG = f"external_id longer than {MAX_EXTERNAL_ID_BYTES} bytes; Braze cannot hold it"
+
+
+@dataclass(frozen=True)
+class DeleteSettings:
+    """`rate_limit` of `/users/delete` (Braze: 20,000/min shared with identify, alias and merge); the guard's
+    `max_count` and `max_share` of acknowledged users; `allow_mass` lifts the guard for one run."""
+
+    rate_limit: str = "20000/60s"
+    max_count: int = 1000
+    max_share: float = 0.1
+    allow_mass: bool = False
+    max_attempts: int = 6
+    max_retry_seconds: float = 300.0
+    timeout_seconds: float = 30.0
+
+    @classmethod
+    def of(cls, settings) -> DeleteSettings:
+        """From the run's LoadSettings (fields it does not have keep their defaults)."""
+        names = {"rate_limit": "delete_rate_limit", "max_count": "delete_max_count",
+                 "max_share": "delete_max_share", "allow_mass": "allow_mass_delete", "max_attempts": "max_attempts",
+                 "max_retry_seconds": "max_retry_seconds", "timeout_seconds": "timeout_seconds"}
+        return cls(**{k: getattr(settings, v) for k, v in names.items() if getattr(settings, v, None) is not None})
+
+
+@dataclass
+class DeleteReport:
+    """What the deletes of one run did; `deleted_ids` are listed in the run report (ids, never other data)."""
+
+    requested: int = 0
+    already_deleted: int = 0
+    rejected_rows: list[dict] = field(default_factory=list)
+    held: bool = False
+    message: str | None = None
+    batches: int = 0
+    acknowledged_batches: int = 0
+    pending_batches: int = 0
+    requests: int = 0
+    deleted_ids: list[str] = field(default_factory=list)
+    pending_ids: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def ensure_tables(ledger) -> None:
+    for sql in SCHEMA_SQL:
+        ledger._execute(sql)
+
+
+def read_deletes(source: str, mapping: str | None, work_dir: Path) -> tuple[pl.DataFrame, list[dict]] | None:
+    """(ids to delete, rejected rows) from the source's `user_deletes`, or None when it has none.
+    Ids are normalized like users' external_ids; each id once (first row kept)."""
+    data = open_source(source, mapping=mapping, work_dir=work_dir)
+    ds = data.get(DATASET)
+    if ds is None:
+        return None
+    if "external_id" not in ds.frame.collect_schema():
+        raise SourceError(f"{DATASET}: required column 'external_id' is missing in {', '.join(ds.files[:3])}: "
+                         "add it to the export or map the warehouse column onto 'external_id'")
+    with reading(ds):
+        rows = ds.frame.select(external_id_text(ds.frame).alias("external_id"), "_file", "_row").collect()
+    bad = rows.filter(pl.col("external_id").is_null() | (pl.col("external_id").str.len_bytes() > MAX_EXTERNAL_ID_BYTES))
+    rejected = [{"dataset": DATASET, "key": None if r["external_id"] is None or len(r["external_id"].encode())
+                 > MAX_EXTERNAL_ID_BYTES else r["external_id"], "column": "external_id",
+                 "reason": NOT_TEXT if r["external_id"] is None else TOO_LONG, "file": r["_file"], "row": r["_row"]}
+                for r in bad.iter_rows(named=True)]
+    ids = (rows.join(bad.select("_file", "_row"), on=["_file", "_row"], how="anti")
+           .unique("external_id", keep="first", maintain_order=True).select("external_id"))
+    return ids, rejected
+
+
+def plan_deletes(run_id: str, plan_dir: Path, state: Path, source: str, mapping: str | None, ledger,
+                 settings: DeleteSettings) -> DeleteReport | None:
+    """Write and record the delete plan of a run (once: a resumed run keeps its plan); None without deletes."""
+    ensure_tables(ledger)
+    drop_from_snapshot(state, ledger, run_id)  # deletes a killed run acknowledged but did not commit
+    report = DeleteReport()
+    path = plan_dir / PLAN_FILE
+    if not path.exists():
+        found = read_deletes(source, mapping, plan_dir / "work" / "deletes")
+        if found is None:
+            return None
+        ids, report.rejected_rows = found
+        known = _snapshot_ids(state)
+        done = pl.DataFrame(ledger._execute("SELECT external_id FROM deleted_users WHERE committed=1").fetchall(),
+                            schema={"external_id": pl.Utf8}, orient="row")
+        # Deleted before and not loaded again since: nothing to delete.
+        skip = done.join(known, on="external_id", how="anti")
+        report.already_deleted = ids.join(skip, on="external_id", how="semi").height
+        todo = ids.join(skip, on="external_id", how="anti")
+        todo = todo.with_columns(batch_no=(pl.int_range(pl.len(), dtype=pl.Int64) // MAX_IDS))
+        plan_dir.mkdir(parents=True, exist_ok=True)
+        ids.write_parquet(plan_dir / LISTED_FILE)
+        todo.write_parquet(path)
+        rows = todo.group_by("batch_no").len().sort("batch_no").iter_rows()
+        with ledger._transaction():
+            for batch_no, n in rows:
+                ledger._execute("INSERT INTO delete_batches (run_id, batch_no, status, n_ids) VALUES (?,?,?,?) "
+                                "ON CONFLICT DO NOTHING", (run_id, batch_no, "planned", n))
+    todo = pl.read_parquet(path)
+    report.requested = todo.height
+    report.batches = math.ceil(todo.height / MAX_IDS)
+    acked_users = _snapshot_ids(state).height
+    over_count = todo.height > settings.max_count
+    over_share = acked_users > 0 and todo.height > settings.max_share * acked_users
+    if (over_count or over_share) and not settings.allow_mass and not _started(ledger, run_id):
+        report.held = True
+        share = f" ({todo.height / acked_users:.0%} of the {acked_users} acknowledged users)" if acked_users else ""
+        report.message = (f"deletes held: {todo.height} users to delete{share} is over the guard "
+                          f"(at most {settings.max_count} users and {settings.max_share:.0%} of acknowledged users "
+                          "per run); check the user_deletes export, then run again with --allow-mass-delete")
+    return report
+
+
+def apply_deletes(run_id: str, plan_dir: Path, ledger, endpoint: str, api_key: str, settings: DeleteSettings,
+                  report: DeleteReport) -> DeleteReport:
+    """Send every delete batch of the run not yet acknowledged or rejected; fill `report`."""
+    todo = pl.read_parquet(plan_dir / PLAN_FILE)
+    statuses = dict(ledger._execute("SELECT batch_no, status FROM delete_batches WHERE run_id=?", (run_id,)).fetchall())
+    batches = [(b, ids) for b, ids in
+               todo.group_by("batch_no", maintain_order=True).agg("external_id").sort("batch_no").iter_rows()
+               if statuses.get(b) not in ("acknowledged", "rejected")]
+    client = DeleteClient(endpoint, api_key, rate=settings.rate_limit, max_attempts=settings.max_attempts,
+                          max_seconds=settings.max_retry_seconds, timeout=settings.timeout_seconds)
+
+    def sending(batch_no: int) -> None:
+        ledger._execute("UPDATE delete_batches SET status='sending', attempts=attempts+1, updated_at=? "
+                        "WHERE run_id=? AND batch_no=?", (time.time(), run_id, batch_no))
+
+    ids_of = dict(batches)
+
+    def result(batch_no: int, r: DeleteResult) -> None:
+        # The outcome and, when acknowledged, the deleted ids in one transaction: a kill -9 right after
+        # leaves either a batch to send again (harmless: deleting is idempotent) or a recorded delete.
+        now = time.time()
+        with ledger._transaction():
+            ledger._execute("UPDATE delete_batches SET status=?, requests=requests+?, throttled=throttled+?, "
+                            "deleted=?, reason=?, updated_at=? WHERE run_id=? AND batch_no=?",
+                            (r.status, r.requests, r.throttled, r.deleted, r.reason, now, run_id, batch_no))
+            if r.status == "acknowledged":
+                for eid in ids_of[batch_no]:
+                    ledger._execute("INSERT INTO deleted_users VALUES (?,?,?,0) ON CONFLICT (external_id) DO UPDATE "
+                                    "SET run_id=excluded.run_id, deleted_at=excluded.deleted_at, committed=0",
+                                    (eid, run_id, now))
+
+    if batches:
+        client.delete_all(batches, sending, result)
+    return report
+
+
+def commit_deletes(run_id: str, plan_dir: Path, state: Path, ledger, report: DeleteReport) -> DeleteReport:
+    """Drop the acknowledged users from the snapshot and complete `report`."""
+    rows = ledger._execute("SELECT batch_no, status, requests FROM delete_batches WHERE run_id=?", (run_id,)).fetchall()
+    status = {b: s for b, s, _ in rows}
+    report.requests = sum(r for _, _, r in rows)
+    report.acknowledged_batches = sum(1 for s in status.values() if s == "acknowledged")
+    report.pending_batches = sum(1 for s in status.values() if s not in ("acknowledged", "rejected"))
+    todo = pl.read_parquet(plan_dir / PLAN_FILE).with_columns(
+        _status=pl.col("batch_no").replace_strict(status, default="planned", return_dtype=pl.Utf8))
+    report.deleted_ids = todo.filter(pl.col("_status") == "acknowledged")["external_id"].to_list()
+    report.pending_ids = todo.filter(pl.col("_status") != "acknowledged")["external_id"].to_list()
+    drop_from_snapshot(state, ledger, run_id)
+    keep_out(state, ledger, run_id, pl.read_parquet(plan_dir / LISTED_FILE))
+    return report
+
+
+def keep_out(state: Path, ledger, run_id: str, listed: pl.DataFrame) -> None:
+    """Hold every deleted user that tonight's user_deletes still lists (snapshot `held`, dataset user_deletes),
+    so no later export loads them again (transforms/deltas.py skips them); release the ones no longer listed."""
+    deleted = pl.DataFrame(ledger._execute("SELECT external_id FROM deleted_users WHERE committed=1").fetchall(),
+                           schema={"external_id": pl.Utf8}, orient="row")
+    keys = deleted.join(listed.select("external_id"), on="external_id", how="semi")["external_id"]
+    snapshot = Snapshot(state, journal=journal_for(state, ledger, run_id))
+    held = snapshot.scan("held").collect()
+    mine = held.filter(pl.col("dataset") == DATASET)
+    if sorted(mine["key"].to_list()) == sorted(keys.to_list()):
+        return
+    rows = pl.DataFrame({"dataset": DATASET, "key": keys, "fingerprint": None, "status": "deleted",
+                         "reason": "deleted on behalf of user_deletes", "run_id": run_id}).cast(SCHEMAS["held"])
+    snapshot.replace("held", pl.concat([held.filter(pl.col("dataset") != DATASET), rows]).sort(["dataset", "key"]))
+
+
+def drop_from_snapshot(state: Path, ledger, run_id: str) -> int:
+    """Remove every acknowledged, not yet committed deleted user from the snapshot (users parts and push
+    tokens, through the journaled writer), then mark them committed. Returns how many."""
+    done = pl.DataFrame(ledger._execute("SELECT external_id FROM deleted_users WHERE committed=0").fetchall(),
+                        schema={"external_id": pl.Utf8}, orient="row")
+    if done.height == 0:
+        return 0
+    snapshot = Snapshot(state, journal=journal_for(state, ledger, run_id))
+    for part in sorted((snapshot.root / "users").glob("part-*.parquet")):
+        p = int(part.stem.split("-")[1])
+        frame = snapshot.scan_users_part(p).collect()
+        kept = frame.join(done, on="external_id", how="anti")
+        if kept.height != frame.height:
+            snapshot.replace_users_part(p, kept)
+    if snapshot.path("push_tokens").exists():
+        tokens = snapshot.scan("push_tokens").collect()
+        kept = tokens.join(done, on="external_id", how="anti")
+        if kept.height != tokens.height:
+            snapshot.replace("push_tokens", kept)
+    with ledger._transaction():
+        for eid in done["external_id"]:
+            ledger._execute("UPDATE deleted_users SET committed=1 WHERE external_id=?", (eid,))
+    return done.height
+
+
+def run_deletes(run_id: str, plan_dir: Path, state: Path, source: str, mapping: str | None, ledger,
+                endpoint: str, api_key: str, settings: DeleteSettings) -> DeleteReport | None:
+    """plan → guard → apply → commit for one run's deletes; None when the source has no `user_deletes`."""
+    report = plan_deletes(run_id, plan_dir, state, source, mapping, ledger, settings)
+    if report is None or report.held:
+        return report
+    apply_deletes(run_id, plan_dir, ledger, endpoint, api_key, settings, report)
+    return commit_deletes(run_id, plan_dir, state, ledger, report)
+
+
+def _snapshot_ids(state: Path) -> pl.DataFrame:
+    return Snapshot(state).scan("users").select("external_id").collect()
+
+
+def _started(ledger, run_id: str) -> bool:
+    """Some delete batch of the run already left: the guard was passed (or accepted) before."""
+    row = ledger._execute("SELECT COUNT(*) FROM delete_batches WHERE run_id=? AND status != 'planned'",
+                          (run_id,)).fetchone()
+    return bool(row and row[0])
+
+
+def deletes_stage(prepared, options, summary):
+    """The deletes of a finished load run (after its commit), added to its summary: `summary.deletes`, and
+    a held or unfinished delete makes the run HELD or INCOMPLETE with the command that goes on."""
+    from braze_migrate.credentials import resolve_credentials
+    from braze_migrate.engine import Engine
+    from braze_migrate.settings import load_settings
+    from braze_migrate.summary import RunStatus
+
+    if summary.status not in (RunStatus.COMPLETED, RunStatus.INCOMPLETE):
+        return summary  # a stopped load resumes first; its deletes come after it
+    settings = load_settings(**options)
+    engine = Engine(settings)
+    try:
+        run = engine.ledger.run(prepared.run_id)
+        mapping = (run.settings or {}).get("mapping")
+        endpoint, api_key = resolve_credentials(settings)
+        report = run_deletes(prepared.run_id, prepared.plan_dir, engine.state, run.source, mapping, engine.ledger,
+                             endpoint, api_key, DeleteSettings.of(settings))
+        if report is None:
+            return summary
+        command = (f"braze-migrate {run.kind} {run.source}" + (f" --mapping {mapping}" if mapping else "")
+                   + f" --state {engine.state}")
+        update: dict = {"deletes": report.to_dict()}
+        if report.held:
+            update.update(status=RunStatus.HELD, message=report.message,
+                          resume_command=f"{command} --allow-mass-delete")
+        elif report.pending_batches:
+            update.update(status=RunStatus.INCOMPLETE, resume_command=command,
+                          notes=[*summary.notes, (f"deletes: {len(report.pending_ids)} users not yet deleted "
+                                                  "(no answer from Braze); the next run sends them again")])
+        if report.rejected_rows:
+            update["notes"] = [*update.get("notes", summary.notes),
+                               f"deletes: {len(report.rejected_rows)} rows of user_deletes without a usable external_id"]
+            update["rejects"] = summary.rejects + _append_rejects(Path(summary.rejects_file), report.rejected_rows)
+        update["datasets"] = {**summary.datasets, DATASET: _buckets(summary.datasets.get(DATASET), report)}
+        summary = summary.model_copy(update=update)
+        engine.ledger.set_run_status(prepared.run_id, "committed", summary.to_json())
+        return summary
+    finally:
+        engine.close()
+
+
+def _buckets(before, report: DeleteReport):
+    """The user_deletes row accounting: deleted (acknowledged), rejected, pending; the rest (repeated ids,
+    ids deleted by an earlier run) unchanged."""
+    from braze_migrate.summary import Buckets
+
+    read = before.read if before is not None else report.requested + len(report.rejected_rows)
+    pending = report.requested if report.held else len(report.pending_ids)
+    acked = 0 if report.held else len(report.deleted_ids)
+    rejected = len(report.rejected_rows)
+    return Buckets(read=read, acknowledged=acked, rejected=rejected, pending=pending,
+                   unchanged=max(0, read - acked - rejected - pending))
+
+
+def _append_rejects(path: Path, rows: list[dict]) -> int:
+    """Add user_deletes rows without a usable id to the run's rejects file (same columns)."""
+    if not path.name or not rows:
+        return 0
+    frame = pl.DataFrame(rows, schema={"dataset": pl.Utf8, "key": pl.Utf8, "column": pl.Utf8, "reason": pl.Utf8,
+                                       "file": pl.Utf8, "row": pl.Int64})
+    frame = frame.with_columns(value=pl.lit(None, pl.Utf8)).select(
+        "dataset", "key", "column", "value", "reason", "file", "row")
+    if path.exists():
+        frame = pl.concat([pl.read_csv(path, schema=frame.schema), frame])
+    frame.write_csv(path)
+    return len(rows)
