@@ -1,0 +1,102 @@
+"""Issue 16 acceptance through the CLI and the sandbox over HTTP: arrays of objects changed item by item,
+nested objects merged key by key, subscription groups set and changed; the profile equals the export after
+each night, and Braze is billed only for the keys written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from tests.conftest import API_KEY
+
+PETS = pl.List(pl.Struct({"id": pl.Int64, "name": pl.String, "kind": pl.String, "vet": pl.Struct({"city": pl.String})}))
+BOOK = pl.Struct({"title": pl.String, "meta": pl.Struct({"year": pl.Int64, "pages": pl.Int64})})
+GROUPS = pl.List(pl.Struct({"id": pl.String, "state": pl.String}))
+
+
+def pets(changed: dict | None = None, drop: int | None = None, add: int | None = None) -> list[dict]:
+    items = [{"id": i, "name": f"pet{i}", "kind": "dog", "vet": {"city": "Oslo"} if i % 2 else None}
+             for i in range(20)]
+    for i, name in (changed or {}).items():
+        items[i]["name"] = name
+    items = [p for p in items if p["id"] != drop]
+    if add is not None:
+        items.append({"id": add, "name": "new", "kind": "cat", "vet": None})
+    return items
+
+
+def night(folder: Path, pet_items: list[dict], year: int, groups: list[dict]) -> Path:
+    folder.mkdir(parents=True)
+    pl.DataFrame(
+        {"external_id": ["a", "b"], "pets": [pet_items, []],
+         "book": [{"title": "Dune", "meta": {"year": year, "pages": 412}}, None],
+         "subscription_groups": [groups, None]},
+        schema={"external_id": pl.String, "pets": PETS, "book": BOOK, "subscription_groups": GROUPS},
+    ).rename({"pets": "pets[id]"}).write_parquet(folder / "users.parquet")
+    return folder
+
+
+def load(kind: str, src: Path, state: Path, sandbox, tmp_path: Path) -> dict:
+    env = {**os.environ, "BRAZE_REST_ENDPOINT": sandbox.url, "BRAZE_API_KEY": API_KEY,
+           "PREFECT_HOME": str(tmp_path / "prefect"), "BRAZE_MIGRATE_PLAN_RETENTION_DAYS": "30"}
+    r = subprocess.run([sys.executable, "-m", "cli.main", kind, str(src), "--state", str(state), "--no-prefect",
+                        "--json"], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout)
+
+
+def sent_attributes(state: Path, run_id: str) -> dict:
+    """The attributes objects a run sent, by external_id (from its plan's request bodies)."""
+    files = [f for f in (state / "runs" / run_id / "plan").rglob("*.parquet")
+             if "body" in pl.read_parquet_schema(f)]
+    bodies = pl.concat([pl.read_parquet(f, columns=["body"]) for f in files])["body"]
+    return {o["external_id"]: o for b in bodies for o in json.loads(b).get("attributes", [])}
+
+
+def exported(items: list[dict]) -> dict:
+    """Items as the export has them, without null keys, by id (Braze appends added items at the end)."""
+    return {p["id"]: {k: v for k, v in p.items() if v is not None} for p in items}
+
+
+def test_each_night_sends_only_what_changed_and_the_profile_equals_the_export(sandbox, tmp_path):
+    state = tmp_path / "state"
+    g1 = [{"id": "g-news", "state": "subscribed"}, {"id": "g-offers", "state": "unsubscribed"}]
+    nights = [
+        (pets(), 1965, g1),
+        (pets(changed={7: "Rex"}), 1965, g1),                      # 1 of 20 items changed: one $update
+        (pets(changed={7: "Rex"}, drop=3), 1966, g1),              # one $remove; book.meta.year merged
+        (pets(changed={7: "Rex"}, drop=3, add=40), 1966,           # one $add; one group changed
+         [{"id": "g-news", "state": "unsubscribed"}, g1[1]]),
+    ]
+    points = []
+    for i, (items, year, groups) in enumerate(nights):
+        before = sandbox.stats()["data_points"]
+        summary = load("backfill" if i == 0 else "sync", night(tmp_path / f"n{i}", items, year, groups), state,
+                       sandbox, tmp_path)
+        assert summary["status"] == "completed"
+        points.append((summary["data_points"]["sent"], sandbox.stats()["data_points"] - before))
+        sent = sent_attributes(state, summary["run_id"])
+        if i == 1:
+            assert sent == {"a": {"external_id": "a", "pets": {"$update": [
+                {"$identifier_key": "id", "$identifier_value": 7, "$new_object": {"name": "Rex"}}]}}}
+        if i == 2:
+            assert sent == {"a": {"external_id": "a", "pets": {"$remove": [
+                {"$identifier_key": "id", "$identifier_value": 3}]}, "book": {"meta": {"year": 1966}},
+                "_merge_objects": True}}
+        if i == 3:
+            assert sent == {"a": {"external_id": "a", "pets": {"$add": [{"id": 40, "name": "new", "kind": "cat"}]},
+                                  "subscription_groups": [{"subscription_group_id": "g-news",
+                                                           "subscription_state": "unsubscribed"}]}}
+        a = sandbox.profile("a")
+        assert {p["id"]: p for p in a["custom_attributes"]["pets"]} == exported(items)
+        assert a["custom_attributes"]["book"] == {"title": "Dune", "meta": {"year": year, "pages": 412}}
+        assert a["subscription_groups"] == {g["id"]: g["state"] for g in groups}
+    assert sandbox.profile("b")["custom_attributes"] == {"pets": []}
+    # planned = billed: night 1 a's whole array (1) + book (4 keys) and b's empty array (1); then 1 changed key;
+    # 1 removed item + meta.year under _merge_objects (meta, year); the 3 keys of the added item.
+    assert points == [(6, 6), (1, 1), (3, 3), (3, 3)]
