@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
+from braze_migrate.contract import extend_contract
 from braze_migrate.planner import object_files
 from connectors.state.integrity import journal_for, require_intact
 from connectors.state.ledger import Ledger
@@ -115,6 +116,7 @@ def _commit_users(p: int, outcome: pl.DataFrame, plan_dir: Path, snapshot: Snaps
     fresh = pl.read_parquet(users_next).join(acked, on="external_id", how="semi")
     kept = snapshot.scan_users_part(p).collect().join(acked, on="external_id", how="anti")
     snapshot.replace_users_part(p, pl.concat([kept, fresh], how="diagonal_relaxed").sort("external_id"))
+    extend_contract(snapshot, fresh.lazy())
 
 
 def _commit_held(run_id: str, outcome: pl.DataFrame, snapshot: Snapshot, in_doubt_policy: str) -> None:

@@ -14,17 +14,24 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from braze_migrate import report
+from braze_migrate import report, retention
 from braze_migrate.applier import apply_plan
 from braze_migrate.committer import commit_run
-from braze_migrate.planner import build_plan, scan_batches
+from braze_migrate.contract import accept_type_changes
+from braze_migrate.pipeline import plan_and_apply
+from braze_migrate.planner import build_plan, plan_complete, scan_batches
 from braze_migrate.progress import ProgressEvent, ProgressSink
 from braze_migrate.settings import ConfigError, LoadSettings
-from braze_migrate.summary import DataPoints, RunStatus, RunSummary
-from connectors.sources import source_fingerprint
+from braze_migrate.summary import DataPoints, RunStatus, RunSummary, UnreadFile
+from connectors.errors import SourceError
+from connectors.sources import source_fingerprint, unread_files
+from connectors.state.integrity import require_intact
 from connectors.state.ledger_base import LedgerBase, LedgerUnavailable
 from connectors.state.ledgers import open_ledger
+from connectors.state.private import open_private
 from connectors.state.snapshot import Snapshot
+
+UNREAD_FILE = "unread.json"  # in the plan: files of the export no dataset reads, for the summary
 
 
 @dataclass
@@ -43,8 +50,7 @@ class Engine:
 
     def __init__(self, settings: LoadSettings):
         self.settings = settings
-        self.state = Path(settings.state)
-        self.state.mkdir(parents=True, exist_ok=True)
+        self.state = open_private(Path(settings.state))  # 0700, files 0600: it holds personal data
         self.ledger = open_run_ledger(settings)
         self.snapshot = Snapshot(self.state)
 
@@ -58,6 +64,7 @@ class Engine:
                 on_progress: ProgressSink | None = None) -> Prepared:
         """Resume the unfinished run of this source, or plan a new run (reading and planning events go to
         `on_progress`)."""
+        require_intact(self.state, self.ledger)  # a damaged snapshot would resend what Braze acknowledged
         source = str(source)
         mapping = str(mapping) if mapping else None
         unfinished = self.ledger.unfinished_run()
@@ -82,12 +89,25 @@ class Engine:
             return Prepared(unfinished.run_id, self.run_dir(unfinished.run_id) / "plan", True, n, notes)
 
         s = self.settings
+        unread = unread_files(source, mapping=mapping)
+        if s.strict and unread:
+            raise SourceError(f"{len(unread)} file(s) of the export are not read (--strict): {unread[0].path}: "
+                              f"{unread[0].reason}; rename or remove them, or drop --strict")
+        if s.accept_type_change:
+            accept_type_changes(self.state, self.ledger, s.accept_type_change)
         run_id = self.ledger.new_run(kind, source, source_fingerprint(source, mapping),
                                      {**_public_settings(s), "mapping": mapping})
         plan_dir = self.run_dir(run_id) / "plan"
+        if self._pipelined():
+            # Nothing committed yet, so no guard has figures to hold a plan on: plan while loading (`apply`).
+            self.ledger.set_run_status(run_id, "loading")
+            plan_dir.mkdir(parents=True, exist_ok=True)
+            (plan_dir / UNREAD_FILE).write_text(json.dumps([{"path": u.path, "reason": u.reason} for u in unread]))
+            return Prepared(run_id, plan_dir, False, 0, notes)
         info = build_plan(source, self.snapshot, plan_dir, batch_size=s.batch_size, batch_mode=s.batch_mode,
                           resend_in_doubt=s.in_doubt == "resend",
                           users_per_partition=s.users_per_partition, mapping=mapping, on_progress=on_progress)
+        (plan_dir / UNREAD_FILE).write_text(json.dumps([{"path": u.path, "reason": u.reason} for u in unread]))
         batches = scan_batches(plan_dir, ["batch_no", "n_attributes", "n_events", "n_purchases"]).collect()
         self.ledger.add_batches(run_id, (
             (b, (e + p) > 0, a + e + p) for b, a, e, p in batches.iter_rows()
@@ -95,8 +115,18 @@ class Engine:
         self.ledger.set_run_status(run_id, "planned")
         return Prepared(run_id, plan_dir, False, info.batches, notes)
 
+    def _pipelined(self) -> bool:
+        """A first load into this state (no run committed yet) is planned while it loads (pipeline.py)."""
+        return not any(r.status == "committed" for r in self.ledger.runs(limit=1_000_000))
+
     def apply(self, prepared: Prepared, endpoint: str, api_key: str, *, on_progress=None, transport=None):
         self.ledger.set_run_status(prepared.run_id, "loading")
+        if not plan_complete(prepared.plan_dir):
+            run = self.ledger.run(prepared.run_id)
+            _, stats = plan_and_apply(prepared.run_id, run.source, self.snapshot, prepared.plan_dir, self.ledger,
+                                      self.settings, endpoint, api_key, mapping=(run.settings or {}).get("mapping"),
+                                      resume=True, on_progress=on_progress, transport=transport)
+            return stats
         stats = apply_plan(prepared.run_id, prepared.plan_dir, self.ledger, self.settings, endpoint, api_key,
                            on_progress=on_progress, transport=transport)
         return stats
@@ -112,6 +142,7 @@ class Engine:
         run = self.ledger.run(prepared.run_id)
         statuses = self.ledger.batch_statuses(prepared.run_id)
         unsent = sum(1 for s in statuses.values() if s in ("planned", "claimed", "sending"))
+        unsent += not plan_complete(prepared.plan_dir)  # stopped while later units were still to plan
         outcome = commit_run(prepared.run_id, prepared.plan_dir, self.ledger, self.snapshot,
                              in_doubt_policy=self.settings.in_doubt)
         rejects_path = self.run_dir(prepared.run_id) / "rejects.csv"
@@ -131,6 +162,8 @@ class Engine:
                       + (" --in-doubt resend" if status is RunStatus.INCOMPLETE and self.settings.in_doubt == "skip"
                          and any(d["pending"] for d in datasets.values()) else ""))
         acked = outcome.filter(outcome["outcome"] == "acknowledged")
+        unread_json = prepared.plan_dir / UNREAD_FILE
+        unread = [UnreadFile(**u) for u in json.loads(unread_json.read_text())] if unread_json.exists() else []
         summary = RunSummary(
             run_id=prepared.run_id,
             kind=run.kind,
@@ -151,10 +184,13 @@ class Engine:
             rejects_file=str(rejects_path),
             rejects=n_rejects,
             duration_s=round(time.monotonic() - started, 3),
-            notes=prepared.notes,
+            notes=prepared.notes + [f"not read: {u.path}: {u.reason}" for u in unread],
+            unread=unread,
             resume_command=resume,
         )
         self.record(summary)
+        if summary.status is not RunStatus.INTERRUPTED:
+            retention.prune(self.state, self.ledger, self.settings.plan_retention_days)
         return summary
 
     def record(self, summary: RunSummary) -> None:

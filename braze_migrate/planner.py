@@ -28,10 +28,11 @@ from pathlib import Path
 
 import polars as pl
 
+from braze_migrate.contract import read_contract
 from braze_migrate.progress import ProgressEvent, ProgressSink
 from connectors.sources import Dataset, open_source, reading
 from connectors.state.snapshot import Snapshot, partition_of
-from transforms import deltas, normalize
+from transforms import deltas, normalize, type_contract
 from transforms.csv_typing import infer_csv_types
 from transforms.payloads import empty_tail, pack_unit
 
@@ -248,6 +249,7 @@ def _plan_unit(plan_dir: Path, unit: dict, u: int, snapshot: Snapshot, held: pl.
                             | (pl.col("dataset") == "user_deletes"))
     if name == "users":
         norm = normalize.normalize_users(frame, csv_types, files=source_files)
+        norm = type_contract.enforce(norm, read_contract(snapshot))  # one bad cell never retypes a column
     else:
         norm = _normalize(name, frame, source_files)
     # Normalize once: the diff's several outputs would each run it again from a lazy plan.

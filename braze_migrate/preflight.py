@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httpx
 
-from connectors.braze.outcomes import BrazeConfigError
+from connectors.braze.outcomes import BrazeConfigError, classify
 
 
 def check_credentials(endpoint: str, api_key: str, *, timeout: float = 5.0, transport=None) -> None:
@@ -22,3 +22,5 @@ def check_credentials(endpoint: str, api_key: str, *, timeout: float = 5.0, tran
         raise BrazeConfigError(None, what=f"could not be reached ({type(exc).__name__})") from None
     if response.status_code in (401, 403, 404):
         raise BrazeConfigError(response.status_code)
+    if response.status_code < 400:  # a redirect or a 2xx that is not Braze's JSON: a proxy, a login page
+        classify(response.status_code, response.content, response.headers)

@@ -101,6 +101,9 @@ class LoadSettings(BaseSettings):
                                    "it exits with the command that decides)", ge=1)
     strict: bool = option(False, "a file of the export folder that is not read is an error, not a warning",
                           commands=PLAN_COMMANDS)
+    accept_type_change: list[str] = option(
+        [], "attributes that may take another type than the one Braze acknowledged (a deliberate change); "
+        "otherwise a cell of another type is rejected", commands=LOAD_COMMANDS)
     # Request bodies hold personal data (braze_migrate/retention.py, docs/state.md).
     plan_retention_days: float = option(0.0, "days the request bodies of a committed run's plan are kept "
                                         "(they hold personal data); 0 removes them at commit", ge=0)

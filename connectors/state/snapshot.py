@@ -6,6 +6,7 @@
 - `purchases` / `events`: acknowledged ids with the fingerprint of the object sent.
 - `push_tokens`: acknowledged tokens, by `app_id:hash(token)` (never the raw token), and their user.
 - `held`: objects that must not be sent again unchanged: rejected by Braze, or in doubt under `--in-doubt skip`.
+- `types`: the type contract, the JSON kind of each attribute as Braze first acknowledged it.
 
 Files are replaced atomically (write aside, fsync, rename), so a crash leaves either the old or the new one.
 With a `journal` (connectors/state/integrity.py), every replacement is recorded in the ledger (rows, size,
@@ -30,6 +31,8 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "purchases": {"key": pl.Utf8, "fingerprint": pl.UInt64},
     "events": {"key": pl.Utf8, "fingerprint": pl.UInt64},
     "push_tokens": {"key": pl.Utf8, "external_id": pl.Utf8},
+    # The type contract (transforms/type_contract.py): the JSON kind Braze first acknowledged per attribute.
+    "types": {"attribute": pl.Utf8, "kind": pl.Utf8},
     "held": {
         "dataset": pl.Utf8, "key": pl.Utf8, "fingerprint": pl.UInt64,
         "status": pl.Utf8, "reason": pl.Utf8, "run_id": pl.Utf8,
