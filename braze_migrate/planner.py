@@ -121,7 +121,7 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
         if packed.batches.height:
             next_batch = int(packed.batches["batch_no"].max()) + 1
             (packed.batches.with_columns(partition=pl.lit(u, pl.Int32))
-             .write_parquet(plan_dir / "batches" / f"unit-{u:05d}.parquet", compression="zstd"))
+             .write_parquet(plan_dir / "batches" / f"unit-{u:05d}.parquet", compression="lz4"))
         if packed.placed.height:
             packed.placed.write_parquet(plan_dir / "objects" / f"unit-{u:05d}.parquet", compression="zstd")
         tail = packed.tail
@@ -387,6 +387,6 @@ def normalized_datasets(source: str, *, work_dir: Path, mapping: str | None = No
         if name == "users":
             csv_types = infer_csv_types(ds.frame, exclude=ds.typed) if ds.format == "csv" else None
             out[name] = (ds.frame, normalize.normalize_users(ds.frame, csv_types, files=ds.files))
-        else:
+        elif name in OCCURRENCES:  # user_deletes is read by braze_migrate/deletes.py
             out[name] = (ds.frame, _normalize(name, ds.frame, ds.files))
     return out

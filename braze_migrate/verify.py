@@ -26,6 +26,7 @@ from braze_migrate.planner import normalized_datasets
 from connectors.braze.export import BrazeExporter
 from connectors.state.snapshot import Snapshot
 from transforms.deltas import token_key
+from transforms.nested import braze_name
 
 DEFAULT_SAMPLE = 200
 # Standard profile fields that the export returns at the top level of a user.
@@ -55,6 +56,7 @@ KINDS = {
     "count_lower": "fewer occurrences in Braze than in the export (not loaded yet?)",
     "count_higher": "more occurrences in Braze than in the export (duplicates?)",
     "unread": "Braze gave no answer for this user (retries exhausted): run verify again",
+    "deleted_user_exists": "the export's user_deletes lists this user, yet Braze still has the profile",
 }
 _DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}([.:]\d+)?)?\s?(Z|[+-]\d{2}:?\d{2})?)?$")
 
@@ -106,6 +108,14 @@ class Expectations:
     users: list[Expectation]
     fields: list[str]
     excluded: int
+    deleted: list[str] = field(default_factory=list)  # sampled ids of user_deletes: Braze must not have them
+
+    def ids(self) -> list[str]:
+        """Every external_id to read back: the sampled users, then the sampled deleted ones."""
+        return [u.external_id for u in self.users] + [d for d in self.deleted if d not in self._user_ids()]
+
+    def _user_ids(self) -> set[str]:
+        return {u.external_id for u in self.users}
 
 
 @dataclass
@@ -132,6 +142,7 @@ class VerifyReport:
     throttled: int
     retries: int
     mismatches: list[Mismatch]
+    deleted_checked: int = 0  # sampled ids of user_deletes read back (each must be absent)
 
     @property
     def ok(self) -> bool:
@@ -179,7 +190,10 @@ def _expectations(source: str, state: str | Path, n: int, *, since: datetime | N
     """
     data = {name: norm.good for name, (_, norm)
             in normalized_datasets(str(source), mapping=mapping, work_dir=work_dir).items()}
-    ids = sample_ids(data.values(), n)
+    deleted = _sample_deleted(source, mapping, work_dir, n)
+    # A user the export also lists in user_deletes is kept out of loads: it is checked as deleted only.
+    gone = pl.LazyFrame({"external_id": deleted}, schema={"external_id": pl.String})
+    ids = sample_ids([f.join(gone, on="external_id", how="anti") for f in data.values()], n)
     sample = pl.LazyFrame({"external_id": ids}, schema={"external_id": pl.String})
     held = Snapshot(Path(state)).scan("held")
     users = {eid: Expectation(eid) for eid in ids}
@@ -198,7 +212,15 @@ def _expectations(source: str, state: str | Path, n: int, *, since: datetime | N
             rows = data[name].join(sample, on="external_id", how="semi")
             excluded += _expect_counts(users, rows, held, name, label, value, since)
             fields.append("purchases" if name == "purchases" else "custom_events")
-    return Expectations([users[eid] for eid in ids], fields, excluded)
+    return Expectations([users[eid] for eid in ids], fields, excluded, deleted)
+
+
+def _sample_deleted(source: str, mapping: str | None, work_dir: Path, n: int) -> list[str]:
+    """Up to n ids of the export's user_deletes (the same ones every night), [] without that dataset."""
+    from braze_migrate.deletes import read_deletes
+
+    found = read_deletes(str(source), mapping, work_dir / "deletes")
+    return sample_ids([found[0].lazy()], n) if found is not None else []
 
 
 def _expect_attributes(users: dict[str, Expectation], rows: pl.LazyFrame, held: pl.LazyFrame) -> int:
@@ -290,7 +312,7 @@ def compare_user(expected: Expectation, profile: dict | None) -> list[Mismatch]:
     found: list[Mismatch] = []
     custom = profile.get("custom_attributes") or {}
     for name, want in expected.attributes.items():
-        have = profile.get(name) if name in EXPORTED_STANDARD else custom.get(name)
+        have = profile.get(name) if name in EXPORTED_STANDARD else custom.get(braze_name(name))
         kind = _value_kind(want, have, casefold=name in CASE_INSENSITIVE)
         if kind:
             found.append(Mismatch(eid, name, kind))
@@ -320,7 +342,7 @@ def _value_kind(want: Any, have: Any, *, casefold: bool = False) -> str | None:
     if want is None:
         return None if _empty(have) else "value_unexpected"
     if _empty(have):
-        return "value_missing"
+        return None if want == [] else "value_missing"  # an empty array of objects is set as []
     return None if same_value(want, have, casefold=casefold) else "value_different"
 
 
@@ -392,12 +414,21 @@ def compare(source: str, expectations: Expectations, read: ReadBack) -> VerifyRe
             found = compare_user(user, read.profiles.get(user.external_id))
         mismatches += found
         mismatched += bool(found)
-    sampled = len(expectations.users)
+    for eid in expectations.deleted:
+        if eid in read.unread:
+            mismatches.append(Mismatch(eid, "profile", "unread"))
+        elif eid in read.profiles:
+            mismatches.append(Mismatch(eid, "profile", "deleted_user_exists"))
+        else:
+            continue
+        mismatched += 1
+    sampled = len(expectations.users) + len(expectations.deleted)
     return VerifyReport(
         source=str(source), sampled=sampled, matched=sampled - mismatched, mismatched=mismatched,
         excluded=expectations.excluded, requests=read.requests, throttled=read.throttled,
         retries=read.retries,
         mismatches=mismatches,
+        deleted_checked=len(expectations.deleted),
     )
 
 
@@ -408,6 +439,8 @@ def render_text(report: VerifyReport) -> str:
         (f"  sampled {report.sampled}  matched {report.matched}  mismatched {report.mismatched}  "
         f"set aside (rejected by Braze or in doubt) {report.excluded}  export requests {report.requests}"),
     ]
+    if report.deleted_checked:
+        lines.append(f"  deleted users checked (user_deletes) {report.deleted_checked}")
     if report.mismatches:
         lines.append(f"  {'external_id':<24}{'field':<32}kind")
         lines += [f"  {m.external_id:<24}{m.field:<32}{m.kind}" for m in report.mismatches]
@@ -427,6 +460,5 @@ def verify(source: str, state: str | Path, sample: int, *, endpoint: str, api_ke
            transport: httpx.AsyncBaseTransport | None = None) -> VerifyReport:
     """Sample, read back, compare: the whole verification without Prefect."""
     expectations = build_expectations(source, state, sample, since=since, mapping=mapping)
-    ids = [u.external_id for u in expectations.users]
-    read = read_profiles(endpoint, api_key, ids, expectations.fields, transport=transport)
+    read = read_profiles(endpoint, api_key, expectations.ids(), expectations.fields, transport=transport)
     return compare(source, expectations, read)

@@ -30,7 +30,7 @@ def expect_task(source: str, mapping: str | None, state: str, sample: int,
 def read_back_task(expectations: logic.Expectations) -> logic.ReadBack:
     """Export the sampled users from Braze (/users/export/ids, within its own rate limit)."""
     endpoint, api_key = resolve_credentials()
-    ids = [u.external_id for u in expectations.users]
+    ids = expectations.ids()  # the sampled users and the sampled deleted ones
     read = logic.read_profiles(endpoint, api_key, ids, expectations.fields)
     get_run_logger().info("read %d profiles back in %d requests (%d throttled)", len(read.profiles),
                           read.requests, read.throttled)

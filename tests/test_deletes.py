@@ -114,3 +114,17 @@ def test_kill_9_during_deletes_resumes_without_a_second_request_for_acknowledged
     assert summary["deletes"]["requests"] <= 3 - len(done) // 50
     assert not _known(sandbox) & set(ids)
     assert not _snapshot_ids(state) & set(ids)
+
+
+def test_verify_reports_a_deleted_user_that_still_exists(sandbox, tmp_path):
+    from braze_migrate import verify as v
+
+    env, state = _env(sandbox, tmp_path), tmp_path / "state"
+    assert _run("backfill", _export(tmp_path / "d1", IDS), state, env)[0] == 0
+    src = _export(tmp_path / "d2", IDS, deletes=["u001", "u002"])
+    assert _run("sync", src, state, env)[0] == 0
+    report = v.verify(str(src), state, 50, endpoint=sandbox.url, api_key=API_KEY)
+    assert report.ok and report.deleted_checked == 2 and report.sampled == 40
+    sandbox.patch_user("u002", create=True, custom_attributes={"city": "Oslo"})  # re-created by someone
+    report = v.verify(str(src), state, 50, endpoint=sandbox.url, api_key=API_KEY)
+    assert [(m.external_id, m.kind) for m in report.mismatches] == [("u002", "deleted_user_exists")]

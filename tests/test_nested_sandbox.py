@@ -100,3 +100,18 @@ def test_each_night_sends_only_what_changed_and_the_profile_equals_the_export(sa
     # planned = billed: night 1 a's whole array (1) + book (4 keys) and b's empty array (1); then 1 changed key;
     # 1 removed item + meta.year under _merge_objects (meta, year); the 3 keys of the added item.
     assert points == [(6, 6), (1, 1), (3, 3), (3, 3)]
+
+
+def test_verify_compares_nested_values_and_arrays_of_objects(sandbox, tmp_path):
+    from braze_migrate import verify as v
+
+    state = tmp_path / "state"
+    src = night(tmp_path / "n0", pets(), 1965, [{"id": "g", "state": "subscribed"}])
+    load("backfill", src, state, sandbox, tmp_path)
+    assert v.verify(str(src), state, 10, endpoint=sandbox.url, api_key=API_KEY).ok
+    stored = sandbox.profile("a")["custom_attributes"]
+    sandbox.patch_user("a", custom_attributes={"book": {"title": "Dune", "meta": {"year": 1965}},
+                                               "pets": stored["pets"][:-1]})
+    report = v.verify(str(src), state, 10, endpoint=sandbox.url, api_key=API_KEY)
+    assert sorted((m.field, m.kind) for m in report.mismatches) == [("book", "value_different"),
+                                                                     ("pets[id]", "value_different")]
