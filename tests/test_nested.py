@@ -121,3 +121,13 @@ def test_subscription_groups_validated_set_and_changed_per_group():
     rows[0]["subscription_groups"][1]["state"] = "subscribed"
     sent, _ = night(good(ndjson(rows[:1])), snap)
     assert sent["a"][0]["subscription_groups"] == [{"subscription_group_id": "g1", "subscription_state": "subscribed"}]
+
+
+def test_mapping_declares_an_array_of_objects_by_its_key(tmp_path):
+    from connectors.mapping import apply_mapping, load_mapping
+
+    (tmp_path / "m.yaml").write_text("datasets:\n  users:\n    columns: {external_id: CID}\n"
+                                     "    arrays_of_objects: {pets: id}\n")
+    spec = load_mapping(tmp_path / "m.yaml").model.datasets["users"]
+    lf = pl.LazyFrame({"CID": ["a"], "pets": [[{"id": 1}]], "_file": ["u.parquet"], "_row": [1]})
+    assert apply_mapping(spec, lf).collect_schema().names() == ["external_id", "pets[id]", "_file", "_row"]
