@@ -23,7 +23,12 @@ from prefect.client.orchestration import get_client
 from prefect.futures import wait
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import State
-from prefect_dask import DaskTaskRunner
+
+try:
+    from prefect_dask import DaskTaskRunner
+except ImportError as exc:  # an extra, so the base install stays without Dask and distributed
+    raise ImportError("the Dask flows need the dask extra: pip install 'braze-migrate[dask]' "
+                      "(`make venv` installs it)") from exc
 
 from braze_migrate import stages
 from braze_migrate.engine import Prepared, open_run_ledger
