@@ -12,6 +12,7 @@ import math
 import shutil
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from braze_migrate import report, retention
@@ -19,6 +20,7 @@ from braze_migrate.applier import apply_plan
 from braze_migrate.committer import commit_run
 from braze_migrate.contract import accept_type_changes
 from braze_migrate.pipeline import plan_and_apply
+from braze_migrate.plan_checks import write_rules
 from braze_migrate.planner import build_plan, plan_complete, scan_batches
 from braze_migrate.progress import ProgressEvent, ProgressSink
 from braze_migrate.settings import ConfigError, LoadSettings
@@ -98,6 +100,7 @@ class Engine:
         run_id = self.ledger.new_run(kind, source, source_fingerprint(source, mapping),
                                      {**_public_settings(s), "mapping": mapping})
         plan_dir = self.run_dir(run_id) / "plan"
+        write_rules(plan_dir, s, datetime.now(UTC).date())
         if self._pipelined():
             # Nothing committed yet, so no guard has figures to hold a plan on: plan while loading (`apply`).
             self.ledger.set_run_status(run_id, "loading")

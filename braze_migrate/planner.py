@@ -29,10 +29,11 @@ from pathlib import Path
 import polars as pl
 
 from braze_migrate.contract import read_contract
+from braze_migrate.plan_checks import read_rules
 from braze_migrate.progress import ProgressEvent, ProgressSink
 from connectors.sources import Dataset, open_source, reading
 from connectors.state.snapshot import Snapshot, partition_of
-from transforms import deltas, normalize, type_contract
+from transforms import deltas, normalize, suspicious, type_contract
 from transforms.csv_typing import infer_csv_types
 from transforms.payloads import empty_tail, pack_unit
 
@@ -252,6 +253,7 @@ def _plan_unit(plan_dir: Path, unit: dict, u: int, snapshot: Snapshot, held: pl.
         norm = type_contract.enforce(norm, read_contract(snapshot))  # one bad cell never retypes a column
     else:
         norm = _normalize(name, frame, source_files)
+    norm = suspicious.check(name, frame, norm, read_rules(plan_dir))  # held or flagged before anything is sent
     # Normalize once: the diff's several outputs would each run it again from a lazy plan.
     good, rej = pl.collect_all([norm.good, norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA)])
     if name == "users":

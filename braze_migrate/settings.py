@@ -101,6 +101,11 @@ class LoadSettings(BaseSettings):
                                    "it exits with the command that decides)", ge=1)
     strict: bool = option(False, "a file of the export folder that is not read is an error, not a warning",
                           commands=PLAN_COMMANDS)
+    suspicious: Literal["hold", "send"] = option(
+        "hold", "suspicious rows (conflicting duplicate ids, times after the horizon, impossible dob): hold them "
+        "(not sent) or send them; both are listed in the rejects file", commands=PLAN_COMMANDS)
+    time_horizon_year: int = option(2100, "an event or purchase time after this year is suspicious",
+                                    commands=PLAN_COMMANDS, ge=1970)
     accept_type_change: list[str] = option(
         [], "attributes that may take another type than the one Braze acknowledged (a deliberate change); "
         "otherwise a cell of another type is rejected", commands=LOAD_COMMANDS)
