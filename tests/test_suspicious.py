@@ -83,4 +83,5 @@ def test_the_checks_are_pure_lazy_transforms():
     users = pl.LazyFrame({"external_id": ["u"], "_file": ["f"], "_row": [1], "_dropped": [[]],
                           "dob": ['"2999-01-01"']})
     held, flagged = check_dob(users, Rules(today=date(2026, 12, 2)))
+    assert flagged.collect()["column"].to_list() == ["dob"]
     assert held.collect()["dob"].to_list() == [None] and held.collect()["_dropped"].to_list() == [["dob"]]
