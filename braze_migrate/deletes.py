@@ -53,11 +53,13 @@ TOO_LONG = f"external_id longer than {MAX_EXTERNAL_ID_BYTES} bytes; Braze cannot
 @dataclass(frozen=True)
 class DeleteSettings:
     """`rate_limit` of `/users/delete` (Braze: 20,000/min shared with identify, alias and merge); the guard's
-    `max_count` and `max_share` of acknowledged users; `allow_mass` lifts the guard for one run."""
+    `max_count` and `max_share` of acknowledged users (judged from `min_users` acknowledged users on, like
+    the other guards); `allow_mass` lifts the guard for one run."""
 
     rate_limit: str = "20000/60s"
     max_count: int = 1000
     max_share: float = 0.1
+    min_users: int = 100  # the share is not judged below this many acknowledged users (the count still is)
     allow_mass: bool = False
     max_attempts: int = 6
     max_retry_seconds: float = 300.0
@@ -67,7 +69,7 @@ class DeleteSettings:
     def of(cls, settings) -> DeleteSettings:
         """From the run's LoadSettings (fields it does not have keep their defaults)."""
         names = {"rate_limit": "delete_rate_limit", "max_count": "delete_max_count",
-                 "max_share": "delete_max_share", "allow_mass": "allow_mass_delete", "max_attempts": "max_attempts",
+                 "max_share": "delete_max_share", "min_users": "guard_min_users", "allow_mass": "allow_mass_delete", "max_attempts": "max_attempts",
                  "max_retry_seconds": "max_retry_seconds", "timeout_seconds": "timeout_seconds"}
         return cls(**{k: getattr(settings, v) for k, v in names.items() if getattr(settings, v, None) is not None})
 
@@ -152,7 +154,7 @@ def plan_deletes(run_id: str, plan_dir: Path, state: Path, source: str, mapping:
     report.batches = math.ceil(todo.height / MAX_IDS)
     acked_users = _snapshot_ids(state).height
     over_count = todo.height > settings.max_count
-    over_share = acked_users > 0 and todo.height > settings.max_share * acked_users
+    over_share = acked_users >= max(1, settings.min_users) and todo.height > settings.max_share * acked_users
     if (over_count or over_share) and not settings.allow_mass and not _started(ledger, run_id):
         report.held = True
         share = f" ({todo.height / acked_users:.0%} of the {acked_users} acknowledged users)" if acked_users else ""

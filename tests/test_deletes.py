@@ -70,15 +70,16 @@ def test_a_night_with_three_erasures_deletes_exactly_those_users(sandbox, tmp_pa
 
 
 def test_deleting_30_percent_of_users_is_held_until_allowed(sandbox, tmp_path):
+    ids = [f"u{i:03d}" for i in range(200)]
     env, state = _env(sandbox, tmp_path), tmp_path / "state"
-    assert _run("backfill", _export(tmp_path / "d1", IDS), state, env)[0] == 0
-    code, summary = _run("sync", _export(tmp_path / "d2", IDS, deletes=IDS[:12]), state, env)
+    assert _run("backfill", _export(tmp_path / "d1", ids), state, env)[0] == 0
+    code, summary = _run("sync", _export(tmp_path / "d2", ids, deletes=ids[:60]), state, env)
     assert code == 4 and summary["status"] == "held" and summary["deletes"]["held"]
     assert "--allow-mass-delete" in summary["resume_command"] and "30%" in summary["message"]
-    assert _known(sandbox) == set(IDS) and "/users/delete" not in sandbox.stats()["requests_by_endpoint"]
+    assert _known(sandbox) == set(ids) and "/users/delete" not in sandbox.stats()["requests_by_endpoint"]
     code, summary = _run("sync", tmp_path / "d2", state, env, "--allow-mass-delete")
-    assert code == 0 and sorted(summary["deletes"]["deleted_ids"]) == IDS[:12]
-    assert _known(sandbox) == set(IDS[12:])
+    assert code == 0 and sorted(summary["deletes"]["deleted_ids"]) == ids[:60]
+    assert _known(sandbox) == set(ids[60:])
 
 
 def test_kill_9_during_deletes_resumes_without_a_second_request_for_acknowledged_ids(sandbox, tmp_path):

@@ -391,6 +391,66 @@ def write_samples(root: Path, n: int = SAMPLE_USERS, seed: int = SAMPLE_SEED) ->
         _write_parts(frames["push_tokens"], out / "push_tokens", "csv")
 
 
+# --- the user-model example: nested objects, arrays of objects, subscription groups, deletes -------------
+
+
+def user_model_frames(night: int) -> dict[str, list[dict]]:
+    """Two nights of six users that show Braze's whole user model (README.md, "User model example"):
+    nested objects with different keys per row, an array of objects by item id (`pets[id]`), subscription
+    groups, nested event properties and, on night 2, erasures in `user_deletes`. Rows as JSON records."""
+    pets = {
+        "u1": [{"id": 1, "name": "Gus", "kind": "dog"}, {"id": 2, "name": "Gerald", "kind": "cat"}],
+        "u2": [{"id": 1, "name": "Nemo", "kind": "fish"}, {"id": 2, "name": "Dory", "kind": "fish"}],
+        "u3": [{"id": 10, "name": "Rex", "kind": "dog", "vet": {"city": "Oslo"}}],
+        "u4": [], "u5": None, "u6": [{"id": 9, "name": "Tom", "kind": "cat"}],
+    }
+    books = {"u1": {"title": "Dune", "meta": {"year": 1965, "pages": 412}}, "u2": {"title": "Emma"},
+             "u4": {"title": "Ulysses", "meta": {"year": 1922}}}
+    groups = {"u1": [{"id": "news", "state": "subscribed"}], "u5": [{"id": "news", "state": "unsubscribed"},
+                                                                 {"id": "offers", "state": "subscribed"}]}
+    if night == 2:
+        pets["u1"][0] = {**pets["u1"][0], "name": "Gussie"}               # one item changed: $update
+        pets["u2"] = pets["u2"][:1]                                        # one item gone: $remove
+        pets["u3"] = [*pets["u3"], {"id": 11, "name": "Bella", "kind": "dog"}]  # one item new: $add
+        books["u4"] = {"title": "Ulysses", "meta": {"year": 1922, "pages": 730}}  # one key new: merged
+        groups["u5"] = [{"id": "news", "state": "subscribed"}, {"id": "offers", "state": "subscribed"}]
+    users = []
+    for eid in ("u1", "u2", "u3", "u4", "u5", "u6"):
+        row: dict = {"external_id": eid, "first_name": eid.upper()}
+        if pets[eid] is not None:
+            row["pets[id]"] = pets[eid]
+        if eid in books:
+            row["book"] = books[eid]
+        if eid in groups:
+            row["subscription_groups"] = groups[eid]
+        users.append(row)
+    users.append({"external_id": "u7", "pets[id]": [{"id": 1, "name": "A"}, {"id": 1, "name": "B"}]})  # ids repeat
+    users.append({"external_id": "u8", "subscription_groups": [{"id": "news", "state": "maybe"}]})    # bad state
+    events = [
+        {"event_id": f"n{night}-e1", "external_id": "u1", "name": "viewed", "time": f"2026-11-0{night}T10:00:00Z",
+         "properties": {"item": {"sku": "s1", "tags": ["a"]}}},
+        {"event_id": f"n{night}-e2", "external_id": "u2", "name": "viewed", "time": f"2026-11-0{night}T11:00:00Z",
+         "properties": {"item": {"sku": "s2", "price": {"amount": 3.5, "currency": "EUR"}}}},
+    ]
+    out = {"users": users, "events": events}
+    if night == 2:
+        out["user_deletes"] = [{"external_id": "u6", "reason": "gdpr erasure"},
+                               {"external_id": "", "reason": "blank id: rejected"}]
+    return out
+
+
+def write_user_model(root: Path) -> None:
+    """Write `root`/user_model/night1 and night2 (NDJSON users and events, CSV user_deletes)."""
+    for night in (1, 2):
+        out = root / "user_model" / f"night{night}"
+        _reset(out)
+        for name, rows in user_model_frames(night).items():
+            if name == "user_deletes":
+                pl.DataFrame(rows).write_csv(out / "user_deletes.csv")
+            else:
+                (out / f"{name}.ndjson").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
 def write_benchmark(root: Path, n: int, fmt: str, seed: int) -> None:
     """Write clean `root`/day1 and `root`/day2 exports, every dataset one file in `fmt`."""
     rng = Rng(seed)
@@ -588,6 +648,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.users is None and args.out is None:
         write_samples(Path(__file__).resolve().parent)
+        write_user_model(Path(__file__).resolve().parent)
         return
     if args.out is None:
         parser.error("--out is required with --users")
