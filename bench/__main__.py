@@ -19,7 +19,7 @@ from pathlib import Path
 from bench import table
 from bench.data import OUT, Inputs, ensure_inputs
 
-SECTIONS = ("e2e", "plan", "memory", "client", "sustain")
+SECTIONS = ("e2e", "plan", "memory", "history", "client", "sustain")
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,14 @@ class Sizes:
     client_rounds: int
     sustain_seconds: float
     sustain_rounds: int
+    history_users: int = 200_000
+    history_events: int = 4_000_000
+    history_purchases: int = 2_000_000
     big_users: int | None = None
 
 
 QUICK = Sizes(users=20_000, plan_rounds=1, requests=200, sandbox_requests=100, client_rounds=1, sustain_seconds=7,
-              sustain_rounds=1)
+              sustain_rounds=1, history_users=1_000, history_events=10_000, history_purchases=5_000)
 DEFAULT = Sizes(users=1_000_000, plan_rounds=3, requests=2000, sandbox_requests=600, client_rounds=3,
                 sustain_seconds=21, sustain_rounds=3)
 BIG_USERS = 10_000_000
@@ -50,6 +53,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, help="override the number of users")
     parser.add_argument("--requests", type=int, help="override the requests per client case")
     parser.add_argument("--sustain-seconds", type=float, help="override the rate-limit run's length")
+    parser.add_argument("--history", type=int, nargs=3, metavar=("USERS", "EVENTS", "PURCHASES"),
+                        help="override the history-heavy export's size")
     parser.add_argument("--out", type=Path, default=OUT, help="where inputs, states and results go")
     parser.add_argument("--no-write", action="store_true", help="print only; no JSON in --out")
     return parser.parse_args(argv)
@@ -63,6 +68,9 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
         sizes = replace(sizes, requests=args.requests, sandbox_requests=args.requests)
     if args.sustain_seconds:
         sizes = replace(sizes, sustain_seconds=args.sustain_seconds)
+    if args.history:
+        sizes = replace(sizes, history_users=args.history[0], history_events=args.history[1],
+                        history_purchases=args.history[2])
     return sizes
 
 
@@ -95,6 +103,16 @@ def run(args: argparse.Namespace) -> dict:
         section("memory", memory_cases, inputs, state, sizes, args.out)
     if "e2e" in only:
         section("e2e_sync", e2e_run, "sync", inputs.tonight, state, sizes.users, False)
+    if "history" in only:
+        from bench.history import ensure_history, history_cases
+
+        section("history", history_cases, sizes.history_users, sizes.history_events, sizes.history_purchases,
+                args.out)
+    if "history" in only and "e2e" in only:
+        made = ensure_history(sizes.history_users, sizes.history_events, sizes.history_purchases,
+                              args.out / "history")
+        section("e2e_history", e2e_run, "backfill", made.folder, args.out / "history-run" / "state",
+                sizes.history_users, True)
     if "client" in only:
         from bench.clients import compare_clients
 

@@ -87,6 +87,28 @@ def occurrences(rng, name: str, start: int, rows: int, users: int, width: int) -
     return frame.collect()
 
 
+def history_cases(users: int, events: int, purchases: int, out: Path, *, trace: bool = True) -> dict:
+    """Peak RSS and requests planned for the history-heavy export and for the same users with half the
+    history (each planned in a fresh child against an empty state: a first backfill), plus the half in
+    `per_array` mode; the ratio of the two peaks says whether memory follows the history."""
+    from bench.memory import plan_peak
+
+    full = ensure_history(users, events, purchases, out / "history")
+    half = ensure_history(users, events // 2, purchases // 2, out / "history")
+    cases = {}
+    for name, made, mode in (("full", full, "combined"), ("half", half, "combined"),
+                             ("half_per_array", half, "per_array")):
+        state = out / "history-state"
+        shutil.rmtree(state, ignore_errors=True)
+        report = plan_peak(made.folder, state, out / "plan-rss", trace=trace, batch_mode=mode)
+        shutil.rmtree(state, ignore_errors=True)
+        report.update(users=made.users, events=made.events, purchases=made.purchases, batch_mode=mode,
+                      minimum_batches=-(-report["objects"] // 75))
+        cases[name] = report
+    return {"cases": cases, "full_over_half": cases["full"]["peak_rss_bytes"] / cases["half"]["peak_rss_bytes"],
+            "folder": str(full.folder)}
+
+
 def main(argv: list[str] | None = None) -> int:
     out, users, events, purchases = (argv or sys.argv[1:])[:4]
     made = ensure_history(int(users), int(events), int(purchases), Path(out))

@@ -20,12 +20,14 @@ GB = 1e9
 TARGET_BYTES = 3 * GB
 
 
-def plan_peak(source: Path, state: Path, plan_dir: Path, *, trace: bool = False, timeout: float = 3600) -> dict:
+def plan_peak(source: Path, state: Path, plan_dir: Path, *, trace: bool = False, timeout: float = 3600,
+              batch_mode: str = "combined") -> dict:
     """Plan `source` against `state` in a child process; its time, peak RSS and (with `trace`) peak per line."""
     shutil.rmtree(plan_dir, ignore_errors=True)
     command = [sys.executable, "-m", "bench.plan_child", str(source), str(state), str(plan_dir)]
     if trace:
         command.append("--trace")
+    command += ["--batch-mode", batch_mode]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:

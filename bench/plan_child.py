@@ -1,6 +1,6 @@
 """Plan one run in this process and print its time and peak RSS as JSON (run by `bench.memory` as a child).
 
-    python -m bench.plan_child SOURCE STATE PLAN_DIR [--trace]
+    python -m bench.plan_child SOURCE STATE PLAN_DIR [--trace] [--batch-mode per_array]
 
 Only the planning is measured: the process starts, imports, plans, reports its peak RSS (`VmHWM`, see
 `bench.rss.peak_rss_bytes`) and exits, so the peak is the plan's own. `--trace` samples RSS every 50 ms
@@ -27,13 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("state", type=Path)
     parser.add_argument("plan_dir", type=Path)
     parser.add_argument("--trace", action="store_true", help="peak RSS per planner phase")
+    parser.add_argument("--batch-mode", default="combined", choices=["combined", "per_array"])
     args = parser.parse_args(argv)
     baseline = peak_rss_bytes()
     tracer = PhaseTracer() if args.trace else None
     started = time.perf_counter()
     if tracer:
         tracer.start()
-    info = build_plan(args.source, Snapshot(args.state), args.plan_dir, batch_size=75, batch_mode="combined",
+    info = build_plan(args.source, Snapshot(args.state), args.plan_dir, batch_size=75, batch_mode=args.batch_mode,
                       resend_in_doubt=False)
     seconds = time.perf_counter() - started
     if tracer:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import statistics
 import time
 
+from braze_sandbox import SandboxConfig, start_sandbox
+
 from bench.bench_client import API_KEY, body_of_75
 from bench.bench_sandbox import cpu_seconds
 from bench.counting import CountingTransport, window_fill
 from braze_migrate.settings import LoadSettings
 from connectors.braze.client import BatchRequest, BrazeLoader, default_transport
 from connectors.braze.ratelimit import parse_rate
-from braze_sandbox import SandboxConfig, start_sandbox
 
 
 def sustain(limit: str, seconds: float, rounds: int = 1) -> dict:

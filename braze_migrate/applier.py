@@ -74,11 +74,16 @@ class PlanBodies:
         if missing:
             low = min(missing)
             wanted = pl.col("batch_no").is_between(low, low + CHUNK - 1) | pl.col("batch_no").is_in(missing)
-            self._cache = dict(self._scan.filter(wanted).collect().iter_rows())
-            if any(b not in self._cache for b in missing):
+            fresh = dict(self._scan.filter(wanted).collect().iter_rows())
+            if any(b not in fresh for b in missing):
                 # Recorded by the planner after this scan was opened: scan the plan's files again.
                 self._scan = scan_batches(self._plan_dir, ["batch_no", "body"])
-                self._cache = dict(self._scan.filter(wanted).collect().iter_rows())
+                fresh = dict(self._scan.filter(wanted).collect().iter_rows())
+            absent = [b for b in missing if b not in fresh]
+            if absent:
+                raise RuntimeError(f"batch {absent[0]} is recorded in the ledger but not in the plan "
+                                   f"{self._plan_dir}: the plan folder was changed; stopping")
+            self._cache = {**fresh, **{b: self._cache[b] for b in batch_nos if b in self._cache}}
         return {b: self._cache.pop(b).encode() for b in batch_nos}
 
 

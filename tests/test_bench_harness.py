@@ -13,6 +13,8 @@ from bench import table
 from bench.data import ensure_inputs
 from bench.state import write_acknowledged_state
 from braze_migrate.engine import Engine
+from braze_migrate.pipeline import ledger_rows
+from braze_migrate.planner import build_plan
 from braze_migrate.settings import load_settings
 from connectors.state.ledger import Ledger
 
@@ -28,11 +30,19 @@ def results(tmp_path_factory) -> dict:
 
 
 def test_every_section_reports(results):
-    for key in ("e2e_backfill", "plan", "memory", "e2e_sync", "client_minimal", "client_sandbox", "sustain"):
+    for key in ("e2e_backfill", "plan", "memory", "e2e_sync", "history", "e2e_history", "client_minimal",
+                "client_sandbox", "sustain"):
         assert key in results, key
     json.dumps(results, default=str)
     rendered = table.render(results)
-    assert rendered.count("\n| ") >= 9 and "machine:" in rendered
+    assert rendered.count("\n| ") >= 16 and "machine:" in rendered
+
+
+def test_history_plans_are_packed_to_the_minimum(results):
+    for case in results["history"]["cases"].values():
+        assert case["batches"] <= case["minimum_batches"], case
+    assert results["e2e_history"]["status"] == "completed"
+    assert results["e2e_backfill"]["planned_batches"] == results["e2e_backfill"]["minimum_batches"]
 
 
 def test_plans_agree_with_the_naive_plan(results):
@@ -63,6 +73,10 @@ def test_direct_state_equals_a_committed_backfill(tmp_path):
     real = tmp_path / "real"
     engine = Engine(load_settings(state=real, users_per_partition=300))
     prepared = engine.prepare("backfill", str(inputs.day1))
+    # A first load is planned while it loads (braze_migrate/pipeline.py): plan and record it here, send nothing.
+    build_plan(str(inputs.day1), engine.snapshot, prepared.plan_dir, batch_size=75, batch_mode="combined",
+               resend_in_doubt=False, users_per_partition=300, resume=True,
+               on_unit=lambda _, batches: engine.ledger.add_batches(prepared.run_id, ledger_rows(batches)))
     acknowledge_everything(engine.ledger, prepared.run_id)
     engine.finish(prepared, started=0.0)
     engine.close()
