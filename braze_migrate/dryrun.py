@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from braze_migrate import progress
+from braze_migrate import progress, user_model
 from braze_migrate.planner import build_plan, object_files, scan_batches
 from braze_migrate.settings import LoadSettings
 from connectors.state.private import open_private
@@ -43,9 +43,12 @@ def dry_run(settings: LoadSettings, source: str, *, out: str | None = None, mapp
             "rejected_rows": r.select("file", "row").unique().height,
             "rejected_cells": rejects.filter((pl.col("dataset") == name) & pl.col("column").is_not_null()).height,
         }
+    model = user_model.empty_breakdown()  # nested objects, arrays of objects, groups (braze_migrate/user_model.py)
     with (plan_dir / "payloads.ndjson").open("w") as fh:
         for batch_no, body in scan_batches(plan_dir, ["batch_no", "body"]).collect().sort("batch_no").iter_rows():
-            fh.write(json.dumps({"batch_no": batch_no, "body": json.loads(body)}) + "\n")
+            doc = json.loads(body)
+            user_model.add_body(model, doc)
+            fh.write(json.dumps({"batch_no": batch_no, "body": doc}) + "\n")
     full = info.stats["full_resend"]
     return {
         "source": source,
@@ -57,6 +60,8 @@ def dry_run(settings: LoadSettings, source: str, *, out: str | None = None, mapp
         "full_resend": {"requests": math.ceil(full["objects"] / max(1, settings.batch_size)),
                         "data_points": full["data_points"]},
         "datasets": per,
+        "user_model": model,
+        "deletes": user_model.deletes_preview(source, mapping, state, plan_dir / "deletes-work", settings),
     }
 
 
@@ -71,5 +76,12 @@ def render_text(result: dict) -> str:
     for name, d in result["datasets"].items():
         lines.append(f"  {name:<12}{d['read']:>8}{d['to_send']:>9}{d['data_points']:>8}{d['unchanged']:>11}"
                      f"{d['held']:>6}{d['rejected_rows']:>10}{d['rejected_cells']:>11}")
+    for feature, counts in (result.get("user_model") or {}).items():
+        if counts.get("objects"):
+            lines.append(f"  {feature}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if result.get("deletes"):
+        d = result["deletes"]
+        lines.append(f"  user deletes: {d['users']} users in {d['requests']} requests"
+                     + (" (the guard would hold them: --allow-mass-delete)" if d["held_by_guard"] else ""))
     lines.append(f"  payloads: {result['payloads']} (nothing was sent)")
     return "\n".join(lines)

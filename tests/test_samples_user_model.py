@@ -60,3 +60,25 @@ def _rejects(path: str) -> list[dict]:
 
     with open(path, newline="") as fh:
         return [{k: v or "" for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+def test_plan_shows_requests_and_data_points_of_each_part_of_the_user_model(sandbox, tmp_path):
+    env = {**os.environ, "BRAZE_REST_ENDPOINT": sandbox.url, "BRAZE_API_KEY": API_KEY,
+           "PREFECT_HOME": str(tmp_path / "prefect")}
+    state = tmp_path / "state"
+    first = subprocess.run([sys.executable, "-m", "cli.main", "backfill", str(SAMPLES / "user_model" / "night1"),
+                            "--state", str(state), "--no-prefect", "--json"],
+                           capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert first.returncode == 0, first.stderr[-2000:]
+    r = subprocess.run([sys.executable, "-m", "cli.main", "plan", str(SAMPLES / "user_model" / "night2"),
+                        "--state", str(state), "--json"], capture_output=True, text=True, env=env, timeout=300,
+                       check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    plan = json.loads(r.stdout)
+    model = plan["user_model"]
+    assert model["arrays_of_objects"] == {"objects": 3, "whole": 0, "$add": 1, "$remove": 1, "$update": 1,
+                                          "data_points": 3 + 1 + 1}
+    assert model["nested_objects"] == {"objects": 1, "merged": 1, "whole": 0, "data_points": 2}
+    assert model["subscription_groups"] == {"objects": 1, "groups": 1, "data_points": 0}
+    assert plan["deletes"] == {"users": 1, "requests": 1, "rejected_rows": 1, "data_points": 0,
+                               "held_by_guard": False}
