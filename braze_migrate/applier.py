@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -33,7 +33,7 @@ from connectors.state.ledger import LEASE_SECONDS, UNFINISHED_BATCHES, LedgerBas
 
 log = logging.getLogger(__name__)
 
-CHUNK = 2_000  # batches read from the plan at a time: memory stays bounded for plans of any size
+CHUNK = 1_000  # batches read from the plan at a time (and one chunk ahead): bounded memory for any plan
 HEARTBEAT_SECONDS = LEASE_SECONDS / 6
 POLL_SECONDS = 0.5  # while other workers finish their batches
 PLANNING_POLL_SECONDS = 0.05  # while the planner writes the next unit: its batches are sent without delay
@@ -61,30 +61,52 @@ class ClaimLost(Exception):
 
 
 class PlanBodies:
-    """Request bodies of claimed batches, read from the plan a chunk at a time (claims come in order). While
-    the plan is still being written, a batch not found yet is looked for again in the files written since."""
+    """Request bodies of claimed batches, read from the plan a chunk at a time (claims come in order). The next
+    chunk is read ahead in a thread (Polars releases the GIL), so the event loop never waits for a read while
+    sending at full speed. While the plan is still being written, a batch not found yet is looked for again in
+    the files written since."""
 
     def __init__(self, plan_dir: Path) -> None:
         self._plan_dir = plan_dir
         self._scan = scan_batches(plan_dir, ["batch_no", "body"])
         self._cache: dict[int, str] = {}
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="plan-bodies")
+        self._ahead: Future | None = None
+        self._ahead_from = 0
 
     def take(self, batch_nos: list[int]) -> dict[int, bytes]:
         missing = [b for b in batch_nos if b not in self._cache]
         if missing:
-            low = min(missing)
-            wanted = pl.col("batch_no").is_between(low, low + CHUNK - 1) | pl.col("batch_no").is_in(missing)
-            fresh = dict(self._scan.filter(wanted).collect().iter_rows())
-            if any(b not in fresh for b in missing):
-                # Recorded by the planner after this scan was opened: scan the plan's files again.
-                self._scan = scan_batches(self._plan_dir, ["batch_no", "body"])
-                fresh = dict(self._scan.filter(wanted).collect().iter_rows())
+            fresh: dict[int, str] = {}
+            if self._ahead is not None:
+                if self._ahead_from <= min(missing):
+                    fresh = self._ahead.result()
+                self._ahead = None
+            still = [b for b in missing if b not in fresh]
+            if still:
+                fresh.update(self._read(min(still), still))
             absent = [b for b in missing if b not in fresh]
             if absent:
                 raise RuntimeError(f"batch {absent[0]} is recorded in the ledger but not in the plan "
                                    f"{self._plan_dir}: the plan folder was changed; stopping")
             self._cache = {**fresh, **{b: self._cache[b] for b in batch_nos if b in self._cache}}
-        return {b: self._cache.pop(b).encode() for b in batch_nos}
+        taken = {b: self._cache.pop(b).encode() for b in batch_nos}
+        if self._ahead is None and self._cache and len(self._cache) < CHUNK // 2:
+            self._ahead_from = max(self._cache) + 1
+            self._ahead = self._reader.submit(self._read, self._ahead_from, [])
+        return taken
+
+    def _read(self, low: int, wanted_too: list[int]) -> dict[int, str]:
+        wanted = pl.col("batch_no").is_between(low, low + CHUNK - 1) | pl.col("batch_no").is_in(wanted_too)
+        fresh = dict(self._scan.filter(wanted).collect().iter_rows())
+        if any(b not in fresh for b in wanted_too):
+            # Recorded by the planner after this scan was opened: scan the plan's files again.
+            self._scan = scan_batches(self._plan_dir, ["batch_no", "body"])
+            fresh = dict(self._scan.filter(wanted).collect().iter_rows())
+        return fresh
+
+    def close(self) -> None:
+        self._reader.shutdown(wait=True, cancel_futures=True)
 
 
 class Heartbeat:
@@ -220,6 +242,7 @@ def apply_plan(run_id: str, plan_dir: Path, ledger: LedgerBase, settings: LoadSe
         report(progress["done"])
         stats = WorkerStats(worker_id=worker_id)
         bodies = PlanBodies(plan_dir)
+        stack.callback(bodies.close)
         while True:
             ledger.expire_dead_owners(run_id)
             claims = ClaimedBatches(ledger, run_id, worker_id, bodies, block or settings.concurrency)

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,12 +97,24 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
         (plan_dir / sub).mkdir(parents=True, exist_ok=True)
 
     units = layout["units"]
-    tail, next_batch = empty_tail(), 0
     held = snapshot.scan("held")
     if resend_in_doubt:
         held = held.filter(pl.col("status") != "in_doubt")
     csv_types = _csv_types(plan_dir, layout)
     emit(ProgressEvent("planning", 0, len(units), "units"))
+    ahead = _UnitsAhead(plan_workers(), plan_dir, snapshot, held, csv_types, layout)
+    try:
+        return _plan_units(plan_dir, source, mapping, layout, batch_size, batch_mode, ahead, on_unit, stop, emit)
+    finally:
+        ahead.close()
+
+
+def _plan_units(plan_dir: Path, source: str, mapping: str | None, layout: dict, batch_size: int, batch_mode: str,
+                ahead: _UnitsAhead, on_unit: UnitCallback | None, stop: Callable[[], bool] | None,
+                emit: ProgressSink) -> PlanInfo | None:
+    """Walk the units in order: keep (and report again) those already written, pack and write the others."""
+    units = layout["units"]
+    tail, next_batch = empty_tail(), 0
     for u, unit in enumerate(units):
         marker = plan_dir / "units" / f"unit-{u:05d}.json"
         if marker.exists():
@@ -116,7 +130,7 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
             _finish(plan_dir, source, mapping, layout, batch_size, batch_mode, complete=False)
             return None
         final = u == len(units) - 1
-        send, record = _plan_unit(plan_dir, unit, u, snapshot, held, csv_types, layout)
+        send, record = ahead.get(u)
         packed = pack_unit(send, batch_size=batch_size, mode=batch_mode, tail=tail, next_batch=next_batch,
                            final=final)
         if packed.batches.height:
@@ -141,6 +155,65 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
 
 def _no_progress(event: ProgressEvent) -> None:
     """The sink when nobody watches."""
+
+
+def plan_workers() -> int:
+    """Processes that normalize and diff units ahead of the packer (`BRAZE_MIGRATE_PLAN_WORKERS`, default 1:
+    on 2 cores Polars already keeps both busy; see docs/performance.md)."""
+    try:
+        return max(1, int(os.environ.get("BRAZE_MIGRATE_PLAN_WORKERS", "1")))
+    except ValueError:
+        return 1
+
+
+class _UnitsAhead:
+    """The objects to send of each unit, in order. With several workers, the next units are normalized and
+    diffed in child processes (spawned: Polars must not be forked) while this one packs; packing stays here
+    and in order, because each unit starts from the previous unit's open batch."""
+
+    def __init__(self, workers: int, plan_dir: Path, snapshot: Snapshot, held: pl.LazyFrame, csv_types,
+                 layout: dict) -> None:
+        self.args = (plan_dir, snapshot, held, csv_types, layout)
+        self.workers = workers
+        self.futures: dict = {}
+        self.pool = None
+        if workers > 1:
+            # One Polars thread per child: the children are the parallelism.
+            env = os.environ.get("POLARS_MAX_THREADS")
+            os.environ["POLARS_MAX_THREADS"] = "1"
+            try:
+                self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            finally:
+                if env is None:
+                    os.environ.pop("POLARS_MAX_THREADS", None)
+                else:
+                    os.environ["POLARS_MAX_THREADS"] = env
+
+    def get(self, u: int) -> tuple[pl.LazyFrame, dict]:
+        plan_dir, snapshot, held, csv_types, layout = self.args
+        if self.pool is None:
+            return _plan_unit(plan_dir, layout["units"][u], u, snapshot, held, csv_types, layout)
+        for v in range(u, min(u + self.workers + 1, len(layout["units"]))):
+            if v not in self.futures and not (plan_dir / "units" / f"unit-{v:05d}.json").exists():
+                self.futures[v] = self.pool.submit(_plan_unit_to_file, v, *self.args)
+        path, record = self.futures.pop(u).result()
+        send = pl.read_parquet(path).lazy()
+        path.unlink()
+        return send, record
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _plan_unit_to_file(u: int, plan_dir: Path, snapshot: Snapshot, held: pl.LazyFrame, csv_types,
+                       layout: dict) -> tuple[Path, dict]:
+    """`_plan_unit` in a child process: the objects to send go to a file for the packer."""
+    send, record = _plan_unit(plan_dir, layout["units"][u], u, snapshot, held, csv_types, layout)
+    path = plan_dir / "work" / "send" / f"unit-{u:05d}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    send.collect().write_parquet(path)
+    return path, record
 
 
 def read_layout(plan_dir: Path) -> dict | None:
@@ -293,8 +366,9 @@ def _finish(plan_dir: Path, source: str, mapping: str | None, layout: dict, batc
     """Merge the units' kept and rejected rows and write stats.json; once `complete`, drop the spool and write
     `complete` (the plan's last file). A plan stopped early gets the figures of the units written so far."""
     records = [json.loads(m.read_text()) for m in sorted((plan_dir / "units").glob("unit-*.json"))]
-    _merge(plan_dir / "kept", KEPT_SCHEMA, plan_dir / "kept.parquet")
-    _merge(plan_dir / "rejects", REJECT_SCHEMA, plan_dir / "rejects.parquet")
+    written = {f"unit-{u:05d}.parquet" for u in range(len(records))}  # units are written in order
+    _merge(plan_dir / "kept", KEPT_SCHEMA, plan_dir / "kept.parquet", written)
+    _merge(plan_dir / "rejects", REJECT_SCHEMA, plan_dir / "rejects.parquet", written)
     unchanged = {name: 0 for name in layout["read"]}
     for r in records:
         unchanged[r["dataset"]] = unchanged.get(r["dataset"], 0) + r["unchanged"]
@@ -320,8 +394,8 @@ def _finish(plan_dir: Path, source: str, mapping: str | None, layout: dict, batc
                     stats)
 
 
-def _merge(folder: Path, schema: dict, target: Path) -> None:
-    files = sorted(folder.glob("*.parquet"))
+def _merge(folder: Path, schema: dict, target: Path, done: set[str]) -> None:
+    files = sorted(f for f in folder.glob("*.parquet") if f.name in done)
     if files:
         pl.scan_parquet(files).sink_parquet(target)
     else:
