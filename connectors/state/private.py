@@ -72,4 +72,6 @@ def unusable(exc: BaseException, state: Path | None = None) -> StateUnusable | N
             f"cannot write {where}: it is read-only or belongs to another user; give this user write access "
             "(chmod -R u+rwX on the state folder) or choose another --state; the same command then resumes"
         )
+    if code in (errno.ENOTDIR, errno.EEXIST):
+        return StateUnusable(f"cannot create {where}: a file is in the way of a folder; choose another --state")
     return None
