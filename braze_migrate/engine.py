@@ -122,13 +122,16 @@ class Engine:
         """A first load into this state (no run committed yet) is planned while it loads (pipeline.py)."""
         return not any(r.status == "committed" for r in self.ledger.runs(limit=1_000_000))
 
-    def apply(self, prepared: Prepared, endpoint: str, api_key: str, *, on_progress=None, transport=None):
+    def apply(self, prepared: Prepared, endpoint: str, api_key: str, *, on_progress=None, transport=None,
+              on_plan_progress: ProgressSink | None = None):
+        """Send the plan (`on_plan_progress`: the planner's events when a first load plans while it loads)."""
         self.ledger.set_run_status(prepared.run_id, "loading")
         if not plan_complete(prepared.plan_dir):
             run = self.ledger.run(prepared.run_id)
             _, stats = plan_and_apply(prepared.run_id, run.source, self.snapshot, prepared.plan_dir, self.ledger,
                                       self.settings, endpoint, api_key, mapping=(run.settings or {}).get("mapping"),
-                                      resume=True, on_progress=on_progress, transport=transport)
+                                      resume=True, on_progress=on_progress, transport=transport,
+                                      on_plan_progress=on_plan_progress)
             return stats
         stats = apply_plan(prepared.run_id, prepared.plan_dir, self.ledger, self.settings, endpoint, api_key,
                            on_progress=on_progress, transport=transport)

@@ -19,6 +19,7 @@ import polars as pl
 
 from braze_migrate.applier import WorkerStats, apply_plan
 from braze_migrate.planner import PlanInfo, build_plan
+from braze_migrate.progress import ProgressSink
 from braze_migrate.settings import LoadSettings
 from connectors.state.ledger import LedgerBase
 from connectors.state.snapshot import Snapshot
@@ -79,15 +80,15 @@ class PlannerThread:
 
 def plan_and_apply(run_id: str, source: str, snapshot: Snapshot, plan_dir: Path, ledger: LedgerBase,
                    settings: LoadSettings, endpoint: str, api_key: str, *, mapping: str | None = None,
-                   resume: bool = False, on_progress=None, transport=None
-                   ) -> tuple[PlanInfo | None, WorkerStats]:
+                   resume: bool = False, on_progress=None, transport=None,
+                   on_plan_progress: ProgressSink | None = None) -> tuple[PlanInfo | None, WorkerStats]:
     """Plan the run (or the rest of its plan) while sending what is planned; returns (plan info, or None when
     the run was stopped before planning ended, and this worker's stats). A planner error is raised once the
     batches already recorded are final, so nothing recorded is left half sent."""
     planner = PlannerThread(run_id, ledger, lambda **hooks: build_plan(
         source, snapshot, plan_dir, batch_size=settings.batch_size, batch_mode=settings.batch_mode,
         resend_in_doubt=settings.in_doubt == "resend", users_per_partition=settings.users_per_partition,
-        mapping=mapping, resume=resume, **hooks)).start()
+        mapping=mapping, resume=resume, on_progress=on_plan_progress, **hooks)).start()
     try:
         stats = apply_plan(run_id, plan_dir, ledger, settings, endpoint, api_key, on_progress=on_progress,
                            transport=transport, planning=planner.planning)

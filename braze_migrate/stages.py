@@ -50,8 +50,9 @@ def load(prepared: Prepared, options: Options, on_progress: ProgressSink | None 
     endpoint, api_key = resolve_credentials(settings)
     engine = Engine(settings)
     try:
-        with progress.watching(engine.ledger, prepared.run_id, progress.fan_out(on_progress)):
-            return engine.apply(prepared, endpoint, api_key).batches
+        sink = progress.fan_out(on_progress)
+        with progress.watching(engine.ledger, prepared.run_id, sink):
+            return engine.apply(prepared, endpoint, api_key, on_plan_progress=sink).batches
     finally:
         engine.close()
 

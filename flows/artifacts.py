@@ -129,8 +129,13 @@ def intent_line(kind: str, source: str, mapping: str | None, options: dict) -> s
 def plan_line(prepared, options: dict) -> str:
     """The plan's size and what loading it costs at the rate limit, logged once the plan is made."""
     from braze_migrate.engine import open_run_ledger
+    from braze_migrate.planner import plan_complete
     from braze_migrate.settings import load_settings
     from connectors.braze.ratelimit import parse_rate
+
+    if not plan_complete(prepared.plan_dir):
+        return (f"run {prepared.run_id}: a first load into this state is planned while it loads, so the `load` "
+                "task plans and sends at once (its progress artifact shows planning and loading)")
 
     ledger = open_run_ledger(load_settings(**options))
     try:
