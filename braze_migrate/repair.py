@@ -2,8 +2,9 @@
 
 A commit is derived only from a run's plan (`objects/`, `users_next/`) and the ledger's outcomes, so
 replaying the commits of every committed run, oldest first, into an empty folder gives back the snapshot
-they left: acknowledged purchase and event ids, push tokens, held objects and user values. Nothing is sent
-and nothing acknowledged is forgotten. The damaged snapshot is kept beside it (`snapshot.damaged-<time>`,
+they left: acknowledged purchase and event ids, push tokens, held objects, user values and the type
+contract; users deleted on behalf of `user_deletes` are dropped again. Decisions of `settle` are in the
+ledger, so they are replayed too. Nothing is sent and nothing acknowledged is forgotten. The damaged snapshot is kept beside it (`snapshot.damaged-<time>`,
 it may hold personal data: remove it once the repair is checked). A run whose plan is gone cannot be
 replayed: repair then refuses and names it, and only a restore from a backup can help.
 """
@@ -16,7 +17,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
 from braze_migrate.committer import replay_commit
+from braze_migrate.deletes import DATASET as DELETES
+from braze_migrate.deletes import ensure_tables
 from braze_migrate.planner import object_files
 from connectors.state.integrity import (
     UNFINISHED,
@@ -27,7 +32,7 @@ from connectors.state.integrity import (
     snapshot_files,
 )
 from connectors.state.ledger_base import LedgerBase, Run
-from connectors.state.snapshot import Snapshot
+from connectors.state.snapshot import SCHEMAS, Snapshot
 
 DEFAULT_PARTITIONS_KEY = "partitions"
 
@@ -69,6 +74,7 @@ def repair_state(state: Path, ledger: LedgerBase) -> RepairReport:
     for run in runs:
         policy = (run.settings or {}).get("in_doubt", "skip")
         replay_commit(run.run_id, state / "runs" / run.run_id / "plan", ledger, snapshot, in_doubt_policy=policy)
+    _drop_deleted_users(snapshot, ledger, runs[-1].run_id if runs else "repair")
     kept_aside = _swap(state, snapshot.root)
     files = snapshot_files(state / "snapshot")
     digests = {name: digest_of(path) for name, path in files.items()}
@@ -90,6 +96,27 @@ def _abandon_unsent_runs_without_plan(state: Path, ledger: LedgerBase) -> None:
                 "which events and purchases Braze acknowledged is unknown; restore that folder from a backup"
             )
         ledger.set_run_status(run.run_id, "abandoned")
+
+
+def _drop_deleted_users(snapshot: Snapshot, ledger: LedgerBase, run_id: str) -> None:
+    """Users deleted on behalf of `user_deletes` leave the rebuilt snapshot too, and stay kept out of later
+    loads (held, as `deletes.keep_out` holds them) until a run's user_deletes no longer lists them."""
+    ensure_tables(ledger)
+    deleted = pl.DataFrame(ledger._execute("SELECT external_id FROM deleted_users WHERE committed=1").fetchall(),
+                           schema={"external_id": pl.Utf8}, orient="row")
+    if deleted.height == 0:
+        return
+    for part in sorted((snapshot.root / "users").glob("part-*.parquet")):
+        p = int(part.stem.split("-")[1])
+        snapshot.replace_users_part(p, snapshot.scan_users_part(p).collect().join(deleted, on="external_id",
+                                                                                   how="anti"))
+    if snapshot.path("push_tokens").exists():
+        snapshot.replace("push_tokens", snapshot.scan("push_tokens").collect().join(deleted, on="external_id",
+                                                                                    how="anti"))
+    rows = pl.DataFrame({"dataset": DELETES, "key": deleted["external_id"], "fingerprint": None, "status": "deleted",
+                         "reason": "deleted on behalf of user_deletes", "run_id": run_id}).cast(SCHEMAS["held"])
+    held = snapshot.scan("held").collect().filter(pl.col("dataset") != DELETES)
+    snapshot.replace("held", pl.concat([held, rows]).sort(["dataset", "key"]))
 
 
 def _committed(ledger: LedgerBase) -> list[Run]:

@@ -160,3 +160,21 @@ def test_after_repair_a_sync_resends_nothing_acknowledged(state, sandbox_server,
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["datasets"]["events"]["acknowledged"] == 0
     assert occurrences(sandbox_server.profiles()) == stored
+
+
+def test_repair_keeps_users_deleted_on_behalf_of_user_deletes_out(state):
+    from braze_migrate.deletes import ensure_tables
+
+    led = Ledger(state / "ledger.sqlite")
+    try:
+        ensure_tables(led)
+        run_id = led.runs(limit=1)[0].run_id
+        led._execute("INSERT INTO deleted_users VALUES (?,?,?,1)", ("000001", run_id, 0.0))
+        shutil.rmtree(state / "snapshot" / "users")
+        repair_state(state, led)
+    finally:
+        led.close()
+    users = pl.read_parquet(state / "snapshot" / "users" / "*.parquet")
+    assert "000001" not in users["external_id"].to_list() and users.height > 100
+    held = pl.read_parquet(state / "snapshot" / "held.parquet")
+    assert held.filter(pl.col("dataset") == "user_deletes")["key"].to_list() == ["000001"]
