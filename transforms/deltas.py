@@ -162,8 +162,11 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     planned = planned.join(held_users, on="external_id", how="left").join(
         deleted_users(held), on="external_id", how="left")
     deleted = pl.col("_deleted").fill_null(False)
+    # Checked once, only for objects that would be sent (the three outputs share this column).
+    planned = planned.with_columns(
+        _malformed=pl.when(pl.col("_n_changed") > 0).then(~is_json(pl.col("object"))).otherwise(pl.lit(False)))
     is_held = (pl.col("_n_changed") > 0) & (pl.col("_held_fp") == pl.col("fingerprint"))
-    malformed = (pl.col("_n_changed") > 0) & ~is_json(pl.col("object"))
+    malformed = pl.col("_malformed")
     to_send = (pl.col("_n_changed") > 0) & ~is_held.fill_null(False) & ~malformed & ~deleted
 
     send = planned.filter(to_send).select(

@@ -167,6 +167,8 @@ def _map_distinct(s: pl.Series, fn) -> pl.Series:
     """Apply `fn(old, new)` once per distinct pair whose texts differ; other rows give null."""
     frame = s.struct.unnest()
     todo = frame.filter(pl.col("new").is_not_null() & pl.col("old").ne_missing(pl.col("new"))).unique()
+    if todo.height == 0:  # the common case for a column of plain values: nothing reaches Python
+        return pl.Series(s.name, [], dtype=CHANGE_DTYPE).extend_constant(None, len(s))
     rows = [fn(o, n) for o, n in todo.iter_rows()]
     answers = todo.with_columns(
         pl.Series("text", [r[0] for r in rows], dtype=pl.String),
