@@ -295,9 +295,17 @@ def test_attribute_name_starting_with_dollar_is_rejected_once_per_file_with_a_co
     ]
 
 
-def test_nested_object_key_with_a_dot_rejects_the_column():
-    good, rejects = users(external_id=["u1"], prefs=[{"a.b": 1}])
-    assert "prefs" not in good.columns
+def test_nested_object_key_with_a_dot_drops_that_users_attribute_only():
+    # Polars gives both rows the field "a.b": only the row that holds it is Braze-invalid (issue 16).
+    good, rejects = users(external_id=["u1", "u2"], prefs=[{"a.b": 1, "c": 2}, {"a.b": None, "c": 3}])
+    assert good["prefs"].to_list() == [None, '{"c":3}'] and good["_dropped"].to_list() == [["prefs"], []]
+    assert rejects.select("key", "column").rows() == [("u1", "prefs")]
+    assert rejects["reason"][0].startswith(N.BAD_NESTED_KEY)
+
+
+def test_nested_key_with_a_dot_inside_list_items_rejects_the_column():
+    good, rejects = users(external_id=["u1"], pets=[[{"a.b": 1}]])
+    assert "pets" not in good.columns
     assert rejects["reason"][0].startswith(N.BAD_NESTED_KEY)
 
 

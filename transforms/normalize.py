@@ -274,8 +274,10 @@ def _user_cell(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Expr
         too_large = pl.when(v.str.len_bytes() > MAX_NESTED_BYTES).then(pl.lit(NESTED_TOO_LARGE))
         return compact_json(col, dtype), pl.when(v != "[]").then(v), too_large
     if isinstance(dtype, pl.Struct):
-        too_large = pl.when(v.str.len_bytes() > MAX_NESTED_BYTES).then(pl.lit(NESTED_TOO_LARGE))
-        return compact_json(col, dtype, time_objects=True), v, too_large
+        why = pl.when(v.str.len_bytes() > MAX_NESTED_BYTES).then(pl.lit(NESTED_TOO_LARGE))
+        if (bad_key := _bad_key_present(col, dtype)) is not None:
+            why = why.when(bad_key).then(pl.lit(BAD_NESTED_KEY))
+        return compact_json(col, dtype, time_objects=True), v, why
     return pl.lit(None, pl.String), pl.lit(None, pl.String), None
 
 
@@ -393,9 +395,24 @@ def _attribute_problem(name: str, dtype: pl.DataType) -> str | None:
         return LONG_COLUMN
     if isinstance(dtype, (pl.Binary, pl.Duration, pl.Object)):
         return f"type {dtype} cannot be sent to Braze: export the column as text, a number or a date"
-    if _bad_nested_keys(dtype):
-        return BAD_NESTED_KEY
+    if isinstance(dtype, (pl.List, pl.Array)) and _bad_nested_keys(dtype):
+        return BAD_NESTED_KEY  # a bad key inside list items: judged for the whole column
     return None
+
+
+def _bad_key_present(expr: pl.Expr, dtype: pl.Struct) -> pl.Expr | None:
+    """True where the row itself holds a nested key Braze rejects (space, `.` or `$`) outside lists, or None
+    when the struct has no such field: Polars gives every row every field, so the key is judged per row."""
+    found = []
+    for f in dtype.fields:
+        value = expr.struct.field(f.name)
+        if any(ch in f.name for ch in " .$"):
+            found.append(value.is_not_null())
+        elif isinstance(f.dtype, pl.Struct) and (inner := _bad_key_present(value, f.dtype)) is not None:
+            found.append(inner)
+        elif isinstance(f.dtype, (pl.List, pl.Array)) and _bad_nested_keys(f.dtype):
+            found.append(value.is_not_null())
+    return pl.any_horizontal(found).fill_null(False) if found else None
 
 
 def _bad_nested_keys(dtype: pl.DataType) -> bool:
