@@ -84,7 +84,7 @@ def run_parallel(kind: str, source: str, mapping: str | None, workers: int, opti
             logger.warning("a load worker failed (%s): the drain takes over its batches", type(exc).__name__)
     taken_over = drain_task(prepared, options)
     progress.finish()
-    summary = commit_task(prepared, options, started)
+    summary = stages.deletes_stage(prepared, options, commit_task(prepared, options, started))  # user deletes
     summary = summary.model_copy(update={"workers": reports, "drained_batches": taken_over})
     logger.info("%s run %s: %d requests by %d workers", kind, summary.run_id, summary.requests, len(reports))
     return finish(summary)
