@@ -216,6 +216,12 @@ def report_markdown(summary: RunSummary, deployment_name: str | None = None) -> 
         lines += ["", "## In doubt (sent, then no definite answer: may have landed)", ""]
         lines += [f"- batch {b.batch_no}: {b.events} events, {b.purchases} purchases: {b.action}"
                   for b in s.in_doubt]
+    if s.deletes:  # user deletes (braze_migrate/deletes.py)
+        d = s.deletes
+        lines += ["", "## User deletes", "",
+                  f"{len(d['deleted_ids'])} deleted, {len(d['pending_ids'])} pending"
+                  + (" — **held by the guard**: " + (s.message or "") if d["held"] else ""), ""]
+        lines += [f"- `{eid}`" for eid in d["deleted_ids"][:200]]
     lines += ["", "## What to do", ""]
     for note in s.notes:
         lines.append(f"- Note: {note}")
