@@ -291,6 +291,20 @@ def diff_push_tokens(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFr
     return Delta(send=send, kept=kept)
 
 
+_KEY = r'"(?:[^"\\]|\\.)*"\s*:'  # a JSON object key: a whole string token followed by ':'
+
+
+def _attribute_cost(column: str) -> pl.Expr:
+    """What sending one attribute whole costs: 1, or one per nested key of an object (Braze's billing; a
+    `{"$time": ...}` is a value); an array of objects set whole costs 1."""
+    v = pl.col(column)
+    if nested.keyed_array(column) is not None:
+        return v.is_not_null().cast(pl.Int64)
+    keys = v.str.count_matches(_KEY).cast(pl.Int64) - v.str.count_matches(r'"\$time"\s*:').cast(pl.Int64)
+    return (pl.when(v.str.starts_with("{")).then(pl.max_horizontal(keys, pl.lit(1, pl.Int64)))
+            .otherwise(v.is_not_null().cast(pl.Int64)))
+
+
 def full_resend_cost(users: pl.LazyFrame | None, occurrences: list[pl.LazyFrame]) -> pl.LazyFrame:
     """Data points a naive full resend of tonight's export would cost: every non-empty billable attribute
     plus every event and purchase with its properties. Used to show what the delta saved."""
@@ -298,7 +312,7 @@ def full_resend_cost(users: pl.LazyFrame | None, occurrences: list[pl.LazyFrame]
     if users is not None:
         attrs = [c for c in _attribute_columns(users.collect_schema()) if c not in NOT_BILLABLE]
         if attrs:
-            parts.append(users.select(pl.sum_horizontal([pl.col(c).is_not_null().cast(pl.Int64) for c in attrs])
+            parts.append(users.select(pl.sum_horizontal([_attribute_cost(c) for c in attrs])
                                       .sum().alias("dp"), pl.len().cast(pl.Int64).alias("objects")))
         else:
             parts.append(users.select(pl.lit(0, pl.Int64).alias("dp"), pl.len().cast(pl.Int64).alias("objects")))
