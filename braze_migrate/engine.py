@@ -170,6 +170,7 @@ class Engine:
         acked = outcome.filter(outcome["outcome"] == "acknowledged")
         unread_json = prepared.plan_dir / UNREAD_FILE
         unread = [UnreadFile(**u) for u in json.loads(unread_json.read_text())] if unread_json.exists() else []
+        suspicious = report.suspicious_count(prepared.plan_dir)
         summary = RunSummary(
             run_id=prepared.run_id,
             kind=run.kind,
@@ -190,8 +191,11 @@ class Engine:
             rejects_file=str(rejects_path),
             rejects=n_rejects,
             duration_s=round(time.monotonic() - started, 3),
-            notes=prepared.notes + [f"not read: {u.path}: {u.reason}" for u in unread],
+            notes=prepared.notes + [f"not read: {u.path}: {u.reason}" for u in unread]
+            + ([f"{suspicious} suspicious rows or cells ({self.settings.suspicious}): see the rejects file"]
+               if suspicious else []),
             unread=unread,
+            suspicious=suspicious,
             resume_command=resume,
         )
         self.record(summary)

@@ -59,6 +59,14 @@ def buckets(plan_dir: Path, outcome: pl.DataFrame) -> dict[str, dict[str, int]]:
     return out
 
 
+def suspicious_count(plan_dir: Path) -> int:
+    """Rows and cells the plan flagged as suspicious (transforms/suspicious.py), held or sent."""
+    path = plan_dir / "rejects.parquet"
+    if not path.exists():
+        return 0
+    return pl.scan_parquet(path).filter(pl.col("reason").str.starts_with("suspicious:")).select(pl.len()).collect().item()
+
+
 def in_doubt_batches(outcome: pl.DataFrame) -> list[dict]:
     """Batches that may have landed without our knowing: listed so a person can check them."""
     d = outcome.filter(pl.col("in_doubt"))

@@ -104,6 +104,7 @@ class RunSummary(BaseModel):
     duration_s: float = 0.0
     notes: list[str] = Field(default_factory=list)
     unread: list[UnreadFile] = Field(default_factory=list)  # files of the export no dataset reads
+    suspicious: int = 0  # rows and cells flagged as suspicious (held or sent, in the rejects file)
     resume_command: str | None = None
     workers: list[WorkerReport] | None = None  # parallel flows only
     drained_batches: int | None = None  # parallel flows only

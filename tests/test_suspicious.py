@@ -60,6 +60,7 @@ def test_suspicious_rows_are_held_by_default_and_named(sandbox, tmp_path):
     assert sorted(p["price"] for p in profile["purchases"]) == [5.0, 5.0]  # p2, p3; p1 held
     assert "dob" not in (sandbox.profile("u2") or {})
     assert summary["datasets"]["events"]["rejected"] == 2 and summary["datasets"]["purchases"]["rejected"] >= 3
+    assert summary["suspicious"] == 4 and any("4 suspicious" in n for n in summary["notes"])
 
 
 def test_send_mode_sends_them_and_still_lists_them(sandbox, tmp_path):
