@@ -178,3 +178,34 @@ def test_repair_keeps_users_deleted_on_behalf_of_user_deletes_out(state):
     assert "000001" not in users["external_id"].to_list() and users.height > 100
     held = pl.read_parquet(state / "snapshot" / "held.parquet")
     assert held.filter(pl.col("dataset") == "user_deletes")["key"].to_list() == ["000001"]
+
+
+@pytest.fixture
+def pg_ledger(pg_server):
+    """A PostgreSQL ledger in a schema of its own, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    from connectors.state.ledger_pg import PgLedger
+
+    schema = f"bm_integrity_{uuid.uuid4().hex[:10]}"
+    led = PgLedger(f"{pg_server}?schema={schema}")
+    yield led
+    led.close()
+    with psycopg.connect(pg_server, autocommit=True) as con:
+        con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_the_record_and_the_check_work_on_a_postgresql_ledger(pg_ledger, tmp_path):
+    from connectors.state.integrity import journal_for
+    from connectors.state.snapshot import Snapshot
+
+    state = tmp_path / "state"
+    snapshot = Snapshot(state, journal=journal_for(state, pg_ledger, "r1"))
+    snapshot.replace("events", pl.DataFrame({"key": ["e1", "e2"], "fingerprint": [1, 2]},
+                                            schema={"key": pl.Utf8, "fingerprint": pl.UInt64}))
+    assert check_state(state, pg_ledger) == []
+    pl.DataFrame({"key": ["e1"], "fingerprint": [1]}, schema={"key": pl.Utf8, "fingerprint": pl.UInt64}
+                 ).write_parquet(state / "snapshot" / "events.parquet")
+    assert check_state(state, pg_ledger) == ["snapshot/events.parquet has 1 rows where the ledger recorded 2"]
