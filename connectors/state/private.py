@@ -24,6 +24,9 @@ _DENIED_TEXT = ("permission denied", "os error 13", "readonly database", "read-o
                 "unable to open database file")
 
 
+_TIGHTENED: set[Path] = set()
+
+
 class StateUnusable(Exception):
     """The state folder cannot be written; nothing acknowledged is lost and the same command resumes."""
 
@@ -35,9 +38,12 @@ def open_private(state: Path) -> Path:
     os.umask(UMASK)
     try:
         state.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-        _tighten(state)
+        if state.resolve() not in _TIGHTENED:  # once per process: a run opens its folder at every stage
+            _tighten(state)
+            _TIGHTENED.add(state.resolve())
     except OSError as exc:
-        raise unusable(exc, state) from None
+        raise (unusable(exc, state) or StateUnusable(f"cannot use {state} as the state folder: {exc.strerror}")) \
+            from None
     return state
 
 
