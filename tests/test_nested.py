@@ -131,3 +131,9 @@ def test_mapping_declares_an_array_of_objects_by_its_key(tmp_path):
     spec = load_mapping(tmp_path / "m.yaml").model.datasets["users"]
     lf = pl.LazyFrame({"CID": ["a"], "pets": [[{"id": 1}]], "_file": ["u.parquet"], "_row": [1]})
     assert apply_mapping(spec, lf).collect_schema().names() == ["external_id", "pets[id]", "_file", "_row"]
+
+
+def test_an_empty_subscription_groups_cell_sends_nothing():
+    _, snap = night(good(ndjson([{"external_id": "a", "subscription_groups": [{"id": "g", "state": "subscribed"}]}])))
+    sent, _ = night(good(ndjson([{"external_id": "a", "subscription_groups": None, "city": "Oslo"}])), snap)
+    assert sent["a"][0] == {"external_id": "a", "city": "Oslo"}

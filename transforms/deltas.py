@@ -112,7 +112,12 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     changed, is_obj, obj_mode = {}, {}, {}
     for c in attrs:
         now, before, ch = pl.col(_NOW + c), befores[c], pl.col(_CH + c)
-        if nested.keyed_array(c) is not None or c == "subscription_groups":
+        if c == "subscription_groups":
+            # Only groups named with a new state are sent: an empty cell unsubscribes no one (and Braze
+            # rejects a null subscription_groups).
+            is_obj[c] = pl.lit(False)
+            changed[c] = ch.struct.field("text").is_not_null()
+        elif nested.keyed_array(c) is not None:
             is_obj[c] = pl.lit(False)
             changed[c] = ch.struct.field("text").is_not_null() | (now.is_null() & before.is_not_null())
         else:
