@@ -353,6 +353,11 @@ def check_columns(mapping: Mapping, dataset: str, schema: pl.Schema, origin: str
             wanted = json.dumps(spec)
             message = f"column {column!r} is {schema[column]} in the export; it cannot be read as {wanted}"
             problems.append((base + ("types", name), message))
+    for name in ds.arrays_of_objects:
+        if dataset != "users":
+            problems.append((base + ("arrays_of_objects", name), "arrays_of_objects applies to users only"))
+        elif name not in finals:
+            unknown(base + ("arrays_of_objects", name), name)
     return problems
 
 

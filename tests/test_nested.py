@@ -137,3 +137,13 @@ def test_an_empty_subscription_groups_cell_sends_nothing():
     _, snap = night(good(ndjson([{"external_id": "a", "subscription_groups": [{"id": "g", "state": "subscribed"}]}])))
     sent, _ = night(good(ndjson([{"external_id": "a", "subscription_groups": None, "city": "Oslo"}])), snap)
     assert sent["a"][0] == {"external_id": "a", "city": "Oslo"}
+
+
+def test_mapping_names_an_array_of_objects_that_is_not_there(tmp_path):
+    from connectors.mapping import MappingError, check_columns, load_mapping
+
+    (tmp_path / "m.yaml").write_text("datasets:\n  users:\n    arrays_of_objects: {petz: id}\n")
+    m = load_mapping(tmp_path / "m.yaml")
+    problems = check_columns(m, "users", pl.Schema({"external_id": pl.String, "pets": pl.String}), "u.csv")
+    assert "column 'petz' is not in the export of users" in str(m.error(problems))
+    assert isinstance(m.error(problems), MappingError)
