@@ -11,16 +11,19 @@
 from __future__ import annotations
 
 import functools
+import time
+import uuid
 from collections.abc import Callable
 from typing import Literal
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
-from prefect.states import Failed
+from prefect.input.run_input import keyset_from_paused_state
+from prefect.states import Failed, Paused
+from prefect.utilities.engine import propose_state_sync
 from pydantic import Field
 
 from braze_migrate.engine import Prepared
@@ -30,6 +33,7 @@ from braze_migrate.settings import ConfigError
 from braze_migrate.summary import RunStatus, RunSummary
 
 POLL_SECONDS = 2
+PAUSE_GRACE_S = 600  # the server-side pause outlives our wait by this much (see `ask`)
 
 
 class GuardDecision(RunInput):
@@ -53,14 +57,31 @@ def in_deployment() -> bool:
 
 
 def ask(form: type[RunInput], description: str, timeout_s: int) -> str | None:
-    """Pause this flow run until someone answers the form; their decision, or None after `timeout_s`."""
-    try:
-        answer = pause_flow_run(wait_for_input=form.with_initial_data(description=description),
-                                timeout=timeout_s, poll_interval=POLL_SECONDS)
-    except FlowPauseTimeout:
-        get_run_logger().warning("nobody answered within %d s: holding, nothing is sent", timeout_s)
-        return None
-    return answer.decision
+    """Pause this flow run until someone answers the form: their decision, or None after `timeout_s`.
+
+    As `pause_flow_run(wait_for_input=form)` does, except that the pause the server sees lasts `PAUSE_GRACE_S`
+    longer than this wait: once a pause expires the server replaces whatever state the run proposes by its own
+    "never resumed" failure, and the run's Failed state should say what was held and how to accept it."""
+    ctx = FlowRunContext.get()
+    key = f"decision-{uuid.uuid4().hex[:12]}"  # a pause key is good once per run
+    paused = Paused(timeout_seconds=timeout_s + PAUSE_GRACE_S, reschedule=False, pause_key=key)
+    keyset = keyset_from_paused_state(paused)
+    paused.state_details.run_input_keyset = keyset
+    with get_client(sync_client=True) as client:
+        state = propose_state_sync(client, paused, flow_run_id=ctx.flow_run.id)
+        if not state.is_paused():
+            raise RuntimeError(f"the run could not pause for a decision: {state.type.value}")
+        form = form.with_initial_data(description=description)
+        form.save(keyset)
+        get_run_logger().info("waiting up to %d s for a decision in the Prefect UI (the run page's form)", timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+            run = client.read_flow_run(ctx.flow_run.id)
+            if run.state is not None and run.state.is_running():
+                return form.load(keyset).decision
+    get_run_logger().warning("nobody answered within %d s: holding, nothing is sent", timeout_s)
+    return None
 
 
 def guard_decider(timeout_s: int) -> Callable[[GuardReport, Prepared], str | None]:
@@ -130,6 +151,20 @@ def cleanly(fn):
             return Failed(message=message, data=exc)
 
     return body
+
+
+def called(task):
+    """`task` as a plain call for the stages: its result, or its error raised here (a task that ended Failed
+    by `cleanly` returns a state, which would otherwise travel on as if it were a result)."""
+
+    @functools.wraps(task.fn)
+    def call(*args, **kwargs):
+        result = task(*args, return_state=True, **kwargs).result(raise_on_failure=False)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    return call
 
 
 def failed(exc: BaseException):

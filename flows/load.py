@@ -8,6 +8,7 @@ Retries live in the Braze client alone (one retry layer); tasks have none, so at
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -19,7 +20,7 @@ from braze_migrate.guards import GuardReport
 from braze_migrate.settings import ConfigError, load_settings, public_options
 from braze_migrate.summary import RunStatus, RunSummary
 from flows import artifacts, decisions
-from flows.decisions import cleanly
+from flows.decisions import called, cleanly
 from flows.options import with_options
 
 SOURCE_HELP = "export folder, object-store URI (s3://, gs://, az://) or mapping file"
@@ -28,11 +29,12 @@ MAPPING_HELP = "mapping file for a folder or URI source (docs/sources.md)"
 
 @task(name="plan", cache_policy=NO_CACHE)
 @cleanly
-def plan_task(kind: str, source: str, mapping: str | None, options: dict) -> Prepared:
+def plan_task(kind: str, source: str, mapping: str | None, options: dict, plan_while_loading: bool = True) -> Prepared:
     """Extract, normalize, diff and pack, or pick up the unfinished plan of this source; its progress
     artifact (`<kind>-planning`) follows the reading and planning."""
     progress = artifacts.Progress(None, kind, stage="planning")
-    prepared = stages.plan(kind, source, mapping, options, on_progress=progress)
+    prepared = stages.plan(kind, source, mapping, options, on_progress=progress,
+                           plan_while_loading=plan_while_loading)
     progress.finish()
     get_run_logger().info("%s", artifacts.plan_line(prepared, options))
     return prepared
@@ -60,15 +62,6 @@ def load_task(prepared: Prepared, options: dict) -> int | State:
     return batches
 
 
-def load_stage(prepared: Prepared, options: dict) -> int:
-    """The load task, shown Failed when it left batches, without stopping the commit that follows."""
-    state = load_task(prepared, options, return_state=True)
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, BaseException):
-        raise result
-    return result
-
-
 @task(name="commit", cache_policy=NO_CACHE)
 @cleanly
 def commit_task(prepared: Prepared, options: dict, started: float) -> RunSummary:
@@ -76,18 +69,21 @@ def commit_task(prepared: Prepared, options: dict, started: float) -> RunSummary
     return stages.commit(prepared, options, started)
 
 
-TASKS = stages.Stages(plan=plan_task, load=load_stage, commit=commit_task, guard=guard_task)
+# Called for their results: the load task may end Failed (batches left) and the commit still runs after it.
+TASKS = stages.Stages(plan=called(plan_task), load=called(load_task), commit=called(commit_task),
+                      guard=called(guard_task))
 
 
-def run(kind: str, source: str, mapping: str | None, options: dict) -> State:
-    """The body of both flows: the stages as tasks, a person's decision when a deployment run is held or left
-    events in doubt, and user errors as a Failed state with one line (no traceback)."""
+def run(kind: str, source: str, mapping: str | None, options: dict, tasks: stages.Stages = TASKS) -> State:
+    """The body of the load flows: the stages as tasks (`tasks`: the parallel flows swap the load), a person's
+    decision when a deployment run is held or left events in doubt, and user errors as a Failed state with one
+    line (no traceback)."""
     try:
-        check_configured(options)
         options = flow_options(options)
+        check_configured(options)
         get_run_logger().info("%s", artifacts.intent_line(kind, source, mapping, options))
         timeout = options["decision_timeout"]
-        tasks = replace(TASKS, decide=decisions.guard_decider(timeout))
+        tasks = replace(tasks, decide=decisions.guard_decider(timeout))
         summary = stages.run_load(kind, source, mapping, options, tasks)
         if decisions.ask_in_doubt(summary, timeout) == "resend":
             summary = stages.run_load(kind, source, mapping, {**options, "in_doubt": "resend"}, tasks)
@@ -101,17 +97,13 @@ def run(kind: str, source: str, mapping: str | None, options: dict) -> State:
 
 
 def check_configured(options: dict) -> None:
-    """A deployment run must name its state folder itself, as an absolute path: a schedule activated before it
-    was configured must not create one inside the checkout the worker runs from."""
-    from prefect.context import FlowRunContext
-
-    ctx = FlowRunContext.get()
-    if not (ctx and ctx.flow_run and ctx.flow_run.deployment_id):
-        return
-    given = ctx.flow_run.parameters or {}
-    if "state" not in given or not str(given["state"]).startswith("/"):
-        raise ConfigError("this deployment has no state folder configured: set its `state` parameter to an absolute "
-                          "path (prefect.yaml, or `-p state=/srv/braze-migrate/state`), then resume its schedule")
+    """A deployment run must be given its state folder as an absolute path (its `state` parameter, or
+    BRAZE_MIGRATE_STATE where it runs): a schedule activated before it was configured must not create one inside
+    the checkout the worker runs from."""
+    if decisions.in_deployment() and not Path(options["state"]).is_absolute():
+        raise ConfigError(f"this deployment's state folder is {options['state']!r}, not an absolute path: set its "
+                          "`state` parameter (prefect.yaml, or `-p state=/srv/braze-migrate/state`) or "
+                          "BRAZE_MIGRATE_STATE on the worker, then resume its schedule")
 
 
 def flow_options(options: dict) -> dict:

@@ -1,0 +1,237 @@
+"""Trusting the nightly run unattended, end to end through a real Prefect server.
+
+The alert automations of `automations/` are applied with their own command against a webhook receiver on
+loopback; the deployments are served from a subprocess. A nightly sync whose export lost two columns pauses
+and asks (nothing sent, the "held" alert posted); an answer through the Prefect API resumes it and it sends
+exactly the held plan. A run that fails ends Failed with its message and no traceback in its logs, and the
+"failed" alert reaches the webhook.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import polars as pl
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, TaskRunFilter
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from automations.apply import apply, load_specs, webhook_block
+from connectors.state.ledger import Ledger
+from tests.conftest import API_KEY
+from tests.conftest_prefect import prefect_server, serving, wait_for  # noqa: F401 - fixture
+
+ROOT = Path(__file__).resolve().parent.parent
+DAY1, DAY2 = ROOT / "data/samples/day1", ROOT / "data/samples/day2"
+DEPLOYMENTS = ["sync/nightly-sync", "backfill/backfill"]
+RUN_TIMEOUT_S = 300  # bounds, not expectations
+ALERT_TIMEOUT_S = 60
+
+pytestmark = pytest.mark.timeout(900)
+
+
+class Receiver:
+    """A webhook receiver on loopback: every JSON body posted to it, in arrival order."""
+
+    def __init__(self):
+        self.posts: list[dict] = []
+        received = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append(json.loads(body or b"{}"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, needle: str) -> dict:
+        found: list[dict] = []
+
+        def check() -> bool:
+            found[:] = [p for p in self.posts if needle in json.dumps(p)]
+            return bool(found)
+
+        wait_for(check, ALERT_TIMEOUT_S, f"an alert mentioning {needle!r} (received: {self.posts})")
+        return found[0]
+
+
+@pytest.fixture(scope="module")
+def prefect_api(prefect_server):  # noqa: F811 - the imported fixture
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        yield prefect_server
+
+
+@pytest.fixture(scope="module")
+def receiver(prefect_api):
+    r = Receiver()
+    apply(load_specs(), webhook_block(r.url))
+    yield r
+    r.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def served(prefect_api, sandbox_server, tmp_path_factory):
+    env = {
+        "BRAZE_REST_ENDPOINT": sandbox_server.url,
+        "BRAZE_API_KEY": API_KEY,
+        "BRAZE_MIGRATE_MAX_ATTEMPTS": "2",
+        "BRAZE_MIGRATE_MAX_RETRY_SECONDS": "10",
+    }
+    log = tmp_path_factory.mktemp("serve-decisions") / "serve.log"
+    with serving(prefect_api, env, log, DEPLOYMENTS):
+        yield log
+
+
+def logs_of(client, run) -> list[str]:
+    def read() -> list[str]:
+        return [log.message for log in client.read_logs(LogFilter(flow_run_id={"any_": [run.id]}), limit=200)]
+
+    wait_for(lambda: any("Finished in state" in line for line in read()), 60, f"logs of {run.name}")
+    return read()
+
+
+def test_apply_command_replaces_automations_by_name(prefect_api, receiver):
+    apply(load_specs(), webhook_block(receiver.url))
+    with get_client(sync_client=True) as client:
+        names = [a.name for a in client.read_automations()]
+    for spec in load_specs():
+        assert names.count(spec["name"]) == 1
+
+
+def test_failed_nightly_run_reads_as_failure_and_fires_the_webhook(served, receiver, tmp_path):
+    run = run_deployment("sync/nightly-sync", timeout=RUN_TIMEOUT_S, poll_interval=0.5, parameters={
+        "source": str(tmp_path / "no-such-export"), "state": str(tmp_path / "state")})
+    assert run.state.is_failed(), run.state
+    assert "no-such-export" in (run.state.message or "")
+    alert = receiver.wait_for(run.name)
+    assert "Failed" in alert["subject"] and "no-such-export" in alert["body"]
+    assert "Traceback" not in alert["body"]
+    with get_client(sync_client=True) as client:
+        lines = logs_of(client, run)
+    assert not any("Traceback" in line or "unexpected exception" in line for line in lines), lines
+
+
+def sent(sandbox) -> int:
+    return sum(sandbox.stats()["objects"].values())
+
+
+def wait_for_state(client, run_id, name: str):
+    """The flow run once its state is `name` (Paused, ...)."""
+    found = []
+
+    def check() -> bool:
+        found[:] = [client.read_flow_run(run_id)]
+        return found[0].state is not None and found[0].state.name == name
+
+    wait_for(check, RUN_TIMEOUT_S, f"flow run {run_id} {name}")
+    return found[0]
+
+
+def wait_final(client, run_id):
+    found = []
+
+    def check() -> bool:
+        found[:] = [client.read_flow_run(run_id)]
+        return found[0].state is not None and found[0].state.is_final()
+
+    wait_for(check, RUN_TIMEOUT_S, f"flow run {run_id} to finish")
+    return found[0]
+
+
+@pytest.fixture
+def backfilled(sandbox_server, monkeypatch, tmp_path):
+    """Day 1 loaded into a fresh sandbox and state folder (inline: the deployments are what is under test)."""
+    from cli.main import main
+
+    sandbox_server.reset()
+    sandbox_server.set_faults(fail_rate=0.0, applied_then_fail_rate=0.0, reset_rate=0.0, storm_rate=0.0,
+                              latency_ms=0)
+    monkeypatch.setenv("BRAZE_REST_ENDPOINT", sandbox_server.url)
+    monkeypatch.setenv("BRAZE_API_KEY", API_KEY)
+    state = tmp_path / "state"
+    assert main(["backfill", str(DAY1), "--state", str(state), "--no-prefect", "--json"]) == 0
+    return state
+
+
+def test_guarded_nightly_run_pauses_and_an_answer_through_the_api_sends_the_held_plan(
+        served, receiver, backfilled, sandbox_server, tmp_path):
+    from prefect.flow_runs import resume_flow_run
+
+    broken = tmp_path / "tonight"
+    shutil.copytree(DAY2, broken)
+    for part in (broken / "users").glob("*.parquet"):
+        frame = pl.read_parquet(part)
+        frame.with_columns(pl.lit(None, frame.schema["email"]).alias("email"),
+                           pl.lit(None, frame.schema["loyalty_tier"]).alias("loyalty_tier")).write_parquet(part)
+    before = sent(sandbox_server)
+    run = run_deployment("sync/nightly-sync", timeout=0, parameters={
+        "source": str(broken), "state": str(backfilled), "decision_timeout": RUN_TIMEOUT_S})
+    with get_client(sync_client=True) as client:
+        wait_for_state(client, run.id, "Paused")
+        alert = receiver.wait_for(f"sync-{broken} is held")  # the name the run gives itself when it starts
+        assert "waiting for a decision" in alert["body"]
+        assert sent(sandbox_server) == before  # paused: nothing sent
+        resume_flow_run(run.id, run_input={"decision": "accept"})
+        final = wait_final(client, run.id)
+        assert final.state.is_completed(), final.state
+        lines = logs_of(client, final)
+    assert any("email: " in line and "would be unset" in line for line in lines)
+    ledger = Ledger(backfilled / "ledger.sqlite")
+    try:
+        newest = ledger.runs(limit=1)[0]
+        planned = sum(b["n_objects"] for b in ledger.batches(newest.run_id))
+    finally:
+        ledger.close()
+    assert newest.status == "committed" and sent(sandbox_server) - before == planned
+
+
+def test_unanswered_decision_ends_failed_and_sends_nothing(served, receiver, backfilled, sandbox_server, tmp_path):
+    half = tmp_path / "tonight"
+    shutil.copytree(DAY2, half)
+    purchases = pl.read_csv(half / "purchases.csv", infer_schema=False)
+    purchases.head(purchases.height // 2).write_csv(half / "purchases.csv")
+    before = sent(sandbox_server)
+    run = run_deployment("sync/nightly-sync", timeout=RUN_TIMEOUT_S, poll_interval=0.5, parameters={
+        "source": str(half), "state": str(backfilled), "decision_timeout": 3})
+    assert run.state.is_failed(), run.state
+    assert "purchases: rows down" in run.state.message and "nobody answered in time" in run.state.message
+    assert sent(sandbox_server) == before
+    with get_client(sync_client=True) as client:
+        lines = logs_of(client, run)
+    assert any("held by the guards, nothing was sent: purchases: rows down" in line for line in lines)
+    assert not any("Traceback" in line for line in lines), [line for line in lines if "Traceback" in line]
+    receiver.wait_for(f"{run.name} ended Failed")  # the failure alert
+
+
+def test_run_with_pending_batches_fails_on_its_load_task_without_a_traceback(
+        served, receiver, backfilled, sandbox_server):
+    sandbox_server.set_faults(fail_rate=1.0)  # Braze answers every request with a 5xx
+    try:
+        run = run_deployment("sync/nightly-sync", timeout=RUN_TIMEOUT_S, poll_interval=0.5, parameters={
+            "source": str(DAY2), "state": str(backfilled), "decision_timeout": 2})
+    finally:
+        sandbox_server.set_faults(fail_rate=0.0)
+    assert run.state.is_failed(), run.state
+    assert "resume with `braze-migrate sync" in run.state.message
+    with get_client(sync_client=True) as client:
+        tasks = {t.name.split("-")[0]: t.state.type.value
+                 for t in client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id={"any_": [run.id]}))}
+        lines = logs_of(client, run)
+    assert tasks["load"] == "FAILED" and tasks["commit"] == "COMPLETED" and tasks["plan"] == "COMPLETED"
+    assert not any("Traceback" in line or "unexpected exception" in line for line in lines), lines
+    receiver.wait_for(f"{run.name} is held")  # its events/purchases in doubt: it asked first
+    alert = receiver.wait_for(f"{run.name} ended Failed")
+    assert "resume with" in alert["body"] and "Traceback" not in alert["body"]
