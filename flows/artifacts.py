@@ -77,6 +77,10 @@ class Progress:
     def _push(self, now: float) -> None:
         self._last = now
         if self._current is None:
+            if self.stage == "planning":  # nothing was planned in this task
+                update_progress_artifact(self.artifact_id, 100.0, _sync=True, description=(
+                    "**Planning**: nothing to plan in this task: the unfinished plan is resumed, or a first load "
+                    "into this state is planned while it loads (see the load task's progress)"))
             return
         pct, text = self.percent, progress_markdown(self._meters, self.run_id, self._current)
         if (pct, text) != self._sent:
@@ -113,8 +117,11 @@ def progress_markdown(meters: dict[str, Meter], run_id: str | None, current: Met
         at = "" if left in (None, 0) else time.strftime(" (about %H:%M:%S UTC)", time.gmtime(time.time() + left))
         rows.append(("ETA", eta + at))
     e = current.event
-    run = f", run `{run_id}`" if run_id else ""
-    head = f"**{e.stage.capitalize()}**{run}, {current.elapsed:,.0f} s so far"
+    took = f"{current.elapsed:,.1f} s" + ("" if e.finished else " so far")
+    run = f" (run `{run_id}`, {took})" if run_id else f" ({took})"
+    of = f" of {e.total:,}" if e.total is not None else ""
+    state = "done" if e.finished else eta_text(current.eta_s)
+    head = f"**{e.stage.capitalize()}**: {e.done:,}{of} {e.unit}, {state}{run}"  # the first line shows on cards
     return "\n".join([head, "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
 
