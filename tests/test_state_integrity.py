@@ -209,3 +209,12 @@ def test_the_record_and_the_check_work_on_a_postgresql_ledger(pg_ledger, tmp_pat
     pl.DataFrame({"key": ["e1"], "fingerprint": [1]}, schema={"key": pl.Utf8, "fingerprint": pl.UInt64}
                  ).write_parquet(state / "snapshot" / "events.parquet")
     assert check_state(state, pg_ledger) == ["snapshot/events.parquet has 1 rows where the ledger recorded 2"]
+
+
+def test_garbage_meta_json_without_a_record_is_named_not_a_traceback(tmp_path):
+    from connectors.state.snapshot import Snapshot
+
+    snapshot = Snapshot(tmp_path)  # a state folder older than the record: nothing to compare with
+    (snapshot.root / "meta.json").write_text('{"partitions": "many"}')
+    with pytest.raises(StateDamaged, match="meta.json is not a record of the users partition count"):
+        snapshot.partitions(default=1)

@@ -72,7 +72,18 @@ class Snapshot:
         """The users partition count: fixed by the first commit, else `default` (and recorded now)."""
         meta = self.root / "meta.json"
         if meta.exists():
-            return int(json.loads(meta.read_text())["partitions"])
+            try:
+                partitions = json.loads(meta.read_text())["partitions"]
+                if isinstance(partitions, int) and partitions > 0:
+                    return partitions
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                pass
+            from connectors.state.integrity import StateDamaged
+
+            raise StateDamaged(
+                f"{meta} is not a record of the users partition count: rebuild the snapshot with `braze-migrate "
+                f"repair --state {self.root.parent}`, or restore the state folder from a backup"
+            )
         _atomic_write_text(meta, json.dumps({"partitions": default}), self._journaled(meta))
         return default
 
