@@ -63,9 +63,10 @@ class Engine:
         return self.state / "runs" / run_id
 
     def prepare(self, kind: str, source: str, mapping: str | None = None, *,
-                on_progress: ProgressSink | None = None) -> Prepared:
+                on_progress: ProgressSink | None = None, plan_while_loading: bool = True) -> Prepared:
         """Resume the unfinished run of this source, or plan a new run (reading and planning events go to
-        `on_progress`)."""
+        `on_progress`). `plan_while_loading=False`: plan a first load completely here too (the parallel flows
+        hand a complete plan to their workers)."""
         require_intact(self.state, self.ledger)  # a damaged snapshot would resend what Braze acknowledged
         source = str(source)
         mapping = str(mapping) if mapping else None
@@ -101,7 +102,7 @@ class Engine:
                                      {**_public_settings(s), "mapping": mapping})
         plan_dir = self.run_dir(run_id) / "plan"
         write_rules(plan_dir, s, datetime.now(UTC).date())
-        if self._pipelined():
+        if plan_while_loading and self._pipelined():
             # Nothing committed yet, so no guard has figures to hold a plan on: plan while loading (`apply`).
             self.ledger.set_run_status(run_id, "loading")
             plan_dir.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from braze_migrate.guards import GuardReport
 from braze_migrate.progress import ProgressSink
 from braze_migrate.settings import ConfigError, load_settings
 from braze_migrate.summary import RunStatus, RunSummary, WorkerReport
+from braze_migrate.workers import still_planning
 from connectors.state.ledger_base import LedgerUnavailable
 from connectors.state.lock import StateInUse, run_lock
 
@@ -31,14 +32,14 @@ Options = Mapping[str, Any]
 
 
 def plan(kind: str, source: str, mapping: str | None, options: Options,
-         on_progress: ProgressSink | None = None) -> Prepared:
+         on_progress: ProgressSink | None = None, plan_while_loading: bool = True) -> Prepared:
     """Extract, normalize, diff and pack into a plan in the state folder, or pick up the unfinished plan of
     this source (a run is finished before anything new is planned). Progress events go to `on_progress`
     and to the process's listeners (braze_migrate/progress.py)."""
     engine = Engine(load_settings(**options))
     try:
         return engine.prepare(kind, str(source), mapping=str(mapping) if mapping else None,
-                              on_progress=progress.fan_out(on_progress))
+                              on_progress=progress.fan_out(on_progress), plan_while_loading=plan_while_loading)
     finally:
         engine.close()
 
@@ -58,13 +59,15 @@ def load(prepared: Prepared, options: Options, on_progress: ProgressSink | None 
 
 
 def load_worker(run_id: str, options: Options) -> WorkerReport:
-    """One more worker of a planned run: claim and send its batches until none is left, then return."""
+    """One more worker of a run: claim and send its batches until none is left and none is still to be
+    planned, then return."""
     settings = load_settings(**options)
     endpoint, api_key = resolve_credentials(settings)
     engine = Engine(settings)
+    plan_dir = engine.run_dir(run_id) / "plan"
     try:
-        stats = apply_plan(run_id, engine.run_dir(run_id) / "plan", engine.ledger, settings, endpoint, api_key,
-                           wait=False)
+        stats = apply_plan(run_id, plan_dir, engine.ledger, settings, endpoint, api_key, wait=False,
+                           planning=still_planning(engine.ledger, run_id, plan_dir))
     finally:
         engine.close()
     return WorkerReport(worker_id=stats.worker_id, pid=os.getpid(), batches=stats.batches,

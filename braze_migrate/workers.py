@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from braze_migrate.applier import apply_plan
 from braze_migrate.credentials import resolve_credentials
 from braze_migrate.engine import Engine
+from braze_migrate.planner import plan_complete
 from braze_migrate.settings import ConfigError, LoadSettings
+from connectors.state.ledger_base import LedgerBase
 
 # Settings a worker takes from the run it joins, so every worker loads it the same way.
 RUN_SETTINGS = ("rate_limit", "in_doubt", "max_attempts", "max_retry_seconds", "timeout_seconds",
@@ -37,7 +40,8 @@ def join_run(settings: LoadSettings, wait_for_run: float = 0.0, on_wait: Callabl
             raise ConfigError(f"the plan of run {found.run_id} is not under {engine.state}: --state must be the "
                               "folder the run uses, on a filesystem every worker shares")
         endpoint, api_key = resolve_credentials(settings)
-        stats = apply_plan(found.run_id, plan_dir, engine.ledger, settings, endpoint, api_key, wait=False)
+        stats = apply_plan(found.run_id, plan_dir, engine.ledger, settings, endpoint, api_key, wait=False,
+                           planning=still_planning(engine.ledger, found.run_id, plan_dir))
     finally:
         engine.close()
     return {"run_id": found.run_id, "worker_id": stats.worker_id, "batches": stats.batches,
@@ -45,6 +49,13 @@ def join_run(settings: LoadSettings, wait_for_run: float = 0.0, on_wait: Callabl
             "retries": stats.retries, "throttled": stats.throttled, "leases": stats.leases,
             "lease_ms": round(1000 * stats.lease_seconds / max(1, stats.leases), 3),
             "elapsed_s": round(stats.elapsed, 3), "stopped": stats.stopped}
+
+
+def still_planning(ledger: LedgerBase, run_id: str, plan_dir: Path) -> Callable[[], bool]:
+    """Whether the run's own process may still record batches: a first load plans while it loads
+    (braze_migrate/pipeline.py), so a helper that finds nothing to claim yet waits for the rest of the plan
+    instead of leaving. Over once the plan is complete or the run is no longer loading."""
+    return lambda: not plan_complete(plan_dir) and getattr(ledger.run(run_id), "status", None) == "loading"
 
 
 def joined_settings(own: LoadSettings, recorded: dict) -> LoadSettings:

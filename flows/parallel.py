@@ -1,9 +1,11 @@
 """Prefect flows `backfill-parallel` and `sync-parallel`: the load stage fanned out as worker tasks on Dask.
 
-Plan and commit stay single tasks in the flow's process. The load is N coarse `load-worker` tasks on a
-Dask cluster (a local one of two worker processes by default), each claiming batches from the shared ledger
-until none is left and drawing on the rate budget shared through it; then a `drain` task takes over
-whatever a lost worker left, and the commit runs once every batch is final. Workers on other machines need
+The same stages and tasks as `backfill`/`sync` (flows/load.py: plan → guard → load → commit → deletes, the
+state folder's lock, decisions), with the load fanned out: the plan is made complete first (a first load is
+not planned while loading here), then N coarse `load-worker` tasks on a Dask cluster (a local one of two
+worker processes by default) claim batches from the shared ledger until none is left, drawing on the rate
+budget shared through it; then the flow's own `load` task drains (sends whatever a lost worker left) and the
+commit runs once every batch is final. Workers on other machines need
 the state folder on a shared filesystem and the ledger in PostgreSQL (`BRAZE_MIGRATE_LEDGER_URL`), and the
 Braze and ledger settings in their environment: secrets never travel as task parameters.
 
@@ -12,15 +14,15 @@ To use an existing cluster: `backfill_parallel.with_options(task_runner=dask_run
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.futures import wait
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import State
 
@@ -31,15 +33,12 @@ except ImportError as exc:  # an extra, so the base install stays without Dask a
                       "(`make venv` installs it)") from exc
 
 from braze_migrate import stages
-from braze_migrate.engine import Prepared, open_run_ledger
-from braze_migrate.settings import load_settings
-from braze_migrate.summary import WorkerReport
-from flows import artifacts
-from flows.load import MAPPING_HELP, SOURCE_HELP, commit_task, finish, flow_options, plan_task
+from braze_migrate.engine import Prepared
+from braze_migrate.summary import RunSummary, WorkerReport
+from flows.load import MAPPING_HELP, SOURCE_HELP, TASKS, run
 from flows.options import with_options
 
 LOCAL_CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "processes": True}
-WATCH_EVERY_S = 1.0
 WORKERS_HELP = "load workers (Dask tasks) sharing the run's batches and one rate budget"
 
 
@@ -59,35 +58,38 @@ def load_worker_task(run_id: str, options: dict) -> WorkerReport:
     return report
 
 
-@task(name="drain", cache_policy=NO_CACHE)
-def drain_task(prepared: Prepared, options: dict) -> int:
-    """Wait until every batch is final, sending what a lost worker left (its claims, or in doubt)."""
-    return stages.load(prepared, options)
+def parallel_tasks(workers: int) -> stages.Stages:
+    """The load flow's tasks with the load fanned out: a complete plan first, then `workers` load-worker tasks
+    on Dask, then the flow's own `load` task as the drain (it sends what a lost worker left and returns once
+    every batch is final); the summary lists the workers."""
+    reports: list[WorkerReport] = []
+    drained: list[int] = []
+
+    def load(prepared: Prepared, options: dict):
+        logger = get_run_logger()
+        with _workers_use_this_api():
+            futures = [load_worker_task.submit(prepared.run_id, options) for _ in range(workers)]
+        for future in futures:
+            try:
+                reports.append(future.result())
+            except Exception as exc:  # noqa: BLE001 - not silent: the drain sends its batches, or fails alike
+                logger.warning("a load worker failed (%s): the drain takes over its batches", type(exc).__name__)
+        result = TASKS.load(prepared, options)
+        drained.append(result if isinstance(result, int) else 0)
+        return result
+
+    def commit(prepared: Prepared, options: dict, started: float) -> RunSummary:
+        summary = TASKS.commit(prepared, options, started)
+        return summary.model_copy(update={"workers": list(reports), "drained_batches": sum(drained)})
+
+    return replace(TASKS, plan=partial(TASKS.plan, plan_while_loading=False), load=load, commit=commit)
 
 
 def run_parallel(kind: str, source: str, mapping: str | None, workers: int, options: dict) -> State:
-    """plan → N load workers on Dask → drain → commit → publish, ending Failed when anything is pending."""
-    started = time.monotonic()
-    options = flow_options(options)
-    options["state"] = str(Path(options["state"]).resolve())  # the workers' cwd may differ
-    logger = get_run_logger()
-    prepared = plan_task(kind, source, mapping, options)
-    progress = artifacts.Progress(prepared.run_id)
-    with _workers_use_this_api():
-        futures = [load_worker_task.submit(prepared.run_id, options) for _ in range(workers)]
-    _watch(options, prepared.run_id, futures, progress)
-    reports = []
-    for future in futures:
-        try:
-            reports.append(future.result())
-        except Exception as exc:  # noqa: BLE001 - not silent: the drain sends its batches, or fails alike
-            logger.warning("a load worker failed (%s): the drain takes over its batches", type(exc).__name__)
-    taken_over = drain_task(prepared, options)
-    progress.finish()
-    summary = stages.deletes_stage(prepared, options, commit_task(prepared, options, started))  # user deletes
-    summary = summary.model_copy(update={"workers": reports, "drained_batches": taken_over})
-    logger.info("%s run %s: %d requests by %d workers", kind, summary.run_id, summary.requests, len(reports))
-    return finish(summary)
+    """The load flow's stages (plan → guard → load → commit → deletes) with the load spread over Dask."""
+    if options.get("state"):
+        options = {**options, "state": str(Path(options["state"]).resolve())}  # the workers' cwd may differ
+    return run(kind, source, mapping, options, parallel_tasks(workers))
 
 
 @contextmanager
@@ -102,20 +104,6 @@ def _workers_use_this_api() -> Iterator[None]:
         url = str(client.api_url)
     with temporary_settings(updates={PREFECT_API_URL: url}):
         yield
-
-
-def _watch(options: dict, run_id: str, futures: list, progress: artifacts.Progress) -> None:
-    """Progress from the ledger while the workers run (they are in other processes)."""
-    ledger = open_run_ledger(load_settings(**options))
-    try:
-        while True:
-            running = wait(futures, timeout=WATCH_EVERY_S).not_done
-            counts = ledger.status_counts(run_id)
-            progress.update(counts.get("acknowledged", 0) + counts.get("pending", 0), sum(counts.values()))
-            if not running:
-                return
-    finally:
-        ledger.close()
 
 
 @flow(name="backfill-parallel", flow_run_name="backfill-parallel-{source}", task_runner=dask_runner(),

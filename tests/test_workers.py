@@ -125,7 +125,7 @@ def test_a_killed_workers_claims_are_sent_once_and_not_in_doubt(tight_sandbox, l
     settings = load_settings(state=state, rate_limit=LIMIT, batch_size=10, concurrency=8)
     engine = Engine(settings)
     try:
-        prepared = engine.prepare("backfill", str(src))
+        prepared = engine.prepare("backfill", str(src), plan_while_loading=False)
         run_id = prepared.run_id
         claim = ("import os, signal, sys; from braze_migrate.engine import open_run_ledger;"
                  "from braze_migrate.settings import load_settings;"
@@ -161,7 +161,8 @@ def test_a_stopped_worker_hands_back_its_claims(tight_sandbox, ledger_env, tmp_p
         monkeypatch.setenv(key, value)
     engine = Engine(load_settings(state=state, rate_limit=LIMIT, batch_size=10, concurrency=8))
     try:
-        prepared = engine.prepare("backfill", str(src))
+        prepared = engine.prepare("backfill", str(src), plan_while_loading=False)
+        engine.ledger.set_run_status(prepared.run_id, "loading")  # as its own command does once guards pass
         worker = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "load-worker", "--state", str(state), "--json"],
             env=worker_env(tight_sandbox, ledger_env), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
