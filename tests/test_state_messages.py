@@ -49,7 +49,7 @@ def backfilled(tmp_path: Path) -> Path:
 # --- point 9: damaged state, its own exit code, never "export it again" -------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["ledger", "snapshot part", "meta.json"])
+@pytest.mark.parametrize("damage", ["events.parquet", "ledger", "snapshot part", "meta.json"])
 def test_a_damaged_state_folder_is_one_line_with_exit_5(braze_env, tmp_path, damage):
     state = backfilled(tmp_path)
     if damage == "ledger":
@@ -59,8 +59,10 @@ def test_a_damaged_state_folder_is_one_line_with_exit_5(braze_env, tmp_path, dam
     elif damage == "snapshot part":
         part = next((state / "snapshot" / "users").glob("*.parquet"))
         part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
-    else:
+    elif damage == "meta.json":
         (state / "snapshot" / "meta.json").write_text("\x00\x01garbage")
+    else:  # a bad restore or a cleanup script: the next sync would resend every acknowledged event
+        (state / "snapshot" / "events.parquet").unlink()
     before = braze_env.profiles()
     done = run("sync", tmp_path / "export", "--state", state, "--no-prefect")
     assert done.returncode == EXIT_DAMAGED, done.stderr
