@@ -12,12 +12,15 @@ import httpx
 from connectors.braze.outcomes import BrazeConfigError, classify
 
 
-def check_credentials(endpoint: str, api_key: str, *, timeout: float = 5.0, transport=None) -> None:
-    """Raise BrazeConfigError (one line naming BRAZE_API_KEY and BRAZE_REST_ENDPOINT) if Braze refuses us."""
-    url = f"{endpoint.rstrip('/')}/users/track"
+def check_credentials(endpoint: str, api_key: str, *, timeout: float = 5.0, transport=None,
+                      path: str = "/users/track", body: dict | None = None) -> None:
+    """Raise BrazeConfigError (one line naming BRAZE_API_KEY and BRAZE_REST_ENDPOINT) if Braze refuses us or
+    cannot be reached. `verify` checks `/users/export/ids` (its key may not have users.track)."""
+    url = f"{endpoint.rstrip('/')}{path}"
     try:
         with httpx.Client(timeout=timeout, transport=transport) as client:
-            response = client.post(url, headers={"Authorization": f"Bearer {api_key}"}, json={"attributes": []})
+            response = client.post(url, headers={"Authorization": f"Bearer {api_key}"},
+                                   json={"attributes": []} if body is None else body)
     except httpx.HTTPError as exc:
         raise BrazeConfigError(None, what=f"could not be reached ({type(exc).__name__})") from None
     if response.status_code in (401, 403, 404):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from braze_migrate import verify as logic
 from braze_migrate.credentials import resolve_credentials
+from braze_migrate.preflight import check_credentials
 from braze_migrate.settings import ConfigError
 from cli.options import add_option_flags, settings_from_args
 
@@ -42,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     endpoint, api_key = resolve_credentials()
     if "://" not in args.source and not Path(args.source).exists():
         raise ConfigError(f"source {args.source!r} does not exist: pass the export folder that was loaded")
+    # An unreachable endpoint or a refused key: one line now, not retries for minutes (an empty export
+    # request reads nothing).
+    check_credentials(endpoint, api_key, path="/users/export/ids", body={"external_ids": []})
     if args.no_prefect:
         report = logic.verify(args.source, state, args.sample, endpoint=endpoint, api_key=api_key,
                               since=logic.since_days(args.event_window_days), mapping=args.mapping).to_dict()
