@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from braze_migrate import report, retention
@@ -24,6 +25,7 @@ from braze_migrate.plan_checks import write_rules
 from braze_migrate.planner import build_plan, plan_complete, scan_batches
 from braze_migrate.progress import ProgressEvent, ProgressSink
 from braze_migrate.settings import ConfigError, LoadSettings
+from braze_migrate.settle import auto_settle
 from braze_migrate.summary import DataPoints, RunStatus, RunSummary, UnreadFile
 from connectors.errors import SourceError
 from connectors.sources import source_fingerprint, unread_files
@@ -92,6 +94,8 @@ class Engine:
             return Prepared(unfinished.run_id, self.run_dir(unfinished.run_id) / "plan", True, n, notes)
 
         s = self.settings
+        if s.auto_settle:  # held occurrences Braze's answers can decide are settled before anything is planned
+            notes += auto_settle(self.state, self.ledger, partial(_exporter, s))
         unread = unread_files(source, mapping=mapping)
         if s.strict and unread:
             raise SourceError(f"{len(unread)} file(s) of the export are not read (--strict): {unread[0].path}: "
@@ -208,6 +212,19 @@ class Engine:
         """Store the summary with its run: committed when every batch is final, else still loading."""
         final = summary.status in (RunStatus.COMPLETED, RunStatus.INCOMPLETE)
         self.ledger.set_run_status(summary.run_id, "committed" if final else "loading", summary.to_json())
+
+
+def _exporter(settings: LoadSettings):
+    """A reader of Braze profiles for the in-doubt check; raises BrazeConfigError without credentials."""
+    from braze_migrate.credentials import resolve_credentials
+    from connectors.braze.export import BrazeExporter
+    from connectors.braze.outcomes import BrazeConfigError
+
+    try:
+        endpoint, api_key = resolve_credentials(settings)
+    except ConfigError as exc:
+        raise BrazeConfigError(None, what=f"is not configured ({exc})") from None
+    return BrazeExporter(endpoint, api_key)
 
 
 def open_run_ledger(settings: LoadSettings) -> LedgerBase:

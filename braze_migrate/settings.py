@@ -106,6 +106,9 @@ class LoadSettings(BaseSettings):
         "(not sent) or send them; both are listed in the rejects file", commands=PLAN_COMMANDS)
     time_horizon_year: int = option(2100, "an event or purchase time after this year is suspicious",
                                     commands=PLAN_COMMANDS, ge=1970)
+    auto_settle: bool = option(True, "before a run, read back from Braze the users of events/purchases held in "
+                               "doubt and settle the batches the answers decide (needs users.export.ids)",
+                               commands=LOAD_COMMANDS)
     accept_type_change: list[str] = option(
         [], "attributes that may take another type than the one Braze acknowledged (a deliberate change); "
         "otherwise a cell of another type is rejected", commands=LOAD_COMMANDS)

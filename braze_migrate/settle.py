@@ -20,6 +20,10 @@ decide, per user and name (product id for purchases):
   alone because other sources (SDKs, other loaders) write the same names. Undecided batches stay held for
   `settle RUN --delivered|--resend` by a person.
 A batch is settled only when every held occurrence in it points the same way.
+
+`auto_settle` runs that check before every new run (`--auto-settle`, on by default) for the runs committed
+at least AUTO_AFTER_S ago (Braze advises waiting minutes before reading a write back), so held occurrences
+are settled without a person wherever the answers decide, and only the undecided ones are left to one.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from connectors.state.snapshot import Snapshot
 Decision = Literal["delivered", "resend"]
 OCCURRENCES = ("events", "purchases")
 WINDOW_DAYS = 90  # Braze's aggregates cover the last 90 days (braze-api.md, "Reading back")
+AUTO_AFTER_S = 600  # writes usually show within 100 ms, but Braze advises waiting minutes before reading back
 AUDIT = """
 CREATE TABLE IF NOT EXISTS settlements (
     run_id TEXT NOT NULL,
@@ -140,6 +145,37 @@ def check_in_doubt(state: Path, ledger: LedgerBase, run_id: str, exporter, *, no
         report.settled.update(part.settled)
         report.occurrences += part.occurrences
     return report
+
+
+def auto_settle(state: Path, ledger: LedgerBase, exporter_factory, *, now: float | None = None) -> list[str]:
+    """`check_in_doubt` for every committed run still holding occurrences in doubt (committed AUTO_AFTER_S ago
+    or more); returns notes for the summary. `exporter_factory()` gives a BrazeExporter, or raises the
+    configuration error that makes the check impossible (then it is skipped with a note, never failing the run)."""
+    from connectors.braze.outcomes import BrazeConfigError
+
+    now = time.time() if now is None else now
+    doubtful = ledger._execute(
+        "SELECT DISTINCT r.run_id FROM runs r JOIN batches b ON b.run_id = r.run_id WHERE r.status='committed' "
+        "AND b.in_doubt=1 AND r.updated_at <= ? ORDER BY r.run_id", (now - AUTO_AFTER_S,)).fetchall()
+    runs = [row[0] for row in doubtful if held_objects(state, ledger, row[0]).height]
+    if not runs:
+        return []
+    notes = []
+    try:
+        exporter = exporter_factory()
+        for run_id in runs:
+            report = check_in_doubt(state, ledger, run_id, exporter)
+            if report.settled:
+                kinds = ", ".join(f"{sum(1 for d in report.settled.values() if d == k)} {k}"
+                                  for k in ("delivered", "resend") if k in report.settled.values())
+                notes.append(f"in doubt from run {run_id}: {len(report.settled)} batch(es) settled by reading Braze "
+                             f"back ({kinds})")
+            if report.undecided:
+                notes.append(f"in doubt from run {run_id}: batch(es) {', '.join(map(str, report.undecided))} "
+                             f"undecided: `braze-migrate settle {run_id} --delivered|--resend BATCH...`")
+    except (BrazeConfigError, SettleError) as exc:
+        notes.append(f"in-doubt check skipped ({str(exc).splitlines()[0]}); `braze-migrate settle` settles by hand")
+    return notes
 
 
 def _committed_run(ledger: LedgerBase, run_id: str):

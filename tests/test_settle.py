@@ -107,3 +107,27 @@ def test_settle_refuses_what_it_cannot_do_in_one_line(case):
     assert unknown.returncode == 2 and "no run" in unknown.stderr and len(unknown.stderr.strip().splitlines()) == 1
     wrong = cli("settle", summary["run_id"], "--delivered", "99999", "--state", state, env=env)
     assert wrong.returncode == 2 and "has no batch 99999" in wrong.stderr
+
+
+def test_the_next_sync_settles_what_braze_decides_by_itself(case):
+    import sqlite3
+
+    handle, env, source, state, _ = case
+    con = sqlite3.connect(state / "ledger.sqlite")  # the backfill was committed an hour ago
+    con.execute("UPDATE runs SET updated_at = updated_at - 3600")
+    con.commit()
+    con.close()
+    done = cli("sync", source, "--state", state, "--no-prefect", "--json", env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert any("settled by reading Braze back" in n for n in result["notes"]), result["notes"]
+    counts = occurrence_counts(handle.profiles())
+    assert all(counts.get(f"e-{i}") == 1 and counts.get(f"p-{i}") == 1 for i in range(N_USERS))
+
+
+def test_a_run_committed_moments_ago_is_not_checked_yet(case):
+    _, env, source, state, _ = case
+    done = cli("sync", source, "--state", state, "--no-prefect", "--json", env=env)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not any("settled by reading Braze back" in n for n in result["notes"])
+    assert done.returncode == 1  # still held, for the next run (or a person)
