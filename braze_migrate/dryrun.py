@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from braze_migrate import progress, user_model
+from braze_migrate import guards, progress, user_model
 from braze_migrate.planner import build_plan, object_files, scan_batches
 from braze_migrate.settings import LoadSettings
 from connectors.state.private import open_private
@@ -62,6 +62,7 @@ def dry_run(settings: LoadSettings, source: str, *, out: str | None = None, mapp
         "datasets": per,
         "user_model": model,
         "deletes": user_model.deletes_preview(source, mapping, state, plan_dir / "deletes-work", settings),
+        "guards": guards.dry_run_report(state, plan_dir, settings).to_dict(),  # what a run would hold on
     }
 
 
@@ -83,5 +84,10 @@ def render_text(result: dict) -> str:
         d = result["deletes"]
         lines.append(f"  user deletes: {d['users']} users in {d['requests']} requests"
                      + (" (the guard would hold them: --allow-mass-delete)" if d["held_by_guard"] else ""))
+    if result.get("guards") is not None:
+        report = guards.GuardReport.from_dict(result["guards"])
+        lines.append(guards.render_text(report))
+        if report.held:
+            lines.append(f"  a run would be held: {report.message()}")
     lines.append(f"  payloads: {result['payloads']} (nothing was sent)")
     return "\n".join(lines)

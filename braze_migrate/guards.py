@@ -247,3 +247,19 @@ def guard_run(state: Path, plan_dir: Path, run_id: str, ledger, settings: GuardS
     report = check_plan(plan_dir, state, baseline, settings, accepted)
     (Path(plan_dir) / "guards.json").write_text(json.dumps(report.to_dict(), indent=1))
     return report
+
+
+def dry_run_report(state: Path, plan_dir: Path, settings) -> GuardReport:
+    """The figures `braze-migrate plan` shows: the same as a run's, against the last committed run's rows when a
+    ledger exists (a dry run never creates one)."""
+    from connectors.state.ledgers import open_ledger
+
+    url = settings.ledger_url.get_secret_value() if settings.ledger_url else None
+    baseline = None
+    if url or (Path(state) / "ledger.sqlite").exists():
+        ledger = open_ledger(Path(state), url)
+        try:
+            baseline = baseline_rows(ledger.runs(limit=100), state)
+        finally:
+            ledger.close()
+    return check_plan(plan_dir, state, baseline, GuardSettings.of(settings), settings.accept)

@@ -190,7 +190,12 @@ def test_broken_export_is_held_then_accepting_sends_exactly_the_held_plan(backfi
     broken = day2_copy(tmp_path / "tonight", users=lambda f: f.with_columns(
         pl.lit(None, f.schema["email"]).alias("email"), pl.lit(None, f.schema["loyalty_tier"]).alias("loyalty_tier")))
     before, sent_before = profiles(sandbox), sent(sandbox)
+    from cli.main import main
+
     capsys.readouterr()
+    assert main(["plan", str(broken), "--state", str(backfilled), "--json"]) == 0  # `plan` shows the same figures
+    dry = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert dry["guards"]["held"] == ["email", "loyalty_tier"]
 
     assert cli("sync", str(broken), "--state", str(backfilled)) == EXIT_HELD
     out = capsys.readouterr().out
