@@ -74,7 +74,8 @@ class SettleReport:
 
 
 def held_objects(state: Path, ledger: LedgerBase, run_id: str) -> pl.DataFrame:
-    """The run's events and purchases held in doubt: dataset, array, index, key, external_id, fingerprint, batch_no."""
+    """The run's events and purchases still held in doubt (ledger and snapshot agree): dataset, array, index,
+    key, external_id, fingerprint, batch_no."""
     plan_dir = Path(state) / "runs" / run_id / "plan"
     files = object_files(plan_dir)
     doubtful = ledger._execute(
@@ -87,10 +88,13 @@ def held_objects(state: Path, ledger: LedgerBase, run_id: str) -> pl.DataFrame:
     if not files or pending.height == 0:
         return pl.DataFrame(schema={"dataset": pl.Utf8, "array": pl.Utf8, "index": pl.Int64, "key": pl.Utf8,
                                     "external_id": pl.Utf8, "fingerprint": pl.UInt64, "batch_no": pl.Int64})
+    # Only what the snapshot still holds in doubt: a later run may have settled or resent some already.
+    still_held = Snapshot(Path(state)).scan("held").filter(pl.col("status") == "in_doubt").select("dataset", "key")
     return (
         pl.scan_parquet(files)
         .filter(pl.col("dataset").is_in(OCCURRENCES))
         .join(pending.lazy(), on=["batch_no", "array", "index"], how="semi")
+        .join(still_held, on=["dataset", "key"], how="semi")
         .select("dataset", "array", "index", "key", "external_id", "fingerprint", "batch_no")
         .collect()
     )
