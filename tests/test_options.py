@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from braze_migrate.settings import LoadSettings, flag_options, flow_options, load_settings, public_options
+from braze_migrate.settings import LoadSettings, flag_options, flow_options, public_options
 from cli.main import build_parser
 from flows.load import backfill, sync
 from flows.parallel import backfill_parallel, sync_parallel
@@ -29,7 +29,7 @@ NOT_IN_PREFECT_YAML = {"max_attempts", "max_retry_seconds", "timeout_seconds", "
                        "suspicious", "time_horizon_year", "auto_settle"}
 # Per deployment: options it deliberately leaves to whoever activates it (issue 12: nightly-sync must not
 # run until its source and state are configured, and state never defaults into the checkout).
-LEFT_TO_CONFIGURE = {"nightly-sync": {"state"}}
+LEFT_TO_CONFIGURE = {"nightly-sync": {"state"}, "backfill": {"state"}}
 # Values that are a deployment's own, not a default.
 DEPLOYMENT_VALUES = {"source"}
 
