@@ -23,6 +23,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.futures import wait
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import State
 
@@ -32,9 +33,11 @@ except ImportError as exc:  # an extra, so the base install stays without Dask a
     raise ImportError("the Dask flows need the dask extra: pip install 'braze-migrate[dask]' "
                       "(`make venv` installs it)") from exc
 
-from braze_migrate import stages
-from braze_migrate.engine import Prepared
+from braze_migrate import progress, stages
+from braze_migrate.engine import Prepared, open_run_ledger
+from braze_migrate.settings import load_settings
 from braze_migrate.summary import RunSummary, WorkerReport
+from flows import artifacts
 from flows.load import MAPPING_HELP, SOURCE_HELP, TASKS, run
 from flows.options import with_options
 
@@ -69,6 +72,12 @@ def parallel_tasks(workers: int) -> stages.Stages:
         logger = get_run_logger()
         with _workers_use_this_api():
             futures = [load_worker_task.submit(prepared.run_id, options) for _ in range(workers)]
+        ledger = open_run_ledger(load_settings(**options))
+        try:  # the whole run's progress from the ledger while the workers (other processes) send
+            with progress.watching(ledger, prepared.run_id, artifacts.Progress(prepared.run_id)):
+                wait(futures)
+        finally:
+            ledger.close()
         for future in futures:
             try:
                 reports.append(future.result())
