@@ -23,6 +23,8 @@ from connectors.state.ledger_base import LedgerBase
 RUN_SETTINGS = ("rate_limit", "in_doubt", "max_attempts", "max_retry_seconds", "timeout_seconds",
                 "retry_backoff_seconds")
 POLL_SECONDS = 0.5
+# A first load's planner records batches unit by unit; none for this long means it is gone.
+PLANNING_STALL_S = 600.0
 
 
 def join_run(settings: LoadSettings, wait_for_run: float = 0.0, on_wait: Callable[[], None] | None = None) -> dict:
@@ -51,11 +53,23 @@ def join_run(settings: LoadSettings, wait_for_run: float = 0.0, on_wait: Callabl
             "elapsed_s": round(stats.elapsed, 3), "stopped": stats.stopped}
 
 
-def still_planning(ledger: LedgerBase, run_id: str, plan_dir: Path) -> Callable[[], bool]:
+def still_planning(ledger: LedgerBase, run_id: str, plan_dir: Path, *, stall_s: float = PLANNING_STALL_S,
+                   clock: Callable[[], float] = time.monotonic) -> Callable[[], bool]:
     """Whether the run's own process may still record batches: a first load plans while it loads
     (braze_migrate/pipeline.py), so a helper that finds nothing to claim yet waits for the rest of the plan
-    instead of leaving. Over once the plan is complete or the run is no longer loading."""
-    return lambda: not plan_complete(plan_dir) and getattr(ledger.run(run_id), "status", None) == "loading"
+    instead of leaving. Over once the plan is complete, the run is no longer loading, or no batch was recorded
+    for `stall_s` (the planning process died: the helper leaves; the run's own command resumes it)."""
+    seen = {"batches": -1, "at": clock()}
+
+    def planning() -> bool:
+        if plan_complete(plan_dir) or getattr(ledger.run(run_id), "status", None) != "loading":
+            return False
+        batches = sum(ledger.status_counts(run_id).values())
+        if batches != seen["batches"]:
+            seen.update(batches=batches, at=clock())
+        return clock() - seen["at"] < stall_s
+
+    return planning
 
 
 def joined_settings(own: LoadSettings, recorded: dict) -> LoadSettings:

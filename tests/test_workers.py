@@ -185,3 +185,32 @@ def test_a_stopped_worker_hands_back_its_claims(tight_sandbox, ledger_env, tmp_p
     assert summary["status"] == "completed" and summary["in_doubt"] == []
     counts = occurrence_counts(tight_sandbox.profiles())
     assert all(counts.get(key) == 1 for key in expected_ids(300))
+
+
+def test_a_helper_waits_for_a_planning_run_but_not_for_a_dead_planner(tmp_path):
+    """While a first load still plans, a helper with nothing to claim waits; it stops waiting once the plan
+    is complete, the run stops loading, or no batch was recorded for the stall bound (the planner died)."""
+    from braze_migrate.workers import still_planning
+
+    engine = Engine(load_settings(state=tmp_path / "state"))
+    try:
+        run_id = engine.ledger.new_run("backfill", "src", "fp", {})
+        engine.ledger.set_run_status(run_id, "loading")
+        plan_dir = engine.run_dir(run_id) / "plan"
+        plan_dir.mkdir(parents=True)
+        now = [0.0]
+        planning = still_planning(engine.ledger, run_id, plan_dir, stall_s=60, clock=lambda: now[0])
+        assert planning()
+        now[0] = 59.0
+        engine.ledger.add_batches(run_id, [(0, False, 1)])  # the planner recorded a batch: alive
+        assert planning()
+        now[0] = 118.0
+        assert planning()
+        now[0] = 119.5
+        assert not planning()  # nothing recorded for 60 s
+        fresh = still_planning(engine.ledger, run_id, plan_dir, stall_s=60, clock=lambda: now[0])
+        assert fresh()
+        (plan_dir / "complete").write_text("")
+        assert not fresh()
+    finally:
+        engine.close()
