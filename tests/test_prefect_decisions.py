@@ -198,7 +198,7 @@ def test_guarded_nightly_run_pauses_and_an_answer_through_the_api_sends_the_held
     assert newest.status == "committed" and sent(sandbox_server) - before == planned
 
 
-def test_unanswered_decision_ends_failed_and_sends_nothing(served, receiver, backfilled, sandbox_server, tmp_path):
+def test_unanswered_decision_ends_failed_sends_nothing_and_a_retry_asks_again(served, receiver, backfilled, sandbox_server, tmp_path):
     half = tmp_path / "tonight"
     shutil.copytree(DAY2, half)
     purchases = pl.read_csv(half / "purchases.csv", infer_schema=False)
@@ -214,6 +214,25 @@ def test_unanswered_decision_ends_failed_and_sends_nothing(served, receiver, bac
     assert any("held by the guards, nothing was sent: purchases: rows down" in line for line in lines)
     assert not any("Traceback" in line for line in lines), [line for line in lines if "Traceback" in line]
     receiver.wait_for(f"{run.name} ended Failed")  # the failure alert
+
+    # Retry, as the UI's button does: the same held plan (not planned again) asks again; accepted, it is sent.
+    from prefect.flow_runs import resume_flow_run
+    from prefect.states import AwaitingRetry
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run.id, AwaitingRetry(), force=True)
+        wait_for_state(client, run.id, "Paused")
+        assert sent(sandbox_server) == before
+        resume_flow_run(run.id, run_input={"decision": "accept"})
+        final = wait_final(client, run.id)
+    assert final.state.is_completed(), final.state
+    assert sent(sandbox_server) > before
+    ledger = Ledger(backfilled / "ledger.sqlite")
+    try:
+        syncs = [r for r in ledger.runs(limit=10) if r.kind == "sync"]
+    finally:
+        ledger.close()
+    assert [r.status for r in syncs] == ["committed"]  # one plan: held, asked twice, sent once
 
 
 def test_run_with_pending_batches_fails_on_its_load_task_without_a_traceback(
