@@ -7,6 +7,7 @@ it ends, so a log shows the run moving without drowning in it.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -53,14 +54,29 @@ class Bars:
         from rich.progress import BarColumn, Progress, TextColumn
 
         self._clock = clock
+        self._console = Console(file=stream, force_terminal=True)
         self._progress = Progress(
             TextColumn("[bold]{task.fields[stage]:<10}"), BarColumn(bar_width=24), TextColumn("{task.description}"),
-            console=Console(file=stream, force_terminal=True), refresh_per_second=4, transient=False,
+            console=self._console, refresh_per_second=4, transient=False,
         )
         self._progress.start()
         self._tasks: dict[str, tuple[int, Meter]] = {}
+        self._quieted: dict[logging.Handler, int] = {}
+
+    def _quiet_console_logs(self) -> None:
+        """INFO lines of console log handlers (Prefect's) would be drawn through the live bars: while they are
+        shown, those handlers print warnings and errors only. The lines still reach the Prefect UI, and a
+        terminal-less run (plain lines) keeps them all."""
+        loggers = [logging.getLogger(), *(x for x in logging.root.manager.loggerDict.values()
+                                          if isinstance(x, logging.Logger))]
+        for handler in {h for logger in loggers for h in logger.handlers}:
+            if (isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+                    and handler not in self._quieted and handler.level < logging.WARNING):
+                self._quieted[handler] = handler.level
+                handler.setLevel(logging.WARNING)
 
     def __call__(self, event: ProgressEvent) -> None:
+        self._quiet_console_logs()
         if event.stage not in self._tasks:
             task = self._progress.add_task("", total=event.total, stage=event.stage)
             self._tasks[event.stage] = (task, Meter(clock=self._clock))
@@ -71,6 +87,8 @@ class Bars:
 
     def close(self) -> None:
         self._progress.stop()
+        for handler, level in self._quieted.items():
+            handler.setLevel(level)
 
 
 def renderer(stream: TextIO | None = None, *, tty: bool | None = None):
