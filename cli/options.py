@@ -28,8 +28,9 @@ def add_option_flags(parser: argparse.ArgumentParser, command: str) -> None:
             kind = comma_list
         default = str(field.default) if isinstance(field.default, Path) else field.default
         help_text = f"{field.description} (default {default}; env BRAZE_MIGRATE_{name.upper()})"
-        if kind is bool:  # a switch: given means true; absent leaves it to the environment and the default
-            parser.add_argument(flag(name), dest=name, action="store_true", default=None, help=help_text)
+        if kind is bool:  # --name / --no-name; absent leaves it to the environment and the default
+            parser.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
             continue
         parser.add_argument(flag(name), dest=name, type=kind, choices=choices, default=None, help=help_text)
 

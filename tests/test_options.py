@@ -109,3 +109,13 @@ def test_prefect_yaml_load_deployments_carry_every_option_with_its_default():
         for option, value in params.items():
             if option not in DEPLOYMENT_VALUES:
                 assert value == model_default(option), (d["name"], option, value)
+
+
+def test_boolean_options_are_switches_both_ways():
+    from cli.options import settings_from_args
+
+    flags = [n for n in flag_options("backfill") if LoadSettings.model_fields[n].annotation is bool]
+    for name in flags:
+        for given, value in ((f"--{name.replace('_', '-')}", True), (f"--no-{name.replace('_', '-')}", False)):
+            args = build_parser().parse_args(["backfill", "src", given])
+            assert getattr(settings_from_args(args, "backfill"), name) is value, given
