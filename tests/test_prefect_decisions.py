@@ -254,3 +254,28 @@ def test_run_with_pending_batches_fails_on_its_load_task_without_a_traceback(
     receiver.wait_for(f"{run.name} is held")  # its events/purchases in doubt: it asked first
     alert = receiver.wait_for(f"{run.name} ended Failed")
     assert "resume with" in alert["body"] and "Traceback" not in alert["body"]
+
+
+def test_in_doubt_events_answered_resend_are_sent_once(served, receiver, backfilled, sandbox_server):
+    from prefect.flow_runs import resume_flow_run
+
+    sandbox_server.set_faults(fail_rate=1.0)  # every request answered 5xx: its events/purchases are in doubt
+    stored = sandbox_server.stats()["events_stored"]
+    run = run_deployment("sync/nightly-sync", timeout=0, parameters={
+        "source": str(DAY2), "state": str(backfilled), "decision_timeout": RUN_TIMEOUT_S})
+    with get_client(sync_client=True) as client:
+        try:
+            wait_for_state(client, run.id, "Paused")
+        finally:
+            sandbox_server.set_faults(fail_rate=0.0)
+        resume_flow_run(run.id, run_input={"decision": "resend"})
+        final = wait_final(client, run.id)
+    assert final.state.is_completed(), final.state
+    ledger = Ledger(backfilled / "ledger.sqlite")
+    try:
+        syncs = [r.summary for r in ledger.runs(limit=10) if r.kind == "sync"]
+    finally:
+        ledger.close()
+    assert [s["status"] for s in syncs] == ["completed", "incomplete"]  # the resend run, then the asking one
+    acked = sum(s["datasets"]["events"]["acknowledged"] for s in syncs)
+    assert acked > 0 and sandbox_server.stats()["events_stored"] - stored == acked  # each event stored once
