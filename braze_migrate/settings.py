@@ -121,6 +121,12 @@ class LoadSettings(BaseSettings):
     delete_max_share: float = option(0.1, "hold a run's deletes when they name more than this share of the "
                                      "acknowledged users", ge=0)
     allow_mass_delete: bool = option(False, "send this run's deletes even over delete_max_count/delete_max_share")
+    # Verification (`braze-migrate verify`, the `verify` flow and deployment), not the load flows.
+    sample: int = option(200, "users to compare (the same users every time)", commands=("verify",), flow=False,
+                         ge=1)
+    event_window_days: int | None = option(
+        None, "compare event and purchase counts over the last N days only (Braze's export aggregates 90 days); "
+              "unset: all occurrences, as the sandbox keeps them", commands=("verify",), flow=False, ge=1)
     # The ledger in PostgreSQL (postgresql://...), shared by workers on several machines; unset: SQLite in
     # the state folder. A secret (it may hold a password): environment only, never a flag or flow parameter.
     ledger_url: SecretStr | None = option(None, "PostgreSQL ledger URL (postgresql://...) shared by workers",

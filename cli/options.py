@@ -5,6 +5,7 @@ environment (BRAZE_MIGRATE_<NAME>) and then the model's default decide, exactly 
 from __future__ import annotations
 
 import argparse
+import types
 import typing
 from pathlib import Path
 
@@ -19,7 +20,7 @@ def add_option_flags(parser: argparse.ArgumentParser, command: str) -> None:
     """Add the flags of every option `command` takes."""
     for name in flag_options(command):
         field = LoadSettings.model_fields[name]
-        kind, choices = field.annotation, None
+        kind, choices = _required(field.annotation), None
         if typing.get_origin(kind) is typing.Literal:
             kind, choices = str, typing.get_args(kind)
         elif kind is Path:
@@ -33,6 +34,12 @@ def add_option_flags(parser: argparse.ArgumentParser, command: str) -> None:
                                 help=help_text)
             continue
         parser.add_argument(flag(name), dest=name, type=kind, choices=choices, default=None, help=help_text)
+
+
+def _required(kind):
+    """`X` of an optional `X | None` (unset is None anyway), else the type itself."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return args[0] if typing.get_origin(kind) in (typing.Union, types.UnionType) and len(args) == 1 else kind
 
 
 def comma_list(value: str) -> list[str]:

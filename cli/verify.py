@@ -25,11 +25,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("source", help="the export that was loaded: folder, object-store URI or mapping file")
     p.add_argument("--mapping", metavar="FILE", help="the mapping file the load used (docs/sources.md)")
     add_option_flags(p, "verify")
-    p.add_argument("--sample", type=int, default=logic.DEFAULT_SAMPLE,
-                   help=f"users to compare (default {logic.DEFAULT_SAMPLE}; the same users every time)")
-    p.add_argument("--event-window-days", type=int,
-                   help="compare event and purchase counts over the last N days only (Braze's export "
-                        "aggregates 90 days); default: all occurrences, as the sandbox keeps them")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     p.add_argument("--no-prefect", action="store_true", help="run without Prefect (no UI record)")
     return p
@@ -37,9 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the verification (as the Prefect flow unless --no-prefect) and print its report."""
-    if args.sample < 1:
-        raise ConfigError("--sample must be at least 1")
-    state = str(settings_from_args(args, "verify").state)
+    settings = settings_from_args(args, "verify")
+    state = str(settings.state)
     endpoint, api_key = resolve_credentials()
     if "://" not in args.source and not Path(args.source).exists():
         raise ConfigError(f"source {args.source!r} does not exist: pass the export folder that was loaded")
@@ -47,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
     # request reads nothing).
     check_credentials(endpoint, api_key, path="/users/export/ids", body={"external_ids": []})
     if args.no_prefect:
-        report = logic.verify(args.source, state, args.sample, endpoint=endpoint, api_key=api_key,
-                              since=logic.since_days(args.event_window_days), mapping=args.mapping).to_dict()
+        report = logic.verify(args.source, state, settings.sample, endpoint=endpoint, api_key=api_key,
+                              since=logic.since_days(settings.event_window_days), mapping=args.mapping).to_dict()
     else:
-        report = _run_flow(args, state)
+        report = _run_flow(args, state, settings.sample, settings.event_window_days)
     if args.json:
         print(json.dumps(report, sort_keys=True))
     else:
@@ -58,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK if report["mismatched"] == 0 else EXIT_MISMATCH
 
 
-def _run_flow(args: argparse.Namespace, state: str) -> dict:
+def _run_flow(args: argparse.Namespace, state: str, sample: int, event_window_days: int | None) -> dict:
     """The `verify` flow, recorded in Prefect; its final state carries the report."""
     from flows.verify import verify
 
-    final = verify(source=args.source, mapping=args.mapping, state=state, sample=args.sample,
-                   event_window_days=args.event_window_days, return_state=True)
+    final = verify(source=args.source, mapping=args.mapping, state=state, sample=sample,
+                   event_window_days=event_window_days, return_state=True)
     report = final.result(raise_on_failure=False)
     if isinstance(report, logic.MismatchesFound):
         return report.report

@@ -12,6 +12,7 @@ from prefect.states import Completed, Failed
 
 from braze_migrate import verify as logic
 from braze_migrate.credentials import resolve_credentials
+from braze_migrate.settings import load_settings
 from flows import artifacts
 
 
@@ -44,9 +45,20 @@ def compare_task(source: str, expectations: logic.Expectations, read: logic.Read
 
 
 @flow(name="verify", flow_run_name="verify-{source}", log_prints=False)
-def verify(source: str, mapping: str | None = None, state: str = "state", sample: int = logic.DEFAULT_SAMPLE,
+def verify(source: str, mapping: str | None = None, state: str | None = None, sample: int | None = None,
            event_window_days: int | None = None):
-    """QA after a load: does Braze hold what the export says? Ends Failed when any sampled user differs."""
+    """QA after a load: does Braze hold what the export says? Ends Failed when any sampled user differs.
+
+    Args:
+        source: the export that was loaded: folder, object-store URI or mapping file
+        mapping: the mapping file the load used
+        state: state folder of the loads (unset: BRAZE_MIGRATE_STATE where the flow runs, else state)
+        sample: users to compare (unset: BRAZE_MIGRATE_SAMPLE, else 200)
+        event_window_days: compare counts over the last N days only (unset: BRAZE_MIGRATE_EVENT_WINDOW_DAYS,
+            else all occurrences)
+    """
+    settings = load_settings(state=state, sample=sample, event_window_days=event_window_days)
+    state, sample, event_window_days = str(settings.state), settings.sample, settings.event_window_days
     expectations = expect_task(source, mapping, state, sample, event_window_days)
     read = read_back_task(expectations)
     report = compare_task(source, expectations, read)

@@ -46,9 +46,10 @@ def _no_option_env(monkeypatch):
 
 
 def test_every_option_is_a_flag_or_a_secret():
-    assert set(flag_options("backfill")) | SECRET == set(LoadSettings.model_fields)
+    """Every load-flow option is a flag of backfill and sync; the others are verify's, or secrets."""
+    assert set(flag_options("backfill")) | set(flag_options("verify")) | SECRET == set(LoadSettings.model_fields)
     assert flag_options("backfill") == flag_options("sync") == flow_options()
-    assert not SECRET & set(flow_options())
+    assert not SECRET & (set(flow_options()) | set(flag_options("verify")))
 
 
 @pytest.mark.parametrize("command", ["backfill", "sync"])
@@ -119,3 +120,17 @@ def test_boolean_options_are_switches_both_ways():
         for given, value in ((f"--{name.replace('_', '-')}", True), (f"--no-{name.replace('_', '-')}", False)):
             args = build_parser().parse_args(["backfill", "src", given])
             assert getattr(settings_from_args(args, "backfill"), name) is value, given
+
+
+def test_verify_options_come_from_the_model_too():
+    """`verify`'s flags, its flow's parameters and its deployment's values are the model's verify options."""
+    from flows.verify import verify
+
+    options = flag_options("verify")
+    assert {"state", "sample", "event_window_days"} <= set(options)
+    params = inspect.signature(verify.fn).parameters
+    assert all(params[o].default is None for o in options)  # unset: resolved from the model where it runs
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    (deployment,) = [d for d in spec["deployments"] if d["entrypoint"] == "flows/verify.py:verify"]
+    for option, value in deployment["parameters"].items():
+        assert option in params and value == model_default(option), option
