@@ -10,6 +10,7 @@ from braze_migrate.engine import open_run_ledger
 from braze_migrate.settings import ConfigError
 from cli.exits import EXIT_OK
 from cli.options import add_option_flags, settings_from_args
+from connectors.state.lock import current_holder
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -22,7 +23,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, "status")
+    holder = current_holder(settings.state)
     if settings.ledger_url is None and not (Path(settings.state) / "ledger.sqlite").exists():
+        if holder is not None:  # a first run still starting
+            print(f"the state folder is in use by {holder.describe()}")
+            return EXIT_OK
         raise ConfigError(f"no ledger in {settings.state}: run a backfill first, or pass --state")
     ledger = open_run_ledger(settings)
     try:
@@ -40,4 +45,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r['run_id']:<24}{r['kind']:<10}{r['status']:<11}{r['result']!s:<13}{r['batches']:>8}"
               f"{r['acknowledged_batches']:>7}{r['requests']:>9}{r['throttled']:>6}{r['in_doubt_batches']:>9}"
               f"  {r['source']}")
+    if holder is not None:
+        print(f"the state folder is in use by {holder.describe()}")
     return EXIT_OK

@@ -25,6 +25,7 @@ from pathlib import Path
 from connectors.state.ledger_base import LedgerUnavailable
 
 LOCK_FILE = "run.lock"
+PROBE_RETRIES, PROBE_WAIT_S = 5, 0.05  # a run holds the lock for its whole life; a `status` probe for microseconds
 # Server-side keepalives on the lock's connection: a holder whose machine vanished (no FIN, no RST) lets
 # go of the advisory lock within about a minute instead of the system default of two hours.
 PG_KEEPALIVE = {"tcp_keepalives_idle": 15, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 4}
@@ -144,12 +145,17 @@ def current_holder(state: Path) -> Holder | None:
 def _acquire(state: Path, command: str, ledger_url: str | None) -> RunLock:
     state.mkdir(parents=True, exist_ok=True)
     fd = os.open(state / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.pread(fd, 4096, 0).decode(errors="replace")
-        os.close(fd)
-        raise _refusal(state, Holder.parse(text)) from None
+    for attempt in range(PROBE_RETRIES + 1):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt < PROBE_RETRIES:  # `status` may be peeking (a shared lock held for microseconds)
+                time.sleep(PROBE_WAIT_S)
+                continue
+            text = os.pread(fd, 4096, 0).decode(errors="replace")
+            os.close(fd)
+            raise _refusal(state, Holder.parse(text)) from None
     stale = Holder.parse(os.pread(fd, 4096, 0).decode(errors="replace"))
     holder = Holder(command)
     pg = None
