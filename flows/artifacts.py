@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import time
 
+from prefect import get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.exceptions import MissingContextError
 from prefect.runtime import deployment, flow_run
 
-from braze_migrate.progress import STAGES, Meter, ProgressEvent, eta_text
+from braze_migrate.progress import STAGES, Meter, ProgressEvent, eta_text, summary_text
 from braze_migrate.summary import RunSummary
 
 UPDATE_EVERY_S = 2.0  # one API call per couple of seconds, not one per batch
+LOG_EVERY_S = 30.0  # a plain progress line in the run's logs (and a worker's output): per stage, not per batch
 MAX_TABLE_ROWS = 500  # a table artifact is one JSON document: the CLI's --json output has every row
 BUCKET_COLUMNS = ("read", "acknowledged", "rejected", "unchanged", "pending", "rejected_cells")
 
@@ -48,6 +51,28 @@ class Progress:
         self._current: Meter | None = None
         self._last = clock()
         self._sent: tuple[float, str] | None = None
+        self._logged: dict[str, float] = {}  # stage → when its last progress line was logged
+        self._ended: set[str] = set()  # stages whose final line was logged
+
+    def _due_for_a_line(self, event: ProgressEvent, now: float) -> bool:
+        """A plain line per stage: at its start, every LOG_EVERY_S, and at its end (once)."""
+        if event.stage in self._ended:
+            return False
+        if event.finished:
+            self._ended.add(event.stage)
+            return True
+        last = self._logged.get(event.stage)
+        if last is None or now - last >= LOG_EVERY_S:
+            self._logged[event.stage] = now
+            return True
+        return False
+
+    @staticmethod
+    def _log(line: str) -> None:
+        try:
+            get_run_logger().info("progress: %s", line)
+        except MissingContextError:  # outside a flow or task run (a test calling it directly)
+            pass
 
     def __call__(self, event: ProgressEvent) -> None:
         meter = self._meters.setdefault(event.stage, Meter(clock=self._clock))
@@ -56,6 +81,8 @@ class Progress:
         now = self._clock()
         if now - self._last >= UPDATE_EVERY_S or event.finished:
             self._push(now)
+        if self._due_for_a_line(event, now):
+            self._log(summary_text(meter))
 
     def update(self, done: int, total: int) -> None:
         self(ProgressEvent("loading", done, total, "batches", finished=total > 0 and done == total))
