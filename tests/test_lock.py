@@ -71,7 +71,7 @@ def test_second_run_is_refused_naming_the_holder_and_a_killed_holder_is_taken_ov
         assert "run 20261202T020000-holder" in message and f"pid {proc.pid}" in message
         assert "sync exports/tonight" in message and "load-worker" in message
         assert current_holder(state).run_id == "20261202T020000-holder"
-        status = subprocess.run([sys.executable, "-m", "cli.main", "status", "--state", str(state)], cwd=ROOT,
+        status = subprocess.run([sys.executable, "-m", "cli.main", "status", "--state", str(state)], cwd=ROOT, check=True,
                                 capture_output=True, text=True, timeout=120)
         assert f"in use by run 20261202T020000-holder (sync exports/tonight, pid {proc.pid}" in status.stdout
     finally:
