@@ -153,11 +153,37 @@ def progress_markdown(meters: dict[str, Meter], run_id: str | None, current: Met
 
 
 def intent_line(kind: str, source: str, mapping: str | None, options: dict) -> str:
-    """The run's first log line: what it will do, before planning starts."""
+    """The run's first log line: what it will do (source, state, plan size when a plan exists, limit)."""
     via = f" (mapping {mapping})" if mapping else ""
-    return (f"{kind} of {source}{via} into state {options.get('state')}: rate limit {options.get('rate_limit')}, "
-            f"{options.get('batch_size')} objects per request, in-doubt policy {options.get('in_doubt')}; planning "
-            "first (progress artifact `" + kind + "-planning`), then loading (`" + kind + "-progress`)")
+    try:
+        size = _plan_size(options)
+    except Exception as exc:  # noqa: BLE001 - a log line never fails the run; the stages report the error
+        size = f"plan size unknown ({type(exc).__name__})"
+    return (f"{kind} of {source}{via} into state {options.get('state')}: {size}; rate limit "
+            f"{options.get('rate_limit')}, {options.get('batch_size')} objects per request, in-doubt policy "
+            f"{options.get('in_doubt')}; progress in the artifacts `{kind}-planning` and `{kind}-progress`")
+
+
+def _plan_size(options: dict) -> str:
+    """The size of the unfinished plan this run will finish first, or that the plan is made now."""
+    from pathlib import Path
+
+    from braze_migrate.engine import open_run_ledger
+    from braze_migrate.settings import load_settings
+
+    settings = load_settings(**options)
+    if settings.ledger_url is None and not (Path(settings.state) / "ledger.sqlite").exists():
+        return "a new plan, sized by the plan task"
+    ledger = open_run_ledger(settings)
+    try:
+        run = ledger.unfinished_run()
+        t = ledger.totals(run.run_id) if run is not None else None
+    finally:
+        ledger.close()
+    if run is None or not t["batches"]:
+        return "a new plan, sized by the plan task"
+    return (f"first the unfinished plan of run {run.run_id}: {t['batches']:,} batches ({t['objects']:,} objects), "
+            f"{t['batches'] - t['acknowledged_batches']:,} not yet acknowledged")
 
 
 def plan_line(prepared, options: dict) -> str:

@@ -95,3 +95,22 @@ def test_listeners_get_events_and_a_failing_one_does_not_stop_the_run():
         sink(ProgressEvent("reading", 1, 2, "datasets"))
     sink(ProgressEvent("reading", 2, 2, "datasets"))
     assert [e.done for e in got] == [1]
+
+
+def test_the_prefect_artifact_text_has_each_stage_counts_rates_and_an_eta():
+    from flows.artifacts import progress_markdown
+
+    clock = Clock()
+    meters = {"planning": Meter(clock=clock), "loading": Meter(clock=clock)}
+    meters["planning"].update(ProgressEvent("planning", 4, 4, "units", finished=True))
+    meters["loading"].update(ProgressEvent("loading", 0, 80, "batches", objects_total=6000))
+    clock.t += 4
+    meters["loading"].update(ProgressEvent("loading", 20, 80, "batches", objects_done=1500, objects_total=6000,
+                                           requests=23, throttled=3, retries=2, in_doubt=1))
+    text = progress_markdown(meters, "run-1", meters["loading"])
+    assert text.splitlines()[0] == "**Loading**: 20 of 80 batches, ETA 0:12 (run `run-1`, 4.0 s so far)"
+    for row in ("| planning | 4 of 4 units (100%), done |", "| batches | 20 of 80 acknowledged (25%) |",
+                "| objects | 1,500 of 6,000 |", "| rate | 5.0 batches/s, 5.8 requests/s |", "| requests | 23 |",
+                "| rate limited (429) | 3 |", "| retries | 2 |", "| in-doubt batches | 1 |"):
+        assert row in text, (row, text)
+    assert "| ETA | 0:12 (about " in text
