@@ -74,10 +74,17 @@ def prefect_api(prefect_server):  # noqa: F811 - the imported fixture
         yield prefect_server
 
 
+DEADLINE_TEST_S = 10  # the least Prefect allows for a proactive trigger
+
+
 @pytest.fixture(scope="module")
 def receiver(prefect_api):
+    """The repository's automations to a loopback webhook, plus the deadline one with a deadline of seconds."""
     r = Receiver()
-    apply(load_specs(), webhook_block(r.url))
+    specs = load_specs()
+    deadline = next(dict(s, name=s["name"] + " (test)") for s in specs if "deadline" in s["name"])
+    deadline["trigger"] = dict(deadline["trigger"], within=DEADLINE_TEST_S)
+    apply([*specs, deadline], webhook_block(r.url))
     yield r
     r.server.shutdown()
 
@@ -183,6 +190,7 @@ def test_guarded_nightly_run_pauses_and_an_answer_through_the_api_sends_the_held
         wait_for_state(client, run.id, "Paused")
         alert = receiver.wait_for(f"sync-{broken} is held")  # the name the run gives itself when it starts
         assert "waiting for a decision" in alert["body"]
+        receiver.wait_for(f"sync-{broken} has not finished")  # the deadline (here seconds) went by
         assert sent(sandbox_server) == before  # paused: nothing sent
         resume_flow_run(run.id, run_input={"decision": "accept"})
         final = wait_final(client, run.id)
