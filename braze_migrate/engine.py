@@ -79,6 +79,14 @@ class Engine:
             shutil.rmtree(self.run_dir(unfinished.run_id), ignore_errors=True)
             self.ledger.set_run_status(unfinished.run_id, "abandoned")
             unfinished = None
+        if unfinished is not None and unfinished.status == "held" and (
+                unfinished.source != source or (unfinished.settings or {}).get("mapping") != mapping
+                or unfinished.source_fingerprint != source_fingerprint(source, mapping)):
+            # Held by the guards (guards.py), so nothing of it was sent: a fixed or another export replaces it.
+            shutil.rmtree(self.run_dir(unfinished.run_id), ignore_errors=True)
+            self.ledger.set_run_status(unfinished.run_id, "abandoned")
+            notes.append(f"run {unfinished.run_id}, held by the guards, was dropped: the export changed since")
+            unfinished = None
         if unfinished is not None:
             recorded = (unfinished.settings or {}).get("mapping")
             if unfinished.source != source or recorded != mapping:

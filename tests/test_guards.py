@@ -243,6 +243,11 @@ def test_dataset_shrinking_by_half_is_held(backfilled, braze_env, tmp_path, caps
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert "purchases: rows down" in line and "--accept rows:purchases`" in line
     assert sent(braze_env) == sent_before
+    # The export is fixed (here: the full day 2): the held plan, of which nothing was sent, is dropped.
+    assert cli("sync", str(DAY2), "--state", str(backfilled), "--json") == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["status"] == "completed" and sent(braze_env) > sent_before
+    assert any("held by the guards, was dropped" in note for note in summary["notes"])
 
 
 def test_normal_day2_sync_passes_untouched(backfilled, capsys):
