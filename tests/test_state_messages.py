@@ -46,12 +46,26 @@ def backfilled(tmp_path: Path) -> Path:
     return state
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory, sandbox_server):
+    """One backfilled state folder (and its export) for the tests that damage a copy of it."""
+    root = tmp_path_factory.mktemp("template")
+    env = {**os.environ, "BRAZE_REST_ENDPOINT": sandbox_server.url, "BRAZE_API_KEY": API_KEY}
+    done = run("backfill", write_export(root / "export", "parquet"), "--state", root / "state", "--no-prefect",
+               env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return root
+
+
 # --- point 9: damaged state, its own exit code, never "export it again" -------------------------------------
 
 
 @pytest.mark.parametrize("damage", ["events.parquet", "ledger", "snapshot part", "meta.json"])
-def test_a_damaged_state_folder_is_one_line_with_exit_5(braze_env, tmp_path, damage):
-    state = backfilled(tmp_path)
+def test_a_damaged_state_folder_is_one_line_with_exit_5(braze_env, template, tmp_path, damage):
+    import shutil
+
+    shutil.copytree(template, tmp_path, dirs_exist_ok=True)
+    state = tmp_path / "state"
     if damage == "ledger":
         (state / "ledger.sqlite").write_bytes(b"this is not a database" * 100)
         for extra in state.glob("ledger.sqlite-*"):
