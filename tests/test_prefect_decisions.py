@@ -287,3 +287,15 @@ def test_in_doubt_events_answered_resend_are_sent_once(served, receiver, backfil
     assert [s["status"] for s in syncs] == ["completed", "incomplete"]  # the resend run, then the asking one
     acked = sum(s["datasets"]["events"]["acknowledged"] for s in syncs)
     assert acked > 0 and sandbox_server.stats()["events_stored"] - stored == acked  # each event stored once
+
+
+def test_apply_command_says_what_is_missing(capsys, monkeypatch):
+    from automations.apply import WEBHOOK_ENV, main
+
+    monkeypatch.delenv(WEBHOOK_ENV, raising=False)
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        assert main(["--webhook-url", "http://127.0.0.1:9/x"]) == 2
+    assert "PREFECT_API_URL is not set" in capsys.readouterr().err
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        assert main([]) == 2
+    assert "--webhook-url URL" in capsys.readouterr().err
