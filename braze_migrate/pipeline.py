@@ -94,4 +94,12 @@ def plan_and_apply(run_id: str, source: str, snapshot: Snapshot, plan_dir: Path,
                            transport=transport, planning=planner.planning)
     finally:
         planner.stop()  # a stopped or failed load plans no further unit
-    return planner.join(), stats
+    try:
+        info = planner.join()
+    except Exception:
+        if not ledger.batch_statuses(run_id):
+            # Nothing was recorded, so nothing was sent: drop the run, so that the next command (once the
+            # export is fixed) plans afresh instead of resuming this one.
+            ledger.set_run_status(run_id, "abandoned")
+        raise
+    return info, stats

@@ -237,6 +237,7 @@ def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partiti
     (plan_dir / "layout.json").unlink(missing_ok=True)
     work = plan_dir / "work"
     data = open_source(source, mapping=mapping, work_dir=work / "source")
+    _check_schemas(data)
     read = {name: _count_rows(ds) for name, ds in data.items()}
     total_rows, spooled = sum(read.values()), 0
     emit(ProgressEvent("reading", 0, total_rows, "rows"))
@@ -278,6 +279,19 @@ def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partiti
     _atomic_text(plan_dir / "layout.json", json.dumps(layout))
     emit(ProgressEvent("reading", total_rows, total_rows, "rows", finished=True))
     return layout
+
+
+def _check_schemas(data: dict[str, Dataset]) -> None:
+    """Build every dataset's normalization once, lazily, so a missing or unusable column stops the run here,
+    before anything is spooled or sent, not in a later unit of a plan that is already loading."""
+    for name, ds in data.items():
+        if name not in ("users", *OCCURRENCES):
+            continue
+        with reading(ds):
+            if name == "users":
+                normalize.normalize_users(ds.frame, None, files=ds.files)
+            else:
+                _normalize(name, ds.frame, ds.files)
 
 
 def _spool_frame(frame: pl.LazyFrame, key: pl.Expr, parts: int, rows: int, target: Path) -> None:

@@ -54,3 +54,23 @@ def test_kill_9_while_later_units_are_planned_then_same_command_is_exact(braze_e
     users = {k: v for k, v in sandbox.profiles().items() if v.get("external_id")}
     assert len(users) == USERS
     assert all(u["custom_attributes"]["city"] == "Oslo" for u in users.values())
+
+
+def test_a_missing_column_stops_a_first_backfill_before_anything_is_sent(braze_env, tmp_path):
+    """A first backfill plans while it loads, yet a missing column still stops it before any request, and once
+    the export is fixed the same command plans afresh (the failed run is dropped, not resumed)."""
+    import polars as pl
+
+    src = bulk_export(tmp_path / "export", 200, purchases_per_user=1, events_per_user=1)
+    events = pl.read_parquet(src / "events.parquet")
+    events.drop("event_id").write_parquet(src / "events.parquet")
+    state = tmp_path / "state"
+    args = ["backfill", str(src), "--state", str(state), "--no-prefect", "--json"]
+    out, err = cli(args, {**os.environ}).communicate(timeout=120)
+    assert "required column 'event_id' is missing" in err and "Traceback" not in err
+    assert braze_env.profiles() == {}
+    events.write_parquet(src / "events.parquet")
+    out, err = cli(args, {**os.environ}).communicate(timeout=120)
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["status"] == "completed" and summary["resumed"] is False, err
+    assert len(occurrence_counts(braze_env.profiles())) == 400
