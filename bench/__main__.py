@@ -1,6 +1,6 @@
 """Run the benchmarks and print one table of ratios measured in this run; also write it as JSON.
 
-    python -m bench            # 1M users (about 15 minutes on 2 busy cores)
+    python -m bench            # 1M users and the history-heavy export (about 25 minutes on 2 busy cores)
     python -m bench --quick    # small sizes, checks the harness (under 2 minutes)
     python -m bench --big      # adds the 10M-user planning case (inputs and state are cached in bench/out)
 """
