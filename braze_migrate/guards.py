@@ -25,6 +25,7 @@ from pydantic import BaseModel
 EXIT_HELD = 4
 FIGURE_SCHEMA = {"column": pl.Utf8, "users": pl.Int64, "unset": pl.Int64, "changed": pl.Int64,
                  "unset_share": pl.Float64, "changed_share": pl.Float64}
+THRESHOLD_FLAGS = {"unset": "--guard-unset-share", "changed": "--guard-changed-share", "rows": "--guard-rows-drop-share"}
 ROWS_PREFIX = "rows:"  # `--accept rows:purchases` accepts a dataset's row count (never clashes with a column)
 
 
@@ -90,9 +91,10 @@ class GuardReport:
             return "guards passed"
         accept = f"--accept {self.accept_value()}"
         how = f"`{command} {accept}`" if command else f"`{accept}`"
+        flags = ", ".join(dict.fromkeys(THRESHOLD_FLAGS[f.kind] for f in self.held))
         return ("held by the guards, nothing was sent: " + "; ".join(f.text() for f in self.held)
-                + f". If tonight's export is right, accept it with {how} (the plan is kept and sent as is); "
-                "otherwise fix the export and run again")
+                + f". If tonight's export is right, accept it with {how} (the plan is kept and sent as is; "
+                f"for every night, raise {flags}); otherwise fix the export and run again")
 
     @classmethod
     def from_dict(cls, data: dict) -> GuardReport:

@@ -66,6 +66,7 @@ def test_broken_export_emptying_two_columns_is_held_with_one_line_naming_each(tm
     assert "email: 100.0% of its 300 users would be unset" in message
     assert "loyalty_tier: 100.0% of its 300 users would be unset" in message
     assert "`braze-migrate sync exports/tonight --state st --accept email,loyalty_tier`" in message
+    assert "for every night, raise --guard-unset-share)" in message
     assert "@x.io" not in message and "gold" not in message  # counts and names, never values
 
     accepted = check_plan(tmp_path / "plan", tmp_path, {"users": n}, DEFAULTS,
