@@ -16,9 +16,24 @@ from connectors.state.private import open_private
 from connectors.state.snapshot import Snapshot
 
 
+def _require_intact(settings: LoadSettings, state: Path) -> None:
+    """A damaged snapshot would price a full resend: the dry run stops like a run would (exit 5)."""
+    if settings.ledger_url is None and not (state / "ledger.sqlite").exists():
+        return  # no run yet: nothing to compare with
+    from braze_migrate.engine import open_run_ledger
+    from connectors.state.integrity import require_intact
+
+    ledger = open_run_ledger(settings)
+    try:
+        require_intact(state, ledger)
+    finally:
+        ledger.close()
+
+
 def dry_run(settings: LoadSettings, source: str, *, out: str | None = None, mapping: str | None = None) -> dict:
     """Plan against the state folder's snapshot without touching the ledger; returns the cost per dataset."""
     state = open_private(Path(settings.state))  # payloads hold personal data: 0700/0600
+    _require_intact(settings, state)
     plan_dir = Path(out) if out else state / "plans" / time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     info = build_plan(source, Snapshot(state), plan_dir, batch_size=settings.batch_size,
                       batch_mode=settings.batch_mode, resend_in_doubt=settings.in_doubt == "resend",
