@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
@@ -172,48 +172,6 @@ def summary_text(meter: Meter, *, stage: bool = True) -> str:
         parts += [f"{e.requests:,} requests" + (f" ({req:,.0f}/s)" if req is not None else ""),
                   f"{e.throttled} throttled (429)", f"{e.retries} retried", f"{e.in_doubt} in doubt"]
     return ", ".join(parts)
-
-
-class LoadTracker:
-    """Turns the loader's batch results into `loading` events: batches and objects acknowledged of planned,
-    requests, 429s, retries, in doubt. Emits at most every `every_s` (and always the first and last), so a
-    fast load costs the sinks a few calls a second, not one per batch."""
-
-    def __init__(self, sink: ProgressSink, *, batches: int, done: int = 0, objects: int | None = None,
-                 objects_done: int = 0, every_s: float = 0.25, clock: Callable[[], float] = time.monotonic):
-        self._sink, self._clock, self._every = sink, clock, every_s
-        self._last = float("-inf")
-        self.event = ProgressEvent("loading", done, batches, "batches", objects_done=objects_done,
-                                   objects_total=objects)
-
-    def start(self) -> None:
-        self._send(force=True)
-
-    def result(self, *, acknowledged: bool, objects: int, requests: int, retries: int, throttled: int,
-               in_doubt: bool) -> None:
-        e = self.event
-        self.event = replace(
-            e, done=e.done + acknowledged, objects_done=e.objects_done + (objects if acknowledged else 0),
-            requests=e.requests + requests, retries=e.retries + retries, throttled=e.throttled + throttled,
-            in_doubt=e.in_doubt + in_doubt,
-        )
-        self._send(force=self.event.done == self.event.total)
-
-    def acknowledged_elsewhere(self, done: int) -> None:
-        """Another worker's acknowledgements (seen while waiting for it to finish)."""
-        if done != self.event.done:
-            self.event = replace(self.event, done=done)
-            self._send()
-
-    def finish(self) -> None:
-        self.event = replace(self.event, finished=True)
-        self._send(force=True)
-
-    def _send(self, force: bool = False) -> None:
-        now = self._clock()
-        if force or now - self._last >= self._every:
-            self._last = now
-            self._sink(self.event)
 
 
 def loading_event(totals: dict, *, finished: bool = False) -> ProgressEvent:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from braze_migrate import progress
-from braze_migrate.progress import LoadTracker, Meter, ProgressEvent, eta_text, summary_text
+from braze_migrate.progress import Meter, ProgressEvent, eta_text, summary_text
 from cli.progress import PlainLines
 
 
@@ -51,22 +51,6 @@ def test_the_loading_line_has_counts_rate_eta_and_what_requests_met():
     assert line.startswith("loading: 10/40 batches (25%), 750/3,000 objects, 5.0 batches/s, ETA 0:06")
     assert "12 requests (6/s)" in line and "2 throttled (429)" in line and "1 retried" in line
     assert "1 in doubt" in line
-
-
-def test_tracker_counts_results_and_throttles_its_events():
-    clock = Clock()
-    seen: list[ProgressEvent] = []
-    tracker = LoadTracker(seen.append, batches=3, objects=200, every_s=1.0, clock=clock)
-    tracker.start()
-    tracker.result(acknowledged=True, objects=75, requests=2, retries=1, throttled=1, in_doubt=False)
-    assert len(seen) == 1  # within every_s of the first event: held back
-    clock.t += 1.5
-    tracker.result(acknowledged=False, objects=75, requests=1, retries=0, throttled=0, in_doubt=True)
-    tracker.result(acknowledged=True, objects=50, requests=1, retries=0, throttled=0, in_doubt=False)
-    tracker.finish()
-    last = seen[-1]
-    assert (last.done, last.total, last.objects_done, last.objects_total) == (2, 3, 125, 200)
-    assert (last.requests, last.retries, last.throttled, last.in_doubt, last.finished) == (4, 1, 1, 1, True)
 
 
 def test_plain_lines_come_at_start_every_period_and_at_the_end():
