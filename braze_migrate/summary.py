@@ -14,6 +14,18 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class RunUnfinished(Exception):
+    """The data of a Failed flow state: Prefect resolves a Failed state's data into an exception (a plain summary
+    there makes it log "cannot be resolved into an exception" with a traceback). `summary` is the whole summary."""
+
+    def __init__(self, message: str, summary: RunSummary | dict | None = None):
+        super().__init__(message)
+        self.summary = summary
+
+    def __reduce__(self):
+        return type(self), (str(self), self.summary)
+
+
 class RunKind(StrEnum):
     BACKFILL = "backfill"
     SYNC = "sync"

@@ -11,7 +11,7 @@ from braze_migrate.credentials import resolve_credentials
 from braze_migrate.preflight import check_credentials
 from braze_migrate.report import render_text
 from braze_migrate.settings import ConfigError, public_options
-from braze_migrate.summary import RunStatus, RunSummary
+from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
 from cli.exits import EXIT_HELD, EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING
 from cli.options import add_option_flags, settings_from_args
 from cli.progress import showing
@@ -75,6 +75,8 @@ def run_flow(kind: str, source: str, mapping: str | None, options: dict) -> RunS
             "so the same command resumes it"
         ) from None
     result = state.result(raise_on_failure=False)
+    if isinstance(result, RunUnfinished):  # Failed: held, pending or interrupted
+        return RunSummary.coerce(result.summary)
     if isinstance(result, RunSummary):
         return result
     if isinstance(result, BaseException):

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from braze_migrate.engine import Prepared
 from braze_migrate.errors import user_message
 from braze_migrate.guards import GuardReport
 from braze_migrate.settings import ConfigError
-from braze_migrate.summary import RunStatus, RunSummary
+from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
 
 POLL_SECONDS = 2
 PAUSE_GRACE_S = 600  # the server-side pause outlives our wait by this much (see `ask`)
@@ -56,7 +57,7 @@ def in_deployment() -> bool:
     return bool(ctx and ctx.flow_run and ctx.flow_run.deployment_id)
 
 
-def ask(form: type[RunInput], description: str, timeout_s: int) -> str | None:
+def ask(form: type[RunInput], description: str, timeout_s: int, message: str | None = None) -> str | None:
     """Pause this flow run until someone answers the form: their decision, or None after `timeout_s`.
 
     As `pause_flow_run(wait_for_input=form)` does, except that the pause the server sees lasts `PAUSE_GRACE_S`
@@ -64,7 +65,8 @@ def ask(form: type[RunInput], description: str, timeout_s: int) -> str | None:
     "never resumed" failure, and the run's Failed state should say what was held and how to accept it."""
     ctx = FlowRunContext.get()
     key = f"decision-{uuid.uuid4().hex[:12]}"  # a pause key is good once per run
-    paused = Paused(timeout_seconds=timeout_s + PAUSE_GRACE_S, reschedule=False, pause_key=key)
+    # The state's message is what the UI's run list and the "held" alert show.
+    paused = Paused(timeout_seconds=timeout_s + PAUSE_GRACE_S, reschedule=False, pause_key=key, message=message)
     keyset = keyset_from_paused_state(paused)
     paused.state_details.run_input_keyset = keyset
     with get_client(sync_client=True) as client:
@@ -93,7 +95,7 @@ def guard_decider(timeout_s: int) -> Callable[[GuardReport, Prepared], str | Non
         get_run_logger().warning("%s", report.message())
         if not in_deployment():
             return "hold"
-        return ask(GuardDecision, markdown, timeout_s)
+        return ask(GuardDecision, markdown, timeout_s, message=report.message())
 
     return decide
 
@@ -109,7 +111,8 @@ def ask_in_doubt(summary: RunSummary, timeout_s: int) -> str | None:
              *(f"| {b.batch_no} | {b.events} | {b.purchases} |" for b in held), "",
              ("**resend** sends them again (duplicates possible inside these batches); **hold** keeps them pending "
              f"(later: `{summary.resume_command}`).")]
-    return ask(InDoubtDecision, "\n".join(lines), timeout_s)
+    return ask(InDoubtDecision, "\n".join(lines), timeout_s,
+               message=f"{len(held)} batches of run {summary.run_id} in doubt: resend them, or keep holding")
 
 
 def guards_markdown(report: GuardReport, prepared: Prepared) -> str:
@@ -126,6 +129,26 @@ def guards_markdown(report: GuardReport, prepared: Prepared) -> str:
         lines += [f"| {d['dataset']} | {d['before']:,} | {d['tonight']:,} | {d['drop_share']:.1%} |"
                   for d in report.datasets]
     return "\n".join(lines)
+
+
+ENGINE_EXIT = "Engine execution exited with unexpected exception"
+
+
+class QuietEngineExit(logging.Filter):
+    """Drop Prefect's "Engine execution exited with unexpected exception" record, and its traceback, for a run
+    that ended Failed on purpose. When a deployment run's process finishes, the engine re-raises its Failed
+    state's data and logs it as a crash into the run's logs, though the run's own Failed state already says what
+    happened and what to do. Genuine bugs still get the record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != ENGINE_EXIT or not record.exc_info:
+            return True
+        exc = record.exc_info[1]
+        return not (isinstance(exc, RunUnfinished) or (exc is not None and one_line(exc) is not None))
+
+
+if not any(isinstance(f, QuietEngineExit) for f in logging.getLogger("prefect.flow_runs").filters):
+    logging.getLogger("prefect.flow_runs").addFilter(QuietEngineExit())
 
 
 def one_line(exc: BaseException) -> str | None:
@@ -153,6 +176,17 @@ def cleanly(fn):
     return body
 
 
+class FailedWith(Exception):
+    """The data of a task that ends Failed but still hands on a result (`value`) to the stages after it."""
+
+    def __init__(self, message: str, value=None):
+        super().__init__(message)
+        self.value = value
+
+    def __reduce__(self):
+        return type(self), (str(self), self.value)
+
+
 def called(task):
     """`task` as a plain call for the stages: its result, or its error raised here (a task that ended Failed
     by `cleanly` returns a state, which would otherwise travel on as if it were a result)."""
@@ -160,6 +194,8 @@ def called(task):
     @functools.wraps(task.fn)
     def call(*args, **kwargs):
         result = task(*args, return_state=True, **kwargs).result(raise_on_failure=False)
+        if isinstance(result, FailedWith):
+            return result.value
         if isinstance(result, BaseException):
             raise result
         return result

@@ -18,7 +18,7 @@ from braze_migrate import stages
 from braze_migrate.engine import Prepared
 from braze_migrate.guards import GuardReport
 from braze_migrate.settings import ConfigError, load_settings, public_options
-from braze_migrate.summary import RunStatus, RunSummary
+from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
 from flows import artifacts, decisions
 from flows.decisions import called, cleanly
 from flows.options import with_options
@@ -57,8 +57,9 @@ def load_task(prepared: Prepared, options: dict) -> int | State:
     progress.finish()
     left = stages.left_over(prepared, options)
     if left:
-        return Failed(message=f"{left} of {prepared.batches} batches not acknowledged (pending or in doubt): "
-                              "the run's summary says how to resume", data=batches)
+        message = (f"{left} of {prepared.batches} batches not acknowledged (pending or in doubt): the run's summary "
+                   "says how to resume")
+        return Failed(message=message, data=decisions.FailedWith(message, batches))
     return batches
 
 
@@ -122,9 +123,10 @@ def finish(summary: RunSummary) -> State:
     if summary.rejects:
         logger.warning("%d rejected rows or cells: see %s", summary.rejects, summary.rejects_file)
     if summary.status is RunStatus.HELD:
-        return Failed(message=summary.message, data=summary)
+        return Failed(message=summary.message, data=RunUnfinished(summary.message, summary))
     if summary.status is not RunStatus.COMPLETED:
-        return Failed(message=f"{summary.status}: resume with `{summary.resume_command}`", data=summary)
+        message = f"{summary.status}: resume with `{summary.resume_command}`"
+        return Failed(message=message, data=RunUnfinished(message, summary))
     return Completed(message="completed", data=summary)
 
 

@@ -189,7 +189,7 @@ def test_guarded_nightly_run_pauses_and_an_answer_through_the_api_sends_the_held
     with get_client(sync_client=True) as client:
         wait_for_state(client, run.id, "Paused")
         alert = receiver.wait_for(f"sync-{broken} is held")  # the name the run gives itself when it starts
-        assert "waiting for a decision" in alert["body"]
+        assert "waiting for a decision" in alert["body"] and "email: " in alert["body"]  # the figures too
         receiver.wait_for(f"sync-{broken} has not finished")  # the deadline (here seconds) went by
         assert sent(sandbox_server) == before  # paused: nothing sent
         resume_flow_run(run.id, run_input={"decision": "accept"})
@@ -299,3 +299,12 @@ def test_apply_command_says_what_is_missing(capsys, monkeypatch):
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
         assert main([]) == 2
     assert "--webhook-url URL" in capsys.readouterr().err
+
+
+def test_no_run_of_this_module_logged_an_engine_crash(served):
+    """Last: by now every run above has ended and its process's output reached the serve log. A run that ends
+    Failed on purpose must not read as a crash ("Engine execution exited with unexpected exception")."""
+    text = served.read_text(errors="replace")
+    assert "Finished in state Failed" in text
+    assert "Engine execution exited with unexpected exception" not in text
+    assert "Traceback" not in text
