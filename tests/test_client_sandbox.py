@@ -7,12 +7,12 @@ from collections import Counter
 
 import orjson
 import pytest
+from braze_sandbox import SandboxConfig, start_sandbox
 
 from connectors.braze.client import BatchRequest, BrazeLoader
 from connectors.braze.export import BrazeExporter
 from connectors.braze.outcomes import BrazeConfigError, ObjectError
 from connectors.braze.ratelimit import parse_rate
-from braze_sandbox import SandboxConfig, start_sandbox
 
 KEY = "sandbox-client-test-key"
 TIME = "2024-05-01T12:00:00Z"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from braze_sandbox import SandboxConfig, start_sandbox
+
 from tests.sandbox.helpers import KEY, UNLIMITED, Api, open_api
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
-
 from braze_sandbox import SandboxHandle
 
 KEY = "conformance-key"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from braze_sandbox import SandboxConfig, add_cli_arguments, run_cli, start_sandbox
+
 from tests.sandbox.helpers import KEY, attrs, event, open_api
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from braze_sandbox.currencies import CURRENCY_CODES
+
 from tests.sandbox.helpers import error_types, event, purchase
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from braze_sandbox import SandboxConfig, start_sandbox
+
 from tests.sandbox.helpers import KEY, UNLIMITED, attrs, event, open_api, purchase
 
 
