@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_run import acknowledged_batches
 from tests.conftest import API_KEY
 from tests.exports import bulk_export, occurrence_counts
 
@@ -25,18 +26,6 @@ def cli(args, env, **kw):
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
-def acknowledged_batches(state: Path) -> int:
-    db = state / "ledger.sqlite"
-    if not db.exists():
-        return 0
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        try:
-            return con.execute("SELECT COUNT(*) FROM batches WHERE status='acknowledged'").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
 
 
 def in_doubt_ids(summary: dict, state: Path) -> set[str]:

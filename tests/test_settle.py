@@ -5,26 +5,20 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from tests.cli_run import run_cli
 from tests.conftest import API_KEY
 from tests.exports import occurrence_counts
 
-BIN = Path(sys.executable).parent / "braze-migrate"
 N_USERS = 150
 
 
-def cli(*args, env):
-    done = subprocess.run([str(BIN), *map(str, args)], env=env, capture_output=True, text=True, timeout=300,
-                          check=False)
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    return done
+cli = run_cli
 
 
 def recent_export(folder: Path) -> Path:

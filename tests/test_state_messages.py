@@ -7,10 +7,8 @@ import errno
 import json
 import os
 import signal
-import sqlite3
 import stat
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,18 +17,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.cli_run import BIN, acknowledged_batches, run_cli
 from tests.conftest import API_KEY
 from tests.exports import bulk_export, write_export
 
-BIN = Path(sys.executable).parent / "braze-migrate"
 EXIT_PENDING, EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_DAMAGED, EXIT_UNUSABLE = 1, 2, 3, 5, 6
 
 
-def run(*args, env=None, timeout=300):
-    done = subprocess.run([str(BIN), *map(str, args)], env=env or os.environ, capture_output=True, text=True,
-                          timeout=timeout, check=False)
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    return done
+run = run_cli
 
 
 def one_line(done) -> str:
@@ -123,15 +117,7 @@ def test_a_file_where_the_state_folder_should_be_is_one_line(braze_env, tmp_path
 # --- point 3 and 9: a wait for permits gives way to SIGINT; a deleted plan is named ---------------------------
 
 
-def acknowledged(state: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{state / 'ledger.sqlite'}?mode=ro", uri=True, timeout=1)
-        try:
-            return con.execute("SELECT COUNT(*) FROM batches WHERE status='acknowledged'").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
+acknowledged = acknowledged_batches
 
 
 def test_sigint_while_waiting_for_rate_permits_exits_3_within_seconds_then_a_lost_plan_is_named(braze_env, tmp_path):

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 
+from tests.cli_run import run_cli
 from tests.conftest import API_KEY
 from transforms.suspicious import Rules, check_dob, check_occurrences
-
-BIN = Path(sys.executable).parent / "braze-migrate"
 
 
 def export(folder: Path) -> Path:
@@ -35,11 +32,7 @@ def export(folder: Path) -> Path:
     return folder
 
 
-def run(*args, env):
-    done = subprocess.run([str(BIN), *map(str, args)], env=env, capture_output=True, text=True, timeout=300,
-                          check=False)
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    return done
+run = run_cli
 
 
 def test_suspicious_rows_are_held_by_default_and_named(sandbox, tmp_path):

@@ -5,16 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 
+from tests.cli_run import run_cli
 from tests.conftest import API_KEY
 from transforms.type_contract import enforce_types
-
-BIN = Path(sys.executable).parent / "braze-migrate"
 
 
 def night(folder: Path, counts: list[str], zips: list[str]) -> Path:
@@ -27,11 +24,7 @@ def night(folder: Path, counts: list[str], zips: list[str]) -> Path:
     return folder
 
 
-def run(*args, env):
-    done = subprocess.run([str(BIN), *map(str, args)], env=env, capture_output=True, text=True, timeout=300,
-                          check=False)
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    return done
+run = run_cli
 
 
 def test_one_bad_cell_is_rejected_instead_of_retyping_the_column(sandbox, tmp_path):
