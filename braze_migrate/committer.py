@@ -14,6 +14,7 @@ import polars as pl
 
 from braze_migrate.contract import extend_contract
 from braze_migrate.planner import object_files
+from braze_migrate.seen import commit_entries
 from connectors.state.integrity import journal_for, require_intact
 from connectors.state.ledger import Ledger
 from connectors.state.snapshot import SCHEMAS, Snapshot
@@ -91,6 +92,7 @@ def _commit(run_id: str, plan_dir: Path, ledger: Ledger, snapshot: Snapshot, in_
         parts.append(outcome)
     outcome = pl.concat(parts) if parts else object_outcomes(run_id, plan_dir, ledger)
     acked = outcome.filter(pl.col("outcome") == "acknowledged")
+    commit_entries(plan_dir, snapshot, acked.filter(pl.col("dataset") == "users"))
 
     for name in ("purchases", "events"):
         new = acked.filter(pl.col("dataset") == name).select("key", "fingerprint")

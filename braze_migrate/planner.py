@@ -30,6 +30,7 @@ from pathlib import Path
 
 import polars as pl
 
+from braze_migrate import seen
 from braze_migrate.contract import read_contract
 from braze_migrate.plan_checks import read_rules
 from braze_migrate.progress import ProgressEvent, ProgressSink
@@ -44,6 +45,10 @@ OCCURRENCES = ("push_tokens", "events", "purchases")
 USERS_PER_PARTITION = 100_000
 SLICE_ROWS = 1_000_000  # rows streamed into partitions per slice: bounds the partitioned sink's buffers
 LAYOUT_VERSION = 2
+# One unit holds at most one partition, so it is collected in memory: for frames of this size Polars'
+# in-memory engine is 1.2-2x faster than the streaming one, whose start-up dominates small units
+# (docs/performance.md). Spooling the whole export stays streaming.
+UNIT_ENGINE = "in-memory"
 
 OBJECT_SCHEMA = {
     "dataset": pl.Utf8, "array": pl.Utf8, "key": pl.Utf8, "external_id": pl.Utf8, "object": pl.Utf8,
@@ -87,7 +92,7 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
     emit = on_progress or _no_progress
     layout = read_layout(plan_dir) if resume else None
     if layout is None:
-        for sub in ("batches", "objects", "users_next", "units", "kept", "rejects", "work"):
+        for sub in ("batches", "objects", "users_next", seen.NEXT, "units", "kept", "rejects", "work"):
             shutil.rmtree(plan_dir / sub, ignore_errors=True)
         for name in ("stats.json", "complete"):
             (plan_dir / name).unlink(missing_ok=True)
@@ -335,17 +340,24 @@ def _plan_unit(plan_dir: Path, unit: dict, u: int, snapshot: Snapshot, held: pl.
     # user_deletes rows (users deleted on behalf of the export, keyed by external_id) apply to every dataset.
     held_here = held.filter(((pl.col("dataset") == name) & (partition_of(pl.col("key"), parts) == p))
                             | (pl.col("dataset") == "user_deletes"))
+    rules = read_rules(plan_dir)
     if name == "users":
-        norm = normalize.normalize_users(frame, csv_types, files=source_files)
-        norm = type_contract.enforce(norm, read_contract(snapshot))  # one bad cell never retypes a column
+        contract = read_contract(snapshot)
+        made_of = seen.ingredients(frame.collect_schema(), csv_types=csv_types, rules=rules)
+        # Users whose export row and snapshot row both match the memo are unchanged: not normalized again.
+        split = seen.split_known(frame, p, seen.plan_salt(made_of, contract), snapshot, held_here)
+        norm = normalize.normalize_users(split.rest, csv_types, files=source_files, whole=frame)
+        norm = type_contract.enforce(norm, contract)  # one bad cell never retypes a column
     else:
         norm = _normalize(name, frame, source_files)
-    norm = suspicious.check(name, frame, norm, read_rules(plan_dir))  # held or flagged before anything is sent
+    norm = suspicious.check(name, frame, norm, rules)  # held or flagged before anything is sent
     # Normalize once: the diff's several outputs would each run it again from a lazy plan.
-    good, rej = pl.collect_all([norm.good, norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA)])
+    good, rej = pl.collect_all([norm.good, norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA)],
+                               engine=UNIT_ENGINE)
     if name == "users":
-        d = deltas.diff_users(good.lazy(), snapshot.scan_users_part(p), held_here)
-        cost = deltas.full_resend_cost(good.lazy(), [])
+        d = deltas.diff_users(good.lazy(), split.snapshot.lazy(), held_here)
+        # Per user: the memo keeps each user's cost, and their sum is the full resend's.
+        cost = good.lazy().select("_file", "_row", deltas.user_points(good.schema).alias("data_points"))
     else:
         acked_files = _spooled(plan_dir, f"acked-{name}", p)
         acked = pl.scan_parquet(acked_files) if acked_files else snapshot.scan(name).head(0)
@@ -355,23 +367,30 @@ def _plan_unit(plan_dir: Path, unit: dict, u: int, snapshot: Snapshot, held: pl.
         else:
             d = deltas.diff_occurrences(good.lazy(), acked, held_here, dataset=name)
             cost = deltas.full_resend_cost(None, [good.lazy()])
+    unchanged = d.kept.filter(pl.col("bucket") == "unchanged")
     outputs = [
         d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA),
         d.kept.filter(pl.col("bucket") != "unchanged").select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA),
-        d.kept.filter(pl.col("bucket") == "unchanged").select(pl.len()),
+        unchanged.select("key") if name == "users" else unchanged.select(pl.len()),
         cost,
     ]
-    if d.next_rows is not None:
+    if name == "users":
         outputs.append(d.next_rows)
-    send, kept, n_unchanged, c, *nxt = pl.collect_all(outputs)
-    if nxt:
+    send, kept, n_unchanged, c, *nxt = pl.collect_all(outputs, engine=UNIT_ENGINE)
+    if name == "users":
         nxt[0].write_parquet(plan_dir / "users_next" / f"part-{p:05d}.parquet", compression="zstd")
+        seen.write_next(plan_dir, p, made_of, seen.next_entries(good, rej, split, send, n_unchanged, c))
+        skipped = split.skipped
+        record.update(unchanged=skipped.height + n_unchanged.height,
+                      full_dp=int(skipped["data_points"].sum() or 0) + int(c["data_points"].sum() or 0),
+                      full_objects=skipped.height + c.height)
+    else:
+        record.update(unchanged=int(n_unchanged.item()), full_dp=int(c["dp"][0] or 0),
+                      full_objects=int(c["objects"][0] or 0))
     if kept.height:
         kept.write_parquet(plan_dir / "kept" / f"unit-{u:05d}.parquet")
     if rej.height:
         rej.write_parquet(plan_dir / "rejects" / f"unit-{u:05d}.parquet")
-    record.update(unchanged=int(n_unchanged.item()), full_dp=int(c["dp"][0] or 0),
-                  full_objects=int(c["objects"][0] or 0))
     return send.lazy(), record
 
 

@@ -80,7 +80,7 @@ def pack_unit(objects: pl.LazyFrame, *, batch_size: int, mode: str = "combined",
     else:
         offset = pl.col("array").replace_strict(carried, default=0, return_dtype=pl.Int64)
         slot = pl.int_range(pl.len(), dtype=pl.Int64).over("array") + offset
-    new = ordered.with_columns(batch_no=first + slot // batch_size).collect()
+    new = ordered.with_columns(batch_no=first + slot // batch_size).collect(engine="in-memory")
     rows = pl.concat([
         tail.with_columns(_arank=pl.col("array").replace_strict(_ARRAY_RANK, return_dtype=pl.Int8), _new=pl.lit(False)),
         new.with_columns(index=pl.lit(0, pl.Int64), _new=pl.lit(True)).select(*TAIL_SCHEMA, "_arank", "_new"),

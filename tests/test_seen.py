@@ -1,0 +1,133 @@
+"""The memo of unchanged users (braze_migrate/seen.py) changes how fast a sync plans, never what it plans.
+
+Each case loads real exports through the CLI into the sandbox, then plans the next export twice against the
+same state: with the memo and with the memo removed. The two plans must be identical: every request body,
+every kept row and reason, every reject, every figure. Then the state is tampered with (a snapshot row
+changed behind the memo's back, a garbage memo file, a changed contract) and the plans must still agree.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from braze_migrate.planner import build_plan
+from connectors.state.seen import SeenCache
+from connectors.state.snapshot import Snapshot
+from tests.cli_run import run_cli
+from tests.exports import DAY1_USERS, write_export
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+
+
+def _plan(source: Path, state: Path, plan_dir: Path) -> dict:
+    info = build_plan(str(source), Snapshot(state), plan_dir, batch_size=75, batch_mode="combined",
+                      resend_in_doubt=False, users_per_partition=40)
+    batches = pl.scan_parquet(sorted((plan_dir / "batches").glob("*.parquet"))).collect() \
+        if any((plan_dir / "batches").glob("*.parquet")) else pl.DataFrame()
+    stats = json.loads((plan_dir / "stats.json").read_text())
+    stats.pop("source")
+    return {
+        "batches": batches.drop("partition", strict=False).sort("batch_no").rows() if batches.height else [],
+        "kept": sorted(pl.read_parquet(plan_dir / "kept.parquet").rows(), key=repr),
+        "rejects": sorted(pl.read_parquet(plan_dir / "rejects.parquet").rows(), key=repr),
+        "stats": stats,
+        "objects": info.objects,
+        "skipped": sum(json.loads(m.read_text())["unchanged"] for m in (plan_dir / "units").glob("unit-*.json")),
+    }
+
+
+def _same_plan_with_and_without_memo(source: Path, state: Path, tmp: Path) -> dict:
+    """Plan `source` against `state` with its memo and against a copy without; assert they are identical."""
+    with_memo = _plan(source, state, tmp / "with")
+    bare = tmp / "bare-state"
+    shutil.rmtree(bare, ignore_errors=True)
+    shutil.copytree(state, bare)
+    shutil.rmtree(bare / "seen", ignore_errors=True)
+    without = _plan(source, bare, tmp / "without")
+    for key in ("batches", "kept", "rejects", "stats", "objects"):
+        assert with_memo[key] == without[key], key
+    return with_memo
+
+
+def _load(kind: str, source: Path, state: Path) -> dict:
+    done = run_cli(kind, source, "--state", state, "--no-prefect", "--json", "--users-per-partition", "40")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture()
+def loaded(braze_env, tmp_path) -> Path:
+    """A state that backfilled the day-1 sample export into the sandbox."""
+    state = tmp_path / "state"
+    _load("backfill", SAMPLES / "day1", state)
+    return state
+
+
+def test_a_backfill_leaves_a_memo_that_skips_every_unchanged_user(loaded, tmp_path):
+    assert any((loaded / "seen").rglob("part-*.parquet"))
+    again = _same_plan_with_and_without_memo(SAMPLES / "day1", loaded, tmp_path / "a")
+    users = again["stats"]["read"]["users"]
+    # The same export again: every clean user is skipped; only users with a reject take the full path.
+    assert again["batches"] == [] or all(b[0] is not None for b in again["batches"])
+    assert again["skipped"] >= users * 0.8
+
+
+def test_the_next_night_plans_the_same_with_or_without_the_memo(loaded, tmp_path):
+    _same_plan_with_and_without_memo(SAMPLES / "day2", loaded, tmp_path / "b")
+    _load("sync", SAMPLES / "day2", loaded)  # its commit adds the users it sent and found unchanged
+    _same_plan_with_and_without_memo(SAMPLES / "day2", loaded, tmp_path / "c")
+    _same_plan_with_and_without_memo(SAMPLES / "day1", loaded, tmp_path / "d")
+
+
+def test_a_snapshot_row_changed_behind_the_memo_is_planned_in_full(loaded, tmp_path):
+    snapshot = Snapshot(loaded)
+    part = next((loaded / "snapshot" / "users").glob("part-*.parquet"))
+    p = int(part.stem.split("-")[1])
+    rows = pl.read_parquet(part)
+    victim = rows["external_id"][0]
+    value_columns = [c for c in rows.columns if c != "external_id" and rows[c].dtype == pl.Utf8]
+    changed = rows.with_columns(pl.when(pl.col("external_id") == victim).then(pl.lit('"tampered"'))
+                                .otherwise(pl.col(value_columns[0])).alias(value_columns[0]))
+    changed.write_parquet(snapshot.users_part_path(p))
+    plan = _same_plan_with_and_without_memo(SAMPLES / "day1", loaded, tmp_path / "e")
+    sent = {json.loads(body)["attributes"][i]["external_id"]
+            for _, body, *_ in plan["batches"] for i in range(len(json.loads(body).get("attributes", [])))}
+    assert victim in sent  # the memo matched its export row, but not its snapshot row: diffed, and resent
+
+
+def test_a_garbage_memo_or_another_salt_is_a_miss(loaded, tmp_path):
+    for f in (loaded / "seen").rglob("part-*.parquet"):
+        f.write_bytes(b"not parquet")
+    plan = _same_plan_with_and_without_memo(SAMPLES / "day1", loaded, tmp_path / "f")
+    assert plan["skipped"] >= 0
+    cache = SeenCache(loaded)
+    assert cache.read(0, "0000000000000000") is None
+
+
+def test_the_whole_user_model_plans_the_same_with_or_without_the_memo(braze_env, tmp_path):
+    """Nested objects, arrays of objects and subscription groups (the user-model samples), night after night."""
+    state = tmp_path / "state"
+    nights = SAMPLES / "user_model"
+    _load("backfill", nights / "night1", state)
+    assert _same_plan_with_and_without_memo(nights / "night1", state, tmp_path / "g")["skipped"] > 0
+    _same_plan_with_and_without_memo(nights / "night2", state, tmp_path / "h")
+    _load("sync", nights / "night2", state)
+    _same_plan_with_and_without_memo(nights / "night2", state, tmp_path / "i")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_text_exports_plan_the_same_with_or_without_the_memo(braze_env, tmp_path, fmt):
+    """CSV columns are typed from all their values (part of the memo's salt); rejects stay whole."""
+    src = write_export(tmp_path / "export", fmt)
+    state = tmp_path / "state"
+    _load("backfill", src, state)
+    plan = _same_plan_with_and_without_memo(src, state, tmp_path / "j")
+    assert plan["skipped"] > 0 and plan["rejects"]  # the bad email, the missing id, the superseded row: reported every night
+    changed = [dict(u, score=(u["score"] or 0) + 1) if u["external_id"] == "000123" else u for u in DAY1_USERS]
+    src2 = write_export(tmp_path / "export2", fmt, users=changed)
+    _same_plan_with_and_without_memo(src2, state, tmp_path / "k")
