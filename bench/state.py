@@ -1,9 +1,10 @@
-"""A state folder whose snapshot holds a whole export as acknowledged, written without loading anything.
+"""A state folder whose snapshot holds a whole export as acknowledged: what a backfill of the export leaves
+once Braze acknowledged every batch, made by that very path without sending anything.
 
-It is what a backfill of the export leaves once Braze acknowledged every batch: each users partition is
-normalized and diffed against an empty snapshot with the product's own functions, and the rows the commit
-would store (`Delta.next_rows`) are written as `snapshot/users/part-NNNNN.parquet` with `snapshot/meta.json`.
-tests/test_bench_harness.py checks it against a real backfill + commit.
+The export is planned by the product's planner into a fresh state, every planned batch is marked acknowledged
+in the ledger, and the run is finished (committed) by the engine: the users snapshot, the type contract and
+the memo of unchanged users (braze_migrate/seen.py) are exactly a real backfill's. Written aside and renamed
+into place, so a state folder that exists is complete.
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ import math
 import shutil
 from pathlib import Path
 
-import polars as pl
-
-from braze_migrate.planner import USERS_PER_PARTITION
-from connectors.sources import scan_folder
-from connectors.state.snapshot import SCHEMAS, Snapshot, partition_of
-from transforms import deltas, normalize
+from braze_migrate.engine import Engine
+from braze_migrate.pipeline import ledger_rows
+from braze_migrate.planner import USERS_PER_PARTITION, build_plan
+from braze_migrate.settings import load_settings
 
 
 def partitions_for(users: int, users_per_partition: int = USERS_PER_PARTITION) -> int:
@@ -26,28 +25,20 @@ def partitions_for(users: int, users_per_partition: int = USERS_PER_PARTITION) -
 
 
 def write_acknowledged_state(export: Path, state: Path, *, users_per_partition: int = USERS_PER_PARTITION) -> int:
-    """Replace `state` by one whose users snapshot is `export` fully acknowledged; returns the partition count.
-
-    Written aside and renamed into place, so a state folder that exists is complete."""
+    """Replace `state` by one that backfilled `export` with every batch acknowledged; returns the partition count."""
     building = state.with_name(state.name + ".building")
     shutil.rmtree(building, ignore_errors=True)
-    snapshot = Snapshot(building)
-    users = scan_folder(export)["users"]
-    total = users.frame.select(pl.len()).collect().item()
-    parts = snapshot.partitions(default=partitions_for(total, users_per_partition))
-    work = building / "work"
-    (users.frame.with_columns(_part=partition_of(normalize.external_id_text(users.frame), parts))
-     .sink_parquet(pl.PartitionBy(work, key="_part", include_key=False), mkdir=True))
-    empty = pl.LazyFrame(schema=SCHEMAS["users"])
-    held = pl.LazyFrame(schema=SCHEMAS["held"])
-    for p in range(parts):
-        files = list((work / f"_part={p}").glob("*.parquet"))
-        if not files:
-            continue
-        good = normalize.normalize_users(pl.scan_parquet(files), files=users.files).good
-        rows = deltas.diff_users(good, empty, held).next_rows.collect()
-        snapshot.replace_users_part(p, rows.sort("external_id"))
-    shutil.rmtree(work)
+    engine = Engine(load_settings(state=building, users_per_partition=users_per_partition))
+    try:
+        prepared = engine.prepare("backfill", str(export))
+        # A first load is planned while it loads (braze_migrate/pipeline.py): plan and record it here.
+        info = build_plan(str(export), engine.snapshot, prepared.plan_dir, batch_size=75, batch_mode="combined",
+                          resend_in_doubt=False, users_per_partition=users_per_partition, resume=True,
+                          on_unit=lambda _, batches: engine.ledger.add_batches(prepared.run_id, ledger_rows(batches)))
+        engine.ledger.db.execute("UPDATE batches SET status='acknowledged' WHERE run_id=?", (prepared.run_id,))
+        engine.finish(prepared, started=0.0)
+    finally:
+        engine.close()
     shutil.rmtree(state, ignore_errors=True)
     building.rename(state)
-    return parts
+    return partitions_for(info.stats["read"]["users"], users_per_partition)

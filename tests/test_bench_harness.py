@@ -12,11 +12,8 @@ import bench.__main__ as bench_main
 from bench import table
 from bench.data import ensure_inputs
 from bench.state import write_acknowledged_state
-from braze_migrate.engine import Engine
-from braze_migrate.pipeline import ledger_rows
 from braze_migrate.planner import build_plan
-from braze_migrate.settings import load_settings
-from connectors.state.ledger import Ledger
+from connectors.state.snapshot import Snapshot
 
 USERS = 1500
 
@@ -66,32 +63,19 @@ def test_memory_is_measured_in_a_child(results):
     assert case["phases"]
 
 
-def test_direct_state_equals_a_committed_backfill(tmp_path):
-    """The fast 10M state writer leaves the same snapshot as a real backfill acknowledged in full."""
+def test_the_bench_state_is_a_committed_backfill(tmp_path):
+    """The acknowledged state the plan benchmarks start from is what a backfill leaves: snapshot, contract and
+    memo; planning the same export against it sends nothing and skips every user."""
     inputs = ensure_inputs(800, tmp_path / "data")
-    write_acknowledged_state(inputs.day1, tmp_path / "direct", users_per_partition=300)
-    real = tmp_path / "real"
-    engine = Engine(load_settings(state=real, users_per_partition=300))
-    prepared = engine.prepare("backfill", str(inputs.day1))
-    # A first load is planned while it loads (braze_migrate/pipeline.py): plan and record it here, send nothing.
-    build_plan(str(inputs.day1), engine.snapshot, prepared.plan_dir, batch_size=75, batch_mode="combined",
-               resend_in_doubt=False, users_per_partition=300, resume=True,
-               on_unit=lambda _, batches: engine.ledger.add_batches(prepared.run_id, ledger_rows(batches)))
-    acknowledge_everything(engine.ledger, prepared.run_id)
-    engine.finish(prepared, started=0.0)
-    engine.close()
-    direct_parts = sorted(p.name for p in (tmp_path / "direct" / "snapshot" / "users").glob("*.parquet"))
-    real_parts = sorted(p.name for p in (real / "snapshot" / "users").glob("*.parquet"))
-    assert direct_parts == real_parts and len(real_parts) == 3
-    for name in real_parts:
-        direct = pl.read_parquet(tmp_path / "direct" / "snapshot" / "users" / name)
-        committed = pl.read_parquet(real / "snapshot" / "users" / name)
-        assert direct.equals(committed.select(direct.columns)), name
-    assert (tmp_path / "direct" / "snapshot" / "meta.json").read_text() == (real / "snapshot" / "meta.json").read_text()
-
-
-def acknowledge_everything(ledger: Ledger, run_id: str) -> None:
-    ledger.db.execute("UPDATE batches SET status='acknowledged' WHERE run_id=?", (run_id,))
+    state = tmp_path / "state"
+    assert write_acknowledged_state(inputs.day1, state, users_per_partition=300) == 3
+    assert len(list((state / "snapshot" / "users").glob("*.parquet"))) == 3
+    assert pl.read_parquet(state / "snapshot" / "types.parquet").height > 0
+    assert any((state / "seen").rglob("part-*.parquet"))
+    info = build_plan(str(inputs.day1), Snapshot(state), tmp_path / "plan", batch_size=75, batch_mode="combined",
+                      resend_in_doubt=False, users_per_partition=300)
+    assert info.batches == 0
+    assert sum(json.loads(m.read_text())["unchanged"] for m in (tmp_path / "plan" / "units").glob("*.json")) == 800
 
 
 def test_quick_cli_parses_and_rejects_unknown_sections(tmp_path):
