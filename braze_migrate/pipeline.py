@@ -6,6 +6,10 @@ unit's batches in the ledger as `planned`; only then can a worker claim them, so
 a batch is planned and recorded before it is sent. A run killed at any moment resumes with the same command:
 units already written are kept (and recorded again, which is idempotent), the rest are planned the same way.
 A backfill then takes about max(plan, load) plus the first unit's plan, not plan + load.
+
+When the planner runs ahead of Braze's limit, it waits while more than `backlog` recorded batches are still
+unsent (about ten seconds of sending): on two cores a planner far ahead only takes CPU from the sender,
+which then falls below the limit, and the plan's lead gains nothing (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ from braze_migrate.applier import WorkerStats, apply_plan
 from braze_migrate.planner import PlanInfo, build_plan
 from braze_migrate.progress import ProgressSink
 from braze_migrate.settings import LoadSettings
+from connectors.braze.ratelimit import parse_rate
 from connectors.state.ledger import LedgerBase
 from connectors.state.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
+BACKLOG_SECONDS = 10  # of sending at the rate limit: how far the planner may run ahead of the sender
+BACKLOG_POLL_SECONDS = 0.2
 
 
 def ledger_rows(batches: pl.DataFrame):
@@ -36,8 +43,10 @@ def ledger_rows(batches: pl.DataFrame):
 class PlannerThread:
     """Builds (or resumes) a run's plan in a thread, recording each unit's batches in the ledger as it goes."""
 
-    def __init__(self, run_id: str, ledger: LedgerBase, build: Callable[..., PlanInfo | None]) -> None:
+    def __init__(self, run_id: str, ledger: LedgerBase, build: Callable[..., PlanInfo | None], *,
+                 backlog: int | None = None) -> None:
         self.run_id = run_id
+        self.backlog = backlog
         self._ledger = ledger.reopen()
         self._build = build
         self._stop = threading.Event()
@@ -70,6 +79,9 @@ class PlannerThread:
             self._ledger.add_batches(self.run_id, ledger_rows(batches))
             self.recorded += batches.height
         log.debug("unit %d planned: %d batches recorded", unit, batches.height)
+        if self.backlog is not None:
+            while not self._stop.is_set() and self._ledger.status_counts(self.run_id).get("planned", 0) > self.backlog:
+                self._stop.wait(BACKLOG_POLL_SECONDS)
 
     def _run(self) -> None:
         try:
@@ -88,7 +100,8 @@ def plan_and_apply(run_id: str, source: str, snapshot: Snapshot, plan_dir: Path,
     planner = PlannerThread(run_id, ledger, lambda **hooks: build_plan(
         source, snapshot, plan_dir, batch_size=settings.batch_size, batch_mode=settings.batch_mode,
         resend_in_doubt=settings.in_doubt == "resend", users_per_partition=settings.users_per_partition,
-        mapping=mapping, resume=resume, on_progress=on_plan_progress, **hooks)).start()
+        mapping=mapping, resume=resume, on_progress=on_plan_progress, **hooks),
+        backlog=max(1000, int(_per_second(settings.rate_limit) * BACKLOG_SECONDS))).start()
     try:
         stats = apply_plan(run_id, plan_dir, ledger, settings, endpoint, api_key, on_progress=on_progress,
                            transport=transport, planning=planner.planning)
@@ -103,3 +116,8 @@ def plan_and_apply(run_id: str, source: str, snapshot: Snapshot, plan_dir: Path,
             ledger.set_run_status(run_id, "abandoned")
         raise
     return info, stats
+
+
+def _per_second(rate_limit: str) -> float:
+    rate = parse_rate(rate_limit)
+    return rate.requests / rate.seconds
