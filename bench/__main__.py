@@ -140,15 +140,20 @@ def e2e_run(kind: str, export: Path, state: Path, users: int, fresh: bool) -> di
 
 
 def acknowledged_state(inputs: Inputs, out: Path) -> Path:
-    """The state of yesterday's export fully acknowledged, written directly once and then reused while its
-    partition count is the one the planner's default gives (the count is fixed when a state is made)."""
+    """The state of yesterday's export fully acknowledged (a backfill planned and committed, bench/state.py),
+    made once and reused while its partition count is the planner's default and the planning code is the one
+    it was made with (the memo of unchanged users is only valid for that code)."""
     from bench.state import partitions_for, write_acknowledged_state
+    from braze_migrate.seen import code_digest
 
     state = out / f"state-{inputs.users}"
     meta = state / "snapshot" / "meta.json"
-    if not meta.exists() or json.loads(meta.read_text())["partitions"] != partitions_for(inputs.users):
+    stamp = state / "bench-code.txt"  # the memo of unchanged users is salted with the planning code
+    if (not meta.exists() or json.loads(meta.read_text())["partitions"] != partitions_for(inputs.users)
+            or not stamp.exists() or stamp.read_text() != code_digest()):
         print(f"  writing the acknowledged state of {inputs.users:,} users", file=sys.stderr, flush=True)
         write_acknowledged_state(inputs.day1, state)
+        stamp.write_text(code_digest())
     return state
 
 

@@ -53,10 +53,17 @@ def plan_salt(made_of: dict, contract: Mapping[str, str]) -> str:
     digest.update(pl.__version__.encode())
     digest.update(json.dumps(made_of, sort_keys=True).encode())
     digest.update(json.dumps(sorted((c, k) for c, k in contract.items() if c in columns)).encode())
+    digest.update(code_digest().encode())
+    return digest.hexdigest()[:16]
+
+
+def code_digest() -> str:
+    """A digest of the code that decides a user's plan (every module of transforms/, this one, the planner)."""
+    digest = hashlib.sha256()
     for path in _CODE:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
 
 
 class Split(NamedTuple):
