@@ -49,6 +49,9 @@ LAYOUT_VERSION = 2
 # in-memory engine is 1.2-2x faster than the streaming one, whose start-up dominates small units
 # (docs/performance.md). Spooling the whole export stays streaming.
 UNIT_ENGINE = "in-memory"
+# Users partitions planned together when the memo leaves few rows to plan in each (Polars' cost per query is
+# paid per group); the rows of a group stay within one partition's size.
+GROUP_PARTS = 8
 
 OBJECT_SCHEMA = {
     "dataset": pl.Utf8, "array": pl.Utf8, "key": pl.Utf8, "external_id": pl.Utf8, "object": pl.Utf8,
@@ -181,6 +184,8 @@ class _UnitsAhead:
         self.args = (plan_dir, snapshot, held, csv_types, layout)
         self.workers = workers
         self.futures: dict = {}
+        self.cache: dict[int, tuple[pl.LazyFrame, dict]] = {}  # users units planned with an earlier one
+        self.pending: _UsersPart | None = None  # the partition that did not fit in the last group
         self.pool = None
         if workers > 1:
             # One Polars thread per child: the children are the parallelism.
@@ -197,6 +202,10 @@ class _UnitsAhead:
     def get(self, u: int) -> tuple[pl.LazyFrame, dict]:
         plan_dir, snapshot, held, csv_types, layout = self.args
         if self.pool is None:
+            if u in self.cache:
+                return self.cache.pop(u)
+            if layout["units"][u]["dataset"] == "users":
+                return self._users_group(u)
             return _plan_unit(plan_dir, layout["units"][u], u, snapshot, held, csv_types, layout)
         for v in range(u, min(u + self.workers + 1, len(layout["units"]))):
             if v not in self.futures and not (plan_dir / "units" / f"unit-{v:05d}.json").exists():
@@ -205,6 +214,34 @@ class _UnitsAhead:
         send = pl.read_parquet(path).lazy()
         path.unlink()
         return send, record
+
+    def _users_group(self, u: int) -> tuple[pl.LazyFrame, dict]:
+        """Plan users unit u with the next users units whose rows to plan (those the memo does not skip) fit
+        in one partition's size, at most GROUP_PARTS of them; keep the others' results for their turn."""
+        plan_dir, snapshot, held, csv_types, layout = self.args
+        units = layout["units"]
+        cap = layout.get("users_per_partition", USERS_PER_PARTITION)
+
+        def split(v: int) -> _UsersPart:
+            if self.pending is not None and self.pending.u == v:
+                part, self.pending = self.pending, None
+                return part
+            return _split_users(plan_dir, v, units[v], snapshot, held, csv_types, layout)
+
+        members = [split(u)]
+        rows = members[0].rows_to_plan
+        v = u + 1
+        while (v < len(units) and units[v]["dataset"] == "users" and len(members) < GROUP_PARTS
+               and not (plan_dir / "units" / f"unit-{v:05d}.json").exists()):
+            part = split(v)
+            if rows + part.rows_to_plan > cap:
+                self.pending = part
+                break
+            members.append(part)
+            rows += part.rows_to_plan
+            v += 1
+        self.cache.update(_plan_users(plan_dir, members, csv_types, layout))
+        return self.cache.pop(u)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -280,7 +317,7 @@ def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partiti
         spooled += read[name]
         emit(ProgressEvent("reading", spooled, total_rows, "rows", detail=f"{name} spooled"))
     layout = {"version": LAYOUT_VERSION, "units": units, "read": read, "partitions": n_users, "files": files,
-              "csv_exclude": csv_exclude}
+              "csv_exclude": csv_exclude, "users_per_partition": users_per_partition}
     _atomic_text(plan_dir / "layout.json", json.dumps(layout))
     emit(ProgressEvent("reading", total_rows, total_rows, "rows", finished=True))
     return layout
@@ -330,68 +367,149 @@ def _plan_unit(plan_dir: Path, unit: dict, u: int, snapshot: Snapshot, held: pl.
     """Normalize and diff one unit; write its kept and rejected rows (and users' next snapshot rows). Returns
     the objects to send (lazy over collected data) and the unit's counts."""
     name, p, parts = unit["dataset"], unit["part"], unit["parts"]
+    if name == "users":
+        part = _split_users(plan_dir, u, unit, snapshot, held, csv_types, layout)
+        return _plan_users(plan_dir, [part], csv_types, layout)[u]
     files = _spooled(plan_dir, name, p)
     record = {"dataset": name, "part": p, "unchanged": 0, "full_dp": 0, "full_objects": 0}
-    empty = pl.LazyFrame(schema=OBJECT_SCHEMA)
     if not files:
-        return empty, record
+        return pl.LazyFrame(schema=OBJECT_SCHEMA), record
     frame = pl.scan_parquet(files)
-    source_files = layout["files"].get(name, [])
     # user_deletes rows (users deleted on behalf of the export, keyed by external_id) apply to every dataset.
     held_here = held.filter(((pl.col("dataset") == name) & (partition_of(pl.col("key"), parts) == p))
                             | (pl.col("dataset") == "user_deletes"))
-    rules = read_rules(plan_dir)
-    if name == "users":
-        contract = read_contract(snapshot)
-        made_of = seen.ingredients(frame.collect_schema(), csv_types=csv_types, rules=rules)
-        # Users whose export row and snapshot row both match the memo are unchanged: not normalized again.
-        split = seen.split_known(frame, p, seen.plan_salt(made_of, contract), snapshot, held_here)
-        norm = normalize.normalize_users(split.rest, csv_types, files=source_files, whole=frame)
-        norm = type_contract.enforce(norm, contract)  # one bad cell never retypes a column
-    else:
-        norm = _normalize(name, frame, source_files)
-    norm = suspicious.check(name, frame, norm, rules)  # held or flagged before anything is sent
+    norm = _normalize(name, frame, layout["files"].get(name, []))
+    norm = suspicious.check(name, frame, norm, read_rules(plan_dir))  # held or flagged before anything is sent
     # Normalize once: the diff's several outputs would each run it again from a lazy plan.
     good, rej = pl.collect_all([norm.good, norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA)],
                                engine=UNIT_ENGINE)
-    if name == "users":
-        d = deltas.diff_users(good.lazy(), split.snapshot.lazy(), held_here)
-        # Per user: the memo keeps each user's cost, and their sum is the full resend's.
-        cost = good.lazy().select("_file", "_row", deltas.user_points(good.schema).alias("data_points"))
+    acked_files = _spooled(plan_dir, f"acked-{name}", p)
+    acked = pl.scan_parquet(acked_files) if acked_files else snapshot.scan(name).head(0)
+    if name == "push_tokens":
+        d = deltas.diff_push_tokens(good.lazy(), acked, held_here)
+        cost = pl.LazyFrame({"dp": [0], "objects": [0]}, schema={"dp": pl.Int64, "objects": pl.Int64})
     else:
-        acked_files = _spooled(plan_dir, f"acked-{name}", p)
-        acked = pl.scan_parquet(acked_files) if acked_files else snapshot.scan(name).head(0)
-        if name == "push_tokens":
-            d = deltas.diff_push_tokens(good.lazy(), acked, held_here)
-            cost = pl.LazyFrame({"dp": [0], "objects": [0]}, schema={"dp": pl.Int64, "objects": pl.Int64})
-        else:
-            d = deltas.diff_occurrences(good.lazy(), acked, held_here, dataset=name)
-            cost = deltas.full_resend_cost(None, [good.lazy()])
-    unchanged = d.kept.filter(pl.col("bucket") == "unchanged")
-    outputs = [
+        d = deltas.diff_occurrences(good.lazy(), acked, held_here, dataset=name)
+        cost = deltas.full_resend_cost(None, [good.lazy()])
+    send, kept, n_unchanged, c = pl.collect_all([
         d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA),
         d.kept.filter(pl.col("bucket") != "unchanged").select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA),
-        unchanged.select("key") if name == "users" else unchanged.select(pl.len()),
+        d.kept.filter(pl.col("bucket") == "unchanged").select(pl.len()),
         cost,
-    ]
-    if name == "users":
-        outputs.append(d.next_rows)
-    send, kept, n_unchanged, c, *nxt = pl.collect_all(outputs, engine=UNIT_ENGINE)
-    if name == "users":
-        nxt[0].write_parquet(plan_dir / "users_next" / f"part-{p:05d}.parquet", compression="zstd")
-        seen.write_next(plan_dir, p, made_of, seen.next_entries(good, rej, split, send, n_unchanged, c))
-        skipped = split.skipped
-        record.update(unchanged=skipped.height + n_unchanged.height,
-                      full_dp=int(skipped["data_points"].sum() or 0) + int(c["data_points"].sum() or 0),
-                      full_objects=skipped.height + c.height)
-    else:
-        record.update(unchanged=int(n_unchanged.item()), full_dp=int(c["dp"][0] or 0),
-                      full_objects=int(c["objects"][0] or 0))
+    ], engine=UNIT_ENGINE)
+    record.update(unchanged=int(n_unchanged.item()), full_dp=int(c["dp"][0] or 0),
+                  full_objects=int(c["objects"][0] or 0))
+    _write_unit_rows(plan_dir, u, kept, _sorted_rejects(rej))
+    return send.lazy(), record
+
+
+@dataclass
+class _UsersPart:
+    """One users partition read and split by the memo of unchanged users (braze_migrate/seen.py)."""
+
+    u: int
+    part: int
+    parts: int
+    frame: pl.LazyFrame | None  # the spooled rows (None: no user of the export falls in this partition)
+    split: seen.Split | None
+    made_of: dict | None
+    contract: dict
+    held: pl.LazyFrame  # every held row of the state
+
+    @property
+    def rows_to_plan(self) -> int:
+        return self.split.rest.height if self.split is not None else 0
+
+
+def _split_users(plan_dir: Path, u: int, unit: dict, snapshot: Snapshot, held: pl.LazyFrame, csv_types,
+                 layout: dict) -> _UsersPart:
+    p, parts = unit["part"], unit["parts"]
+    files = _spooled(plan_dir, "users", p)
+    contract = read_contract(snapshot)
+    if not files:
+        return _UsersPart(u, p, parts, None, None, None, contract, held)
+    frame = pl.scan_parquet(files)
+    made_of = seen.ingredients(frame.collect_schema(), csv_types=csv_types, rules=read_rules(plan_dir))
+    # Users whose export row and snapshot row both match the memo are unchanged: not normalized again.
+    split = seen.split_known(frame, p, seen.plan_salt(made_of, contract), snapshot, _held_users(held, [p], parts))
+    return _UsersPart(u, p, parts, frame, split, made_of, contract, held)
+
+
+def _held_users(held: pl.LazyFrame, partitions: list[int], parts: int) -> pl.LazyFrame:
+    """Held rows of these users partitions, and every user deleted on behalf of `user_deletes`."""
+    return held.filter(((pl.col("dataset") == "users") & partition_of(pl.col("key"), parts).is_in(partitions))
+                       | (pl.col("dataset") == "user_deletes"))
+
+
+def _plan_users(plan_dir: Path, members: list[_UsersPart], csv_types, layout: dict
+                ) -> dict[int, tuple[pl.LazyFrame, dict]]:
+    """Normalize and diff the rows to plan of several users partitions at once (Polars' cost per query is
+    paid once, not per partition), then write each partition's files and return each unit's objects and
+    counts. Every step is per user, so the result is the same whatever the grouping (tests/test_seen.py)."""
+    out = {m.u: (pl.LazyFrame(schema=OBJECT_SCHEMA),
+                 {"dataset": "users", "part": m.part, "unchanged": 0, "full_dp": 0, "full_objects": 0})
+           for m in members}
+    live = [m for m in members if m.frame is not None]
+    if not live:
+        return out
+    parts, plan_parts = live[0].parts, [m.part for m in live]
+    rules, contract = read_rules(plan_dir), live[0].contract
+    rest = pl.concat([m.split.rest for m in live], how="vertical").lazy()
+    source_files = layout["files"].get("users", [])
+    norm = normalize.normalize_users(rest, csv_types, files=source_files, column_rejects=False)
+    norm = type_contract.enforce(norm, contract)  # one bad cell never retypes a column
+    norm = suspicious.check("users", rest, norm, rules)  # held or flagged before anything is sent
+    good, rej = pl.collect_all([norm.good, norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA)],
+                               engine=UNIT_ENGINE)
+    before = pl.concat([m.split.snapshot for m in live], how="diagonal_relaxed")
+    d = deltas.diff_users(good.lazy(), before.lazy(), _held_users(live[0].held, plan_parts, parts),
+                          snapshot_empty=before.height == 0)
+    p_of = partition_of(pl.col("key"), parts).alias("_p")
+    send, kept, unchanged, points, nxt = pl.collect_all([
+        d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA).with_columns(p_of),
+        d.kept.filter(pl.col("bucket") != "unchanged").select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA).with_columns(p_of),
+        d.kept.filter(pl.col("bucket") == "unchanged").select("key", p_of),
+        # Per user: the memo keeps each user's cost, and their sum is the full resend's.
+        good.lazy().select("external_id", "_file", "_row", deltas.user_points(good.schema).alias("data_points"),
+                           partition_of(pl.col("external_id"), parts).alias("_p")),
+        d.next_rows.with_columns(partition_of(pl.col("external_id"), parts).alias("_p")),
+    ], engine=UNIT_ENGINE)
+    rej = rej.with_columns(p_of)
+    keys = pl.concat([m.split.keys for m in live])
+    hashes = pl.concat([m.split.snapshot_hashes for m in live])
+    entries = seen.next_entries(good, rej, keys, hashes, send, unchanged, points).with_columns(
+        partition_of(pl.col("external_id"), parts).alias("_p"))
+    for m in live:
+        mine = pl.col("_p") == m.part
+        own_send = send.filter(mine).drop("_p")
+        # A partition's snapshot keeps the columns it has: a column only other partitions hold is not added.
+        wanted = [c for c in nxt.columns if c != "_p" and (c in good.columns or c in m.split.snapshot.columns)]
+        nxt.filter(mine).select(wanted).write_parquet(plan_dir / "users_next" / f"part-{m.part:05d}.parquet",
+                                                      compression="zstd")
+        seen.write_next(plan_dir, m.part, m.made_of, entries.filter(mine).drop("_p"))
+        own_points = points.filter(mine)
+        skipped = m.split.skipped
+        out[m.u] = (own_send.lazy(), {
+            "dataset": "users", "part": m.part,
+            "unchanged": skipped.height + unchanged.filter(mine).height,
+            "full_dp": int(skipped["data_points"].sum() or 0) + int(own_points["data_points"].sum() or 0),
+            "full_objects": skipped.height + own_points.height,
+        })
+        columns = normalize.users_column_rejects(m.frame, csv_types).collect(engine=UNIT_ENGINE)
+        own_rej = pl.concat([rej.filter(mine).drop("_p"), columns.select(REJECT_COLUMNS).cast(REJECT_SCHEMA)])
+        _write_unit_rows(plan_dir, m.u, kept.filter(mine).drop("_p"), _sorted_rejects(own_rej))
+    return out
+
+
+def _sorted_rejects(rej: pl.DataFrame) -> pl.DataFrame:
+    return rej.sort(["file", "row", "column", "reason"], nulls_last=False, maintain_order=True)
+
+
+def _write_unit_rows(plan_dir: Path, u: int, kept: pl.DataFrame, rej: pl.DataFrame) -> None:
     if kept.height:
         kept.write_parquet(plan_dir / "kept" / f"unit-{u:05d}.parquet")
     if rej.height:
         rej.write_parquet(plan_dir / "rejects" / f"unit-{u:05d}.parquet")
-    return send.lazy(), record
 
 
 def _finish(plan_dir: Path, source: str, mapping: str | None, layout: dict, batch_size: int,

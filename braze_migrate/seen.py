@@ -69,7 +69,7 @@ def code_digest() -> str:
 class Split(NamedTuple):
     """A users partition split by the memo."""
 
-    rest: pl.LazyFrame  # the rows to plan in full
+    rest: pl.DataFrame  # the rows to plan in full
     skipped: pl.DataFrame  # the users counted unchanged: external_id, data_points
     keys: pl.DataFrame  # external_id and raw_hash of every user with exactly one row
     snapshot: pl.DataFrame  # the snapshot rows of the users in `rest`
@@ -89,7 +89,7 @@ def split_known(frame: pl.LazyFrame, p: int, salt: str, snapshot: Snapshot, held
     memo = SeenCache(snapshot.root.parent).read(p, salt)
     none = pl.DataFrame(schema={"external_id": pl.Utf8, "data_points": pl.Int64})
     if memo is None or memo.height == 0 or snapshot_hashes.height == 0:
-        return Split(rows.lazy(), none, keys, snap, snapshot_hashes)
+        return Split(rows, none, keys, snap, snapshot_hashes)
     skipped = (
         keys.join(memo, on=["external_id", "raw_hash"], how="inner")
         .join(snapshot_hashes, on=["external_id", "values_hash"], how="inner")
@@ -98,34 +98,36 @@ def split_known(frame: pl.LazyFrame, p: int, salt: str, snapshot: Snapshot, held
         .select("external_id", "data_points")
     )
     if skipped.height == 0:
-        return Split(rows.lazy(), none, keys, snap, snapshot_hashes)
+        return Split(rows, none, keys, snap, snapshot_hashes)
     rest = rows.filter(~hashed["external_id"].is_in(skipped["external_id"]).fill_null(False))
     # The diff joins the snapshot rows of the users it plans; the skipped ones need not be joined.
     snap = snap.join(skipped.select("external_id"), on="external_id", how="anti")
-    return Split(rest.lazy(), skipped, keys, snap, snapshot_hashes)
+    return Split(rest, skipped, keys, snap, snapshot_hashes)
 
 
-def next_entries(good: pl.DataFrame, rejects: pl.DataFrame, split: Split, sent: pl.DataFrame,
-                 unchanged: pl.DataFrame, points: pl.DataFrame) -> pl.DataFrame:
+def next_entries(good: pl.DataFrame, rejects: pl.DataFrame, keys: pl.DataFrame, snapshot_hashes: pl.DataFrame,
+                 sent: pl.DataFrame, unchanged: pl.DataFrame, points: pl.DataFrame) -> pl.DataFrame:
     """The full path's users that may become memo entries (_ENTRY): clean (no reject of theirs, no cell
     dropped) and either sent (an entry once Braze acknowledges them) or unchanged (an entry while their
     snapshot row is still the one they were found unchanged against: its hash is kept to check that).
 
-    `sent` and `unchanged` are the diff's objects to send and its unchanged rows (`key`); `points` each
-    good row's cost (`_file`, `_row`, `data_points`)."""
+    `keys` and `snapshot_hashes` come from `split_known` (Split); `sent` and `unchanged` are the diff's
+    objects to send and its unchanged rows (`key`); `points` each good row's cost (`_file`, `_row`,
+    `data_points`)."""
     outcome = pl.concat([
         sent.select(pl.col("key").alias("external_id"), pl.lit("sent").alias("kind")),
         unchanged.select(pl.col("key").alias("external_id"), pl.lit("unchanged").alias("kind")),
     ])
     rejected = rejects.filter(pl.col("key").is_not_null()).select(pl.col("key").alias("external_id")).unique()
+    sent = sent.select("key")
     return (
         good.filter(pl.col("_dropped").list.len() == 0)
         .select("external_id", "_file", "_row")
-        .join(points, on=["_file", "_row"], how="inner")
-        .join(split.keys, on="external_id", how="inner")
+        .join(points.select("_file", "_row", "data_points"), on=["_file", "_row"], how="inner")
+        .join(keys, on="external_id", how="inner")
         .join(rejected, on="external_id", how="anti")
         .join(outcome, on="external_id", how="inner")
-        .join(split.snapshot_hashes, on="external_id", how="left")
+        .join(snapshot_hashes, on="external_id", how="left")
         .with_columns(pl.when(pl.col("kind") == "unchanged").then(pl.col("values_hash")).alias("values_hash"))
         .select(list(_ENTRY)).cast(_ENTRY)
     )

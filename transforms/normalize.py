@@ -127,21 +127,20 @@ class Check(NamedTuple):
 
 def normalize_users(
     lf: pl.LazyFrame, csv_types: Mapping[str, pl.DataType] | None = None, *, files: Sequence[str] = (),
-    whole: pl.LazyFrame | None = None,
+    column_rejects: bool = True,
 ) -> Normalized:
     """One row per external_id (latest `updated_at`, ties to the later row) with each attribute's JSON.
 
     `csv_types` (from `infer_csv_types`) types the custom attribute columns of a CSV export; profile
     fields are validated from their text. Invalid profile values and over-long strings drop the cell.
-    `whole` is the frame `lf` was taken from when it holds only some of the rows (the planner skips
-    unchanged users): a column-level reject counts the cells of every row.
+    `column_rejects=False` leaves out the rejects of unusable columns (`users_column_rejects`): the planner
+    counts those over every row of a partition, also the rows it skips.
     """
     schema = _check_columns(lf, "users", ("external_id",), files)
-    whole = lf if whole is None else whole
     attributes = [c for c in schema if c not in ("external_id", "updated_at", "_file", "_row")]
     if csv_types:
         custom = {c: t for c, t in csv_types.items() if c in attributes and c not in _PROFILE_FIELDS}
-        lf, whole = apply_csv_types(lf, custom), apply_csv_types(whole, custom)
+        lf = apply_csv_types(lf, custom)
         schema = lf.collect_schema()
     problems = {c: p for c in attributes if (p := _attribute_problem(c, schema[c]))}
     sent = [c for c in attributes if c not in problems]
@@ -230,9 +229,22 @@ def normalize_users(
             pl.col("_row").alias("row"),
         )
     ]
-    if problems:
-        rejects.append(_columns_rejected(whole, "users", problems))
+    if problems and column_rejects:
+        rejects.append(_columns_rejected(lf, "users", problems))
     return Normalized(good, _combine(rejects))
+
+
+def users_column_rejects(lf: pl.LazyFrame, csv_types: Mapping[str, pl.DataType] | None = None) -> pl.LazyFrame:
+    """The rejects of the users columns that cannot be sent at all (a name starting with `$`, too long, an
+    unusable type): one per column and file, counting its non-empty cells."""
+    schema = lf.collect_schema()
+    attributes = [c for c in schema if c not in ("external_id", "updated_at", "_file", "_row")]
+    if csv_types:
+        custom = {c: t for c, t in csv_types.items() if c in attributes and c not in _PROFILE_FIELDS}
+        lf = apply_csv_types(lf, custom)
+        schema = lf.collect_schema()
+    problems = {c: p for c in attributes if (p := _attribute_problem(c, schema[c]))}
+    return _columns_rejected(lf, "users", problems) if problems else pl.LazyFrame(schema=REJECTS_SCHEMA)
 
 
 _ENTRY = pl.Struct({"column": pl.String, "value": pl.String, "reason": pl.String})
