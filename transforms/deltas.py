@@ -77,13 +77,18 @@ def _attribute_columns(schema: pl.Schema) -> list[str]:
     return [c for c in schema.names() if c != "external_id" and not c.startswith("_")]
 
 
-def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame) -> Delta:
+def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame, *,
+               snapshot_empty: bool = False) -> Delta:
     """Column-level diff of normalized users against the acknowledged snapshot.
 
     A changed value is sent, an unchanged one is not, a value that became empty is sent as `null`,
     a cell dropped as invalid (`_dropped`) keeps its acknowledged value, a column absent tonight is left
     alone, and a user absent tonight is not touched. An attributes object that Braze rejected before is not
     sent again until it changes.
+
+    `snapshot_empty` (the caller knows `snapshot` has no row: a first load): a nested object then has no
+    key-level change to compute, it is sent whole, and its cost is counted in Polars rather than per value in
+    Python (the same figures: tests/test_deltas.py).
     """
     attrs = _attribute_columns(tonight.collect_schema())
     snap_attrs = _attribute_columns(snapshot.collect_schema())
@@ -103,6 +108,8 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     for c in attrs:
         now, before = pl.col(_NOW + c), befores[c]
         keyed = nested.keyed_array(c)
+        if snapshot_empty and keyed is None and c != "subscription_groups":
+            continue  # sent whole: no change to compute
         if keyed is not None:
             stage.append(nested.array_change(before, now, keyed[1]).alias(_CH + c))
         elif c == "subscription_groups":
@@ -123,6 +130,9 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
         elif nested.keyed_array(c) is not None:
             is_obj[c] = pl.lit(False)
             changed[c] = ch.struct.field("text").is_not_null() | (now.is_null() & before.is_not_null())
+        elif snapshot_empty:
+            is_obj[c] = now.str.starts_with("{").fill_null(False)
+            changed[c] = now.is_not_null()
         else:
             is_obj[c] = now.str.starts_with("{").fill_null(False)
             changed[c] = pl.when(is_obj[c]).then(ch.struct.field("text").is_not_null()).otherwise(now.ne_missing(before))
@@ -139,6 +149,9 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
         if nested.keyed_array(c) is not None or c == "subscription_groups":
             value = pl.when(now.is_null()).then(pl.lit("null")).otherwise(ch.struct.field("text"))
             cost = pl.when(now.is_null()).then(pl.lit(1, pl.Int64)).otherwise(ch.struct.field("data_points"))
+        elif snapshot_empty:
+            value = now
+            cost = pl.when(is_obj[c]).then(_object_points(now)).otherwise(pl.lit(1, pl.Int64))
         else:
             merge = is_obj[c] & pl.col("_merging")
             value = pl.when(merge).then(ch.struct.field("text")).otherwise(now.fill_null("null"))
@@ -302,15 +315,20 @@ def diff_push_tokens(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFr
 _KEY = r'"(?:[^"\\]|\\.)*"\s*:'  # a JSON object key: a whole string token followed by ':'
 
 
+def _object_points(v: pl.Expr) -> pl.Expr:
+    """Data points of a nested object sent whole: one per key at every depth, at least 1 (nested.key_count's
+    count, read from the JSON text: a string value's escaped quotes never end a key token)."""
+    keys = v.str.count_matches(_KEY).cast(pl.Int64) - v.str.count_matches(r'"\$time"\s*:').cast(pl.Int64)
+    return pl.max_horizontal(keys, pl.lit(1, pl.Int64))
+
+
 def _attribute_cost(column: str) -> pl.Expr:
     """What sending one attribute whole costs: 1, or one per nested key of an object (Braze's billing; a
     `{"$time": ...}` is a value); an array of objects set whole costs 1."""
     v = pl.col(column)
     if nested.keyed_array(column) is not None:
         return v.is_not_null().cast(pl.Int64)
-    keys = v.str.count_matches(_KEY).cast(pl.Int64) - v.str.count_matches(r'"\$time"\s*:').cast(pl.Int64)
-    return (pl.when(v.str.starts_with("{")).then(pl.max_horizontal(keys, pl.lit(1, pl.Int64)))
-            .otherwise(v.is_not_null().cast(pl.Int64)))
+    return pl.when(v.str.starts_with("{")).then(_object_points(v)).otherwise(v.is_not_null().cast(pl.Int64))
 
 
 def user_points(schema: pl.Schema) -> pl.Expr:
