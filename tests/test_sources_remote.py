@@ -247,10 +247,15 @@ def backfill(source, state: Path, sandbox) -> dict:
 
 
 def sandbox_state(sandbox) -> dict:
-    """Every profile without the ids and times the sandbox assigns; anonymous ones as a sorted list."""
+    """Every profile without the ids and times the sandbox assigns, its occurrence lists in a fixed order;
+    anonymous ones as a sorted list."""
     known, anonymous = {}, []
     for key, profile in sandbox.profiles().items():
         profile = {k: v for k, v in profile.items() if k not in ("braze_id", "created_at")}
+        # Batches go out concurrently, so a user's events may arrive in any order: compare them as sets.
+        for name in ("events", "purchases", "push_tokens"):
+            if isinstance(profile.get(name), list):
+                profile[name] = sorted(profile[name], key=lambda item: json.dumps(item, sort_keys=True))
         if profile.get("external_id"):
             known[key] = profile
         else:
