@@ -463,7 +463,7 @@ def _plan_users(plan_dir: Path, members: list[_UsersPart], csv_types, layout: di
                                engine=UNIT_ENGINE)
     before = pl.concat([m.split.snapshot for m in live], how="diagonal_relaxed")
     d = deltas.diff_users(good.lazy(), before.lazy(), _held_users(live[0].held, plan_parts, parts),
-                          snapshot_empty=before.height == 0)
+                          snapshot_empty=before.height == 0, eager=True)
     p_of = partition_of(pl.col("key"), parts).alias("_p")
     send, kept, unchanged, points, nxt = pl.collect_all([
         d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA).with_columns(p_of),

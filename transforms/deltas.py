@@ -78,7 +78,7 @@ def _attribute_columns(schema: pl.Schema) -> list[str]:
 
 
 def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame, *,
-               snapshot_empty: bool = False) -> Delta:
+               snapshot_empty: bool = False, eager: bool = False) -> Delta:
     """Column-level diff of normalized users against the acknowledged snapshot.
 
     A changed value is sent, an unchanged one is not, a value that became empty is sent as `null`,
@@ -88,7 +88,8 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
 
     `snapshot_empty` (the caller knows `snapshot` has no row: a first load): a nested object then has no
     key-level change to compute, it is sent whole, and its cost is counted in Polars rather than per value in
-    Python (the same figures: tests/test_deltas.py).
+    Python (the same figures: tests/test_deltas.py). `eager`: compute the users' objects now, in memory (for a
+    caller that holds one partition), so the three outputs do not each compute them again.
     """
     attrs = _attribute_columns(tonight.collect_schema())
     snap_attrs = _attribute_columns(snapshot.collect_schema())
@@ -186,6 +187,8 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     # Checked once, only for objects that would be sent (the three outputs share this column).
     planned = planned.with_columns(
         _malformed=pl.when(pl.col("_n_changed") > 0).then(~is_json(pl.col("object"), "external_id")).otherwise(pl.lit(False)))
+    if eager:  # computed once here: Polars does not share this frame between the three outputs
+        planned = planned.collect(engine="in-memory").lazy()
     is_held = (pl.col("_n_changed") > 0) & (pl.col("_held_fp") == pl.col("fingerprint"))
     malformed = pl.col("_malformed")
     to_send = (pl.col("_n_changed") > 0) & ~is_held.fill_null(False) & ~malformed & ~deleted
@@ -318,7 +321,8 @@ _KEY = r'"(?:[^"\\]|\\.)*"\s*:'  # a JSON object key: a whole string token follo
 def _object_points(v: pl.Expr) -> pl.Expr:
     """Data points of a nested object sent whole: one per key at every depth, at least 1 (nested.key_count's
     count, read from the JSON text: a string value's escaped quotes never end a key token)."""
-    keys = v.str.count_matches(_KEY).cast(pl.Int64) - v.str.count_matches(r'"\$time"\s*:').cast(pl.Int64)
+    obj = pl.when(v.str.starts_with("{")).then(v)  # the regexes run on objects only, not on every value
+    keys = obj.str.count_matches(_KEY).cast(pl.Int64) - obj.str.count_matches(r'"\$time"\s*:').cast(pl.Int64)
     return pl.max_horizontal(keys, pl.lit(1, pl.Int64))
 
 
