@@ -26,7 +26,7 @@ from connectors.state.seen import SeenCache
 from connectors.state.snapshot import Snapshot
 from transforms import normalize
 from transforms.rowhash import raw_row_hash, values_hash
-from transforms.type_contract import KINDS, json_kind
+from transforms.type_contract import KINDS, conforms
 
 NEXT = "seen_next"
 _CODE = [*sorted(Path(transforms.__file__).parent.glob("*.py")), Path(__file__),
@@ -162,9 +162,8 @@ def commit_entries(plan_dir: Path, snapshot: Snapshot, acked_users: pl.DataFrame
         snap = snapshot.scan_users_part(p)
         names = snap.collect_schema().names()
         typed = [(c, k) for c, k in contract.items() if c in columns and c in names and k in KINDS]
-        conforms = pl.all_horizontal([json_kind(pl.col(c)).is_null() | (json_kind(pl.col(c)) == k) for c, k in typed]) \
-            if typed else pl.lit(True)
-        hashed = snap.filter(conforms).select("external_id", values_hash(snap.collect_schema()).alias("_now"))
+        conforming = pl.all_horizontal([conforms(pl.col(c), k) for c, k in typed]) if typed else pl.lit(True)
+        hashed = snap.filter(conforming).select("external_id", values_hash(snap.collect_schema()).alias("_now"))
         entries = (
             candidates.join(acked.lazy().with_columns(_acked=pl.lit(True)), on="external_id", how="left")
             .join(hashed, on="external_id", how="inner")

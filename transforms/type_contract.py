@@ -37,6 +37,18 @@ def json_kind(text: pl.Expr) -> pl.Expr:
     )
 
 
+_FIRST = {"string": ['"'], "boolean": ["t", "f"], "array": ["["], "object": ["{"],
+          "number": ["-", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]}
+_ANY_FIRST = [c for firsts in _FIRST.values() for c in firsts]
+
+
+def conforms(text: pl.Expr, want: str) -> pl.Expr:
+    """`json_kind(text)` is `want` or null (null text, or not one of the JSON kinds): one comparison of the
+    first character instead of `json_kind`'s chain."""
+    first = text.str.slice(0, 1)
+    return (first.is_in(_FIRST[want]) | ~first.is_in(_ANY_FIRST)).fill_null(True)
+
+
 def _coerced(text: pl.Expr, kind: pl.Expr, want: str) -> pl.Expr:
     """The value in the wanted type when it reads as one (null when it does not): a string holding a number or
     a boolean (`"12"` for a number), or a number or boolean where text is wanted (`1500` as `"1500"`)."""
