@@ -22,7 +22,7 @@ from braze_migrate.committer import commit_run
 from braze_migrate.contract import accept_type_changes
 from braze_migrate.pipeline import plan_and_apply
 from braze_migrate.plan_checks import write_rules
-from braze_migrate.planner import build_plan, plan_complete, scan_batches
+from braze_migrate.planner import UnitsRunner, build_plan, plan_complete, scan_batches
 from braze_migrate.progress import ProgressEvent, ProgressSink
 from braze_migrate.settings import ConfigError, LoadSettings
 from braze_migrate.settle import auto_settle
@@ -65,7 +65,8 @@ class Engine:
         return self.state / "runs" / run_id
 
     def prepare(self, kind: str, source: str, mapping: str | None = None, *,
-                on_progress: ProgressSink | None = None, plan_while_loading: bool = True) -> Prepared:
+                on_progress: ProgressSink | None = None, plan_while_loading: bool = True,
+                units_runner: UnitsRunner | None = None) -> Prepared:
         """Resume the unfinished run of this source, or plan a new run (reading and planning events go to
         `on_progress`). `plan_while_loading=False`: plan a first load completely here too (the parallel flows
         hand a complete plan to their workers)."""
@@ -122,7 +123,8 @@ class Engine:
             return Prepared(run_id, plan_dir, False, 0, notes)
         info = build_plan(source, self.snapshot, plan_dir, batch_size=s.batch_size, batch_mode=s.batch_mode,
                           resend_in_doubt=s.in_doubt == "resend",
-                          users_per_partition=s.users_per_partition, mapping=mapping, on_progress=on_progress)
+                          users_per_partition=s.users_per_partition, mapping=mapping, on_progress=on_progress,
+                          units_runner=units_runner)
         (plan_dir / UNREAD_FILE).write_text(json.dumps([{"path": u.path, "reason": u.reason} for u in unread]))
         batches = scan_batches(plan_dir, ["batch_no", "n_attributes", "n_events", "n_purchases"]).collect()
         self.ledger.add_batches(run_id, (

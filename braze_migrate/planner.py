@@ -27,6 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -66,6 +67,16 @@ LEDGER_COLUMNS = ["batch_no", "n_attributes", "n_events", "n_purchases"]
 UnitCallback = Callable[[int, pl.DataFrame], None]
 
 
+class UnitsRunner(Protocol):
+    """Runs `plan_unit_to_file(u, *args)` elsewhere (another process or machine, sharing the state folder):
+    `submit` returns a future whose `result()` is its (path, record); `width` is how many units to keep
+    submitted ahead of the packer."""
+
+    width: int
+
+    def submit(self, u: int, *args) -> Any: ...
+
+
 @dataclass(frozen=True)
 class PlanInfo:
     """Where a plan lives and its headline numbers."""
@@ -81,7 +92,7 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
                resend_in_doubt: bool, users_per_partition: int = USERS_PER_PARTITION,
                mapping: str | None = None, on_unit: UnitCallback | None = None,
                resume: bool = False, on_progress: ProgressSink | None = None,
-               stop: Callable[[], bool] | None = None) -> PlanInfo | None:
+               stop: Callable[[], bool] | None = None, units_runner: UnitsRunner | None = None) -> PlanInfo | None:
     """Write the plan into `plan_dir`: `batches/` and `objects/` (one file per unit), `users_next/` (one file
     per users partition), `kept.parquet` (rows not sent and why, except unchanged ones, which are counted),
     `rejects.parquet`, `stats.json` and, last, `complete`.
@@ -91,6 +102,8 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
     reported again, in order) and only the rest are planned. `on_progress` gets `reading` events (rows
     spooled) and `planning` events (units planned). `stop()` is asked before each unit: once it is true,
     planning ends there (None is returned) and a later call with `resume` goes on from that unit.
+    `units_runner`: where units are normalized and diffed ahead of the packer (the parallel flows: Prefect tasks
+    on Dask, so several machines plan one run); by default this process, or `plan_workers()` processes.
     """
     emit = on_progress or _no_progress
     layout = read_layout(plan_dir) if resume else None
@@ -110,7 +123,7 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
         held = held.filter(pl.col("status") != "in_doubt")
     csv_types = _csv_types(plan_dir, layout)
     emit(ProgressEvent("planning", 0, len(units), "units"))
-    ahead = _UnitsAhead(plan_workers(), plan_dir, snapshot, held, csv_types, layout)
+    ahead = _UnitsAhead(plan_workers(), plan_dir, snapshot, held, csv_types, layout, units_runner)
     try:
         return _plan_units(plan_dir, source, mapping, layout, batch_size, batch_mode, ahead, on_unit, stop, emit)
     finally:
@@ -180,14 +193,15 @@ class _UnitsAhead:
     and in order, because each unit starts from the previous unit's open batch."""
 
     def __init__(self, workers: int, plan_dir: Path, snapshot: Snapshot, held: pl.LazyFrame, csv_types,
-                 layout: dict) -> None:
+                 layout: dict, runner: UnitsRunner | None = None) -> None:
         self.args = (plan_dir, snapshot, held, csv_types, layout)
-        self.workers = workers
+        self.workers = runner.width if runner is not None else workers
+        self.runner = runner
         self.futures: dict = {}
         self.cache: dict[int, tuple[pl.LazyFrame, dict]] = {}  # users units planned with an earlier one
         self.pending: _UsersPart | None = None  # the partition that did not fit in the last group
         self.pool = None
-        if workers > 1:
+        if runner is None and workers > 1:
             # One Polars thread per child: the children are the parallelism.
             env = os.environ.get("POLARS_MAX_THREADS")
             os.environ["POLARS_MAX_THREADS"] = "1"
@@ -201,7 +215,7 @@ class _UnitsAhead:
 
     def get(self, u: int) -> tuple[pl.LazyFrame, dict]:
         plan_dir, snapshot, held, csv_types, layout = self.args
-        if self.pool is None:
+        if self.pool is None and self.runner is None:
             if u in self.cache:
                 return self.cache.pop(u)
             if layout["units"][u]["dataset"] == "users":
@@ -209,7 +223,8 @@ class _UnitsAhead:
             return _plan_unit(plan_dir, layout["units"][u], u, snapshot, held, csv_types, layout)
         for v in range(u, min(u + self.workers + 1, len(layout["units"]))):
             if v not in self.futures and not (plan_dir / "units" / f"unit-{v:05d}.json").exists():
-                self.futures[v] = self.pool.submit(_plan_unit_to_file, v, *self.args)
+                self.futures[v] = (self.runner.submit(v, *self.args) if self.runner is not None
+                                   else self.pool.submit(plan_unit_to_file, v, *self.args))
         path, record = self.futures.pop(u).result()
         send = pl.read_parquet(path).lazy()
         path.unlink()
@@ -248,10 +263,12 @@ class _UnitsAhead:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _plan_unit_to_file(u: int, plan_dir: Path, snapshot: Snapshot, held: pl.LazyFrame, csv_types,
-                       layout: dict) -> tuple[Path, dict]:
-    """`_plan_unit` in a child process: the objects to send go to a file for the packer."""
+def plan_unit_to_file(u: int, plan_dir: Path, snapshot: Snapshot, held: pl.LazyFrame, csv_types,
+                      layout: dict) -> tuple[Path, dict]:
+    """`_plan_unit` in another process (a child, or a Dask worker): the objects to send go to a file for the
+    packer; the record names the process that planned the unit."""
     send, record = _plan_unit(plan_dir, layout["units"][u], u, snapshot, held, csv_types, layout)
+    record["pid"] = os.getpid()
     path = plan_dir / "work" / "send" / f"unit-{u:05d}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     send.collect().write_parquet(path)

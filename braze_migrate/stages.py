@@ -21,6 +21,7 @@ from braze_migrate.credentials import resolve_credentials
 from braze_migrate.deletes import deletes_stage
 from braze_migrate.engine import Engine, Prepared
 from braze_migrate.guards import GuardReport
+from braze_migrate.planner import UnitsRunner
 from braze_migrate.progress import ProgressSink
 from braze_migrate.settings import ConfigError, load_settings
 from braze_migrate.summary import RunStatus, RunSummary, WorkerReport
@@ -32,14 +33,17 @@ Options = Mapping[str, Any]
 
 
 def plan(kind: str, source: str, mapping: str | None, options: Options,
-         on_progress: ProgressSink | None = None, plan_while_loading: bool = True) -> Prepared:
+         on_progress: ProgressSink | None = None, plan_while_loading: bool = True,
+         units_runner: UnitsRunner | None = None) -> Prepared:
     """Extract, normalize, diff and pack into a plan in the state folder, or pick up the unfinished plan of
     this source (a run is finished before anything new is planned). Progress events go to `on_progress`
-    and to the process's listeners (braze_migrate/progress.py)."""
+    and to the process's listeners (braze_migrate/progress.py); `units_runner` plans units elsewhere
+    (planner.UnitsRunner: the parallel flows' Dask workers)."""
     engine = Engine(load_settings(**options))
     try:
         return engine.prepare(kind, str(source), mapping=str(mapping) if mapping else None,
-                              on_progress=progress.fan_out(on_progress), plan_while_loading=plan_while_loading)
+                              on_progress=progress.fan_out(on_progress), plan_while_loading=plan_while_loading,
+                              units_runner=units_runner)
     finally:
         engine.close()
 

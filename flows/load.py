@@ -17,6 +17,7 @@ from prefect.states import Completed, Failed, State
 from braze_migrate import stages
 from braze_migrate.engine import Prepared
 from braze_migrate.guards import GuardReport
+from braze_migrate.planner import UnitsRunner
 from braze_migrate.settings import ConfigError, load_settings, public_options
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
 from flows import artifacts, decisions
@@ -29,12 +30,14 @@ MAPPING_HELP = "mapping file for a folder or URI source (docs/sources.md)"
 
 @task(name="plan", cache_policy=NO_CACHE)
 @cleanly
-def plan_task(kind: str, source: str, mapping: str | None, options: dict, plan_while_loading: bool = True) -> Prepared:
+def plan_task(kind: str, source: str, mapping: str | None, options: dict, plan_while_loading: bool = True,
+              units_runner: UnitsRunner | None = None) -> Prepared:
     """Extract, normalize, diff and pack, or pick up the unfinished plan of this source; its progress
-    artifact (`<kind>-planning`) follows the reading and planning."""
+    artifact (`<kind>-planning`) follows the reading and planning. `units_runner`: where the units are
+    planned (the parallel flows: `plan-unit` tasks on Dask)."""
     progress = artifacts.Progress(None, kind, stage="planning")
     prepared = stages.plan(kind, source, mapping, options, on_progress=progress,
-                           plan_while_loading=plan_while_loading)
+                           plan_while_loading=plan_while_loading, units_runner=units_runner)
     progress.finish()
     get_run_logger().info("%s", artifacts.plan_line(prepared, options))
     return prepared

@@ -1,8 +1,9 @@
-"""Prefect flows `backfill-parallel` and `sync-parallel`: the load stage fanned out as worker tasks on Dask.
+"""Prefect flows `backfill-parallel` and `sync-parallel`: planning and loading fanned out as tasks on Dask.
 
 The same stages and tasks as `backfill`/`sync` (flows/load.py: plan → guard → load → commit → deletes, the
-state folder's lock, decisions), with the load fanned out: the plan is made complete first (a first load is
-not planned while loading here), then N coarse `load-worker` tasks on a Dask cluster (a local one of two
+state folder's lock, decisions), with the work fanned out: each unit of the plan (a partition of one dataset)
+is normalized and diffed by a `plan-unit` task on a Dask worker while the flow packs the units in order, and
+the plan is made complete first (a first load is not planned while loading here); then N coarse `load-worker` tasks on a Dask cluster (a local one of two
 worker processes by default) claim batches from the shared ledger until none is left, drawing on the rate
 budget shared through it; then the flow's own `load` task drains (sends whatever a lost worker left) and the
 commit runs once every batch is final. Workers on other machines need
@@ -17,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -35,8 +35,10 @@ except ImportError as exc:  # an extra, so the base install stays without Dask a
 
 from braze_migrate import progress, stages
 from braze_migrate.engine import Prepared, open_run_ledger
+from braze_migrate.planner import plan_unit_to_file
 from braze_migrate.settings import load_settings
 from braze_migrate.summary import RunSummary, WorkerReport
+from connectors.state.snapshot import Snapshot
 from flows import artifacts
 from flows.load import MAPPING_HELP, SOURCE_HELP, TASKS, run
 from flows.options import with_options
@@ -59,6 +61,24 @@ def load_worker_task(run_id: str, options: dict) -> WorkerReport:
     get_run_logger().info("worker %s: %d batches, %d requests, %d throttled, %d budget leases",
                           report.worker_id, report.batches, report.requests, report.throttled, report.leases)
     return report
+
+
+@task(name="plan-unit", cache_policy=NO_CACHE)
+def plan_unit_task(u: int, plan_dir: Path, snapshot: Snapshot, held, csv_types, layout: dict) -> tuple[Path, dict]:
+    """One unit of the plan (a partition of one dataset) normalized and diffed on a Dask worker; its objects
+    go to a file in the (shared) state folder, for the flow's packer."""
+    return plan_unit_to_file(u, plan_dir, snapshot, held, csv_types, layout)
+
+
+class DaskUnits:
+    """planner.UnitsRunner: the plan's units as `plan-unit` tasks on the flow's Dask cluster, `width` of
+    them ahead of the packer (which stays in the flow: each unit continues the previous unit's open batch)."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+
+    def submit(self, u: int, *args):
+        return plan_unit_task.submit(u, *args)
 
 
 def parallel_tasks(workers: int) -> stages.Stages:
@@ -91,7 +111,11 @@ def parallel_tasks(workers: int) -> stages.Stages:
         summary = TASKS.commit(prepared, options, started)
         return summary.model_copy(update={"workers": list(reports), "drained_batches": sum(drained)})
 
-    return replace(TASKS, plan=partial(TASKS.plan, plan_while_loading=False), load=load, commit=commit)
+    def plan(*args, **kwargs) -> Prepared:
+        with _workers_use_this_api():
+            return TASKS.plan(*args, plan_while_loading=False, units_runner=DaskUnits(2 * workers), **kwargs)
+
+    return replace(TASKS, plan=plan, load=load, commit=commit)
 
 
 def run_parallel(kind: str, source: str, mapping: str | None, workers: int, options: dict) -> State:

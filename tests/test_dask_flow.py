@@ -1,8 +1,10 @@
 """The parallel backfill flow for real: a local Dask cluster of two worker processes, the ledger in
-PostgreSQL, the sandbox over HTTP. Both Dask workers load part of the run; every batch is acknowledged once."""
+PostgreSQL, the sandbox over HTTP. Both Dask workers plan units of the run and load part of it; every batch is
+acknowledged once."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -39,7 +41,7 @@ def test_backfill_parallel_on_two_dask_workers(braze_env, pg_url, local_prefect,
     state = tmp_path / "state"
 
     final = backfill_parallel(source=str(src), state=str(state), batch_size=10, concurrency=2, workers=2,
-                              return_state=True)
+                              users_per_partition=100, return_state=True)
     assert final.is_completed(), final.message
     summary = final.result().to_json()  # the flow returns its RunSummary
     assert summary["status"] == "completed"
@@ -55,6 +57,11 @@ def test_backfill_parallel_on_two_dask_workers(braze_env, pg_url, local_prefect,
     pids = {w["pid"] for w in workers}
     assert len(pids) == 2 and os.getpid() not in pids  # two Dask worker processes, not the flow's
     assert sorted(r["pid"] for r in summary["workers"]) == sorted(pids)
+
+    # The plan's units (6 of users, 6 of purchases, 6 of events) were planned by plan-unit tasks on the workers.
+    units = [json.loads(u.read_text()) for u in state.glob("runs/*/plan/units/unit-*.json")]
+    assert len(units) == 18
+    assert len({u["pid"] for u in units}) == 2 and os.getpid() not in {u["pid"] for u in units}
 
     counts = occurrence_counts(sandbox.profiles())
     expected = {f"p-{i:06d}-0" for i in range(USERS)} | {f"e-{i:06d}-0" for i in range(USERS)}
