@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import msgspec
 import polars as pl
 import polars_hash  # noqa: F401  (registers the stable `.nchash` namespace)
 
@@ -53,12 +54,29 @@ def json_text(expr: pl.Expr) -> pl.Expr:
     return encoded.str.strip_prefix('{"v":').str.strip_suffix("}")
 
 
-def is_json(text: pl.Expr, key: str | None = None) -> pl.Expr:
-    """True where `text` is one well-formed JSON document (Polars' own parser, no Python per row).
+def is_json(text: pl.Expr) -> pl.Expr:
+    """True where `text` is one well-formed JSON document (false for null).
 
-    With `key`, a member every such object has: the whole document is still parsed, but only that member
-    is written back, not the whole document (1.7x faster on 45 KB objects)."""
-    return text.str.json_path_match(f"$.{key}" if key else "$").is_not_null()
+    msgspec's validating decoder, asked for the raw text back (`msgspec.Raw`), checks each document without
+    building its values: about 2.5x faster than Polars' own JSON path matcher on 600-byte objects (and 5x
+    faster than asking that matcher for the whole document back), docs/performance.md."""
+    return text.map_batches(_valid_json, return_dtype=pl.Boolean, is_elementwise=True)
+
+
+_RAW = msgspec.json.Decoder(msgspec.Raw)
+
+
+def _valid_json(texts: pl.Series) -> pl.Series:
+    def valid(value: str | None) -> bool:
+        if value is None:
+            return False
+        try:
+            _RAW.decode(value)
+        except msgspec.DecodeError:
+            return False
+        return True
+
+    return pl.Series(texts.name, [valid(v) for v in texts.to_list()], dtype=pl.Boolean)
 
 
 def deleted_users(held: pl.LazyFrame) -> pl.LazyFrame:
@@ -186,7 +204,7 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     deleted = pl.col("_deleted").fill_null(False)
     # Checked once, only for objects that would be sent (the three outputs share this column).
     planned = planned.with_columns(
-        _malformed=pl.when(pl.col("_n_changed") > 0).then(~is_json(pl.col("object"), "external_id")).otherwise(pl.lit(False)))
+        _malformed=pl.when(pl.col("_n_changed") > 0).then(~is_json(pl.col("object"))).otherwise(pl.lit(False)))
     if eager:  # computed once here: Polars does not share this frame between the three outputs
         planned = planned.collect(engine="in-memory").lazy()
     is_held = (pl.col("_n_changed") > 0) & (pl.col("_held_fp") == pl.col("fingerprint"))
