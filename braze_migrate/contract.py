@@ -24,11 +24,14 @@ def read_contract(snapshot: Snapshot) -> dict[str, str]:
 def extend_contract(snapshot: Snapshot, acked_users_next: pl.LazyFrame) -> None:
     """Add the kinds of the attributes Braze just acknowledged that have none (or an accepted change); the kind
     an attribute already has stays."""
+    old = snapshot.scan("types").collect()
     columns = [c for c in acked_users_next.collect_schema().names() if c != "external_id"]
+    if old.filter(pl.col("kind") == ACCEPTED).height == 0:
+        # Nothing accepted for a change: only the attributes without a kind can gain one (a kind stays).
+        columns = [c for c in columns if c not in set(old["attribute"].to_list())]
     new = contract_of(acked_users_next, columns).collect()
     if new.height == 0:
         return
-    old = snapshot.scan("types").collect()
     kept = old.filter(pl.col("kind") != ACCEPTED)
     added = new.join(kept, on="attribute", how="anti")
     if added.height == 0 and kept.height == old.height:
