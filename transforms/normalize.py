@@ -136,13 +136,8 @@ def normalize_users(
     `column_rejects=False` leaves out the rejects of unusable columns (`users_column_rejects`): the planner
     counts those over every row of a partition, also the rows it skips.
     """
-    schema = _check_columns(lf, "users", ("external_id",), files)
-    attributes = [c for c in schema if c not in ("external_id", "updated_at", "_file", "_row")]
-    if csv_types:
-        custom = {c: t for c, t in csv_types.items() if c in attributes and c not in _PROFILE_FIELDS}
-        lf = apply_csv_types(lf, custom)
-        schema = lf.collect_schema()
-    problems = {c: p for c in attributes if (p := _attribute_problem(c, schema[c]))}
+    _check_columns(lf, "users", ("external_id",), files)
+    lf, schema, attributes, problems = _typed_users(lf, csv_types)
     sent = [c for c in attributes if c not in problems]
 
     key, key_checks = _external_id(schema, required=True)
@@ -237,6 +232,14 @@ def normalize_users(
 def users_column_rejects(lf: pl.LazyFrame, csv_types: Mapping[str, pl.DataType] | None = None) -> pl.LazyFrame:
     """The rejects of the users columns that cannot be sent at all (a name starting with `$`, too long, an
     unusable type): one per column and file, counting its non-empty cells."""
+    lf, _, _, problems = _typed_users(lf, csv_types)
+    return _columns_rejected(lf, "users", problems) if problems else pl.LazyFrame(schema=REJECTS_SCHEMA)
+
+
+def _typed_users(lf: pl.LazyFrame, csv_types: Mapping[str, pl.DataType] | None
+                 ) -> tuple[pl.LazyFrame, pl.Schema, list[str], dict[str, str]]:
+    """(the users frame with a CSV export's custom attributes typed, its schema, the attribute columns, the
+    columns that cannot be sent and why)."""
     schema = lf.collect_schema()
     attributes = [c for c in schema if c not in ("external_id", "updated_at", "_file", "_row")]
     if csv_types:
@@ -244,7 +247,7 @@ def users_column_rejects(lf: pl.LazyFrame, csv_types: Mapping[str, pl.DataType] 
         lf = apply_csv_types(lf, custom)
         schema = lf.collect_schema()
     problems = {c: p for c in attributes if (p := _attribute_problem(c, schema[c]))}
-    return _columns_rejected(lf, "users", problems) if problems else pl.LazyFrame(schema=REJECTS_SCHEMA)
+    return lf, schema, attributes, problems
 
 
 _ENTRY = pl.Struct({"column": pl.String, "value": pl.String, "reason": pl.String})
