@@ -32,7 +32,7 @@ ui: venv
 	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
 
 bench: venv
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --big
 
 lint: venv
 	$(BIN)/ruff check .

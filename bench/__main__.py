@@ -1,8 +1,8 @@
 """Run the benchmarks and print one table of ratios measured in this run; also write it as JSON.
 
-    python -m bench            # 1M users and the history-heavy export (about 25 minutes on 2 busy cores)
+    python -m bench --big      # every row (`make bench`): 1M users, the history-heavy export, 10M-user plan
+    python -m bench            # the same without the 10M-user plan (about 6 minutes on a quiet machine)
     python -m bench --quick    # small sizes, checks the harness (under 2 minutes)
-    python -m bench --big      # adds the 10M-user planning case (inputs and state are cached in bench/out)
 """
 
 from __future__ import annotations
