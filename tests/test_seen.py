@@ -17,9 +17,10 @@ import pytest
 
 from braze_migrate.planner import build_plan
 from connectors.state.seen import SeenCache
-from connectors.state.snapshot import Snapshot
+from connectors.state.snapshot import SCHEMAS, Snapshot
 from tests.cli_run import run_cli
 from tests.exports import DAY1_USERS, write_export
+from transforms.deltas import DELETED
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
@@ -131,3 +132,18 @@ def test_text_exports_plan_the_same_with_or_without_the_memo(braze_env, tmp_path
     changed = [dict(u, score=(u["score"] or 0) + 1) if u["external_id"] == "000123" else u for u in DAY1_USERS]
     src2 = write_export(tmp_path / "export2", fmt, users=changed)
     _same_plan_with_and_without_memo(src2, state, tmp_path / "k")
+
+
+def test_a_user_deleted_on_behalf_of_user_deletes_is_never_skipped(loaded, tmp_path):
+    """A deleted user's row is unchanged and matches the memo, yet the full path must report it (not loaded
+    again, with the reason): users held for any reason are left out of the memo's skipping."""
+    snapshot = Snapshot(loaded)
+    part = next((loaded / "snapshot" / "users").glob("part-*.parquet"))
+    victim = pl.read_parquet(part)["external_id"][0]
+    held = pl.DataFrame({"dataset": ["user_deletes"], "key": [victim], "fingerprint": [None], "status": ["deleted"],
+                         "reason": ["deleted on behalf of user_deletes"], "run_id": ["r"]}).cast(SCHEMAS["held"])
+    held.write_parquet(snapshot.path("held"))
+    plan = _same_plan_with_and_without_memo(SAMPLES / "day1", loaded, tmp_path / "l")
+    reasons = {row[1]: row[3] for row in plan["kept"] if row[0] == "users"}
+    assert reasons.get(victim) == DELETED
+    assert plan["skipped"] > 0
