@@ -84,15 +84,17 @@ def replay_commit(run_id: str, plan_dir: Path, ledger: Ledger, snapshot: Snapsho
 
 def _commit(run_id: str, plan_dir: Path, ledger: Ledger, snapshot: Snapshot, in_doubt_policy: str) -> pl.DataFrame:
     batches, outcomes = _ledger_frames(run_id, ledger)
-    parts = []
+    parts, acked_users = [], {}
     for f in object_files(plan_dir):
-        p = int(f.stem.split("-")[1])
+        p = int(f.stem.split("-")[1])  # users units come first: a users unit's number is its partition
         outcome = _outcome(pl.read_parquet(f), batches, outcomes)
         _commit_users(p, outcome, plan_dir, snapshot)
+        acked_users[p] = outcome.filter((pl.col("outcome") == "acknowledged") & (pl.col("dataset") == "users")
+                                        ).select("external_id")
         parts.append(outcome)
     outcome = pl.concat(parts) if parts else object_outcomes(run_id, plan_dir, ledger)
     acked = outcome.filter(pl.col("outcome") == "acknowledged")
-    commit_entries(plan_dir, snapshot, acked.filter(pl.col("dataset") == "users"))
+    commit_entries(plan_dir, snapshot, acked_users)
 
     for name in ("purchases", "events"):
         new = acked.filter(pl.col("dataset") == name).select("key", "fingerprint")

@@ -504,9 +504,12 @@ def _plan_users(plan_dir: Path, members: list[_UsersPart], csv_types, layout: di
         own_send = send.filter(mine).drop("_p")
         # A partition's snapshot keeps the columns it has: a column only other partitions hold is not added.
         wanted = [c for c in nxt.columns if c != "_p" and (c in good.columns or c in m.split.snapshot.columns)]
-        nxt.filter(mine).select(wanted).write_parquet(plan_dir / "users_next" / f"part-{m.part:05d}.parquet",
-                                                      compression="zstd")
-        seen.write_next(plan_dir, m.part, m.made_of, entries.filter(mine).drop("_p"))
+        own_next = nxt.filter(mine).select(wanted)
+        own_next.write_parquet(plan_dir / "users_next" / f"part-{m.part:05d}.parquet", compression="zstd")
+        own_entries, first_schema = entries.filter(mine).drop("_p"), None
+        if m.split.snapshot_hashes.height == 0:  # a first load of this partition: its part will be `own_next`
+            own_entries, first_schema = seen.with_first_rows(own_entries, own_next), seen.schema_of(own_next.schema)
+        seen.write_next(plan_dir, m.part, m.made_of, own_entries, first_schema)
         own_points = points.filter(mine)
         skipped = m.split.skipped
         out[m.u] = (own_send.lazy(), {

@@ -26,13 +26,14 @@ from connectors.state.seen import SeenCache
 from connectors.state.snapshot import Snapshot
 from transforms import normalize
 from transforms.rowhash import raw_row_hash, values_hash
-from transforms.type_contract import KINDS, conforms
+from transforms.type_contract import KINDS, conforms, first_conforms
 
 NEXT = "seen_next"
 _CODE = [*sorted(Path(transforms.__file__).parent.glob("*.py")), Path(__file__),
          Path(__file__).with_name("planner.py")]
 _ENTRY = {"external_id": pl.Utf8, "raw_hash": pl.UInt64, "data_points": pl.Int64, "kind": pl.Utf8,
-          "values_hash": pl.UInt64}
+          "values_hash": pl.UInt64, "next_hash": pl.UInt64, "kinds": pl.Utf8}
+NO_VALUE = "?"  # in `kinds`: the attribute is empty (no JSON kind starts with it)
 
 
 def ingredients(schema: pl.Schema, *, csv_types: Mapping | None, rules) -> dict:
@@ -106,14 +107,17 @@ def split_known(frame: pl.LazyFrame, p: int, salt: str, snapshot: Snapshot, held
 
 
 def next_entries(good: pl.DataFrame, rejects: pl.DataFrame, keys: pl.DataFrame, snapshot_hashes: pl.DataFrame,
-                 sent: pl.DataFrame, unchanged: pl.DataFrame, points: pl.DataFrame) -> pl.DataFrame:
+                 sent: pl.DataFrame, unchanged: pl.DataFrame, points: pl.DataFrame,
+                 first_rows: pl.DataFrame | None = None) -> pl.DataFrame:
     """The full path's users that may become memo entries (_ENTRY): clean (no reject of theirs, no cell
     dropped) and either sent (an entry once Braze acknowledges them) or unchanged (an entry while their
     snapshot row is still the one they were found unchanged against: its hash is kept to check that).
 
     `keys` and `snapshot_hashes` come from `split_known` (Split); `sent` and `unchanged` are the diff's
     objects to send and its unchanged rows (`key`); `points` each good row's cost (`_file`, `_row`,
-    `data_points`)."""
+    `data_points`). `first_rows`: when the partition had no snapshot row at all (a first load), the rows its
+    users' snapshot part will hold (`users_next`): their hash and kinds are taken now, while the load runs,
+    so the commit need not read them back (`commit_entries`)."""
     outcome = pl.concat([
         sent.select(pl.col("key").alias("external_id"), pl.lit("sent").alias("kind")),
         unchanged.select(pl.col("key").alias("external_id"), pl.lit("unchanged").alias("kind")),
@@ -129,24 +133,54 @@ def next_entries(good: pl.DataFrame, rejects: pl.DataFrame, keys: pl.DataFrame, 
         .join(outcome, on="external_id", how="inner")
         .join(snapshot_hashes, on="external_id", how="left")
         .with_columns(pl.when(pl.col("kind") == "unchanged").then(pl.col("values_hash")).alias("values_hash"))
+        .join(first_rows_digest(first_rows), on="external_id", how="left")
         .select(list(_ENTRY)).cast(_ENTRY)
     )
 
 
-def write_next(plan_dir: Path, p: int, made_of: dict, entries: pl.DataFrame) -> None:
+def first_rows_digest(rows: pl.DataFrame | None) -> pl.DataFrame:
+    """(external_id, next_hash, kinds) of snapshot rows to be: the row's `values_hash`, and the first character
+    of each attribute in name order (NO_VALUE when empty), enough to check it against any contract."""
+    if rows is None:
+        return pl.DataFrame(schema={"external_id": pl.Utf8, "next_hash": pl.UInt64, "kinds": pl.Utf8})
+    columns = sorted(c for c in rows.columns if c != "external_id")
+    firsts = [pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c).str.slice(0, 1)).otherwise(pl.lit(NO_VALUE))
+              for c in columns]
+    return rows.select(
+        "external_id", values_hash(rows.schema).alias("next_hash"),
+        (pl.concat_str(firsts) if firsts else pl.lit("")).alias("kinds"),
+    )
+
+
+def with_first_rows(entries: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """`entries` of a partition that had no snapshot row, with the hash and kinds of `rows` (`users_next`)."""
+    return (entries.drop("next_hash", "kinds").join(first_rows_digest(rows), on="external_id", how="left")
+            .select(list(_ENTRY)).cast(_ENTRY))
+
+
+def schema_of(frame_schema: pl.Schema) -> list[list[str]]:
+    """A frame's columns and types, sorted: what `commit_entries` compares with the part the commit wrote."""
+    return sorted([c, str(t)] for c, t in frame_schema.items())
+
+
+def write_next(plan_dir: Path, p: int, made_of: dict, entries: pl.DataFrame,
+               first_schema: list[list[str]] | None = None) -> None:
+    """The partition's candidates; `first_schema`: the columns of the snapshot part a first load will write."""
     folder = plan_dir / NEXT
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "ingredients.json").write_text(json.dumps(made_of))
+    (folder / f"part-{p:05d}.json").write_text(json.dumps({"first_schema": first_schema}))
     entries.write_parquet(folder / f"part-{p:05d}.parquet", compression="lz4")
 
 
-def commit_entries(plan_dir: Path, snapshot: Snapshot, acked_users: pl.DataFrame) -> None:
+def commit_entries(plan_dir: Path, snapshot: Snapshot, acked_users: dict[int, pl.DataFrame]) -> None:
     """After the users snapshot and its contract are committed: the plan's candidates that are unchanged, or
     that Braze acknowledged, become memo entries with the hash of the snapshot row they now have.
 
     The memo is salted with the contract as the commit left it, which may now type columns the plan found
     untyped; a user whose values do not all have their column's contract type would be planned differently
-    under it, so only users whose values conform become entries."""
+    under it, so only users whose values conform become entries. `acked_users`: per users partition, the
+    external ids Braze acknowledged."""
     folder = plan_dir / NEXT
     if not (folder / "ingredients.json").exists():
         return
@@ -155,22 +189,52 @@ def commit_entries(plan_dir: Path, snapshot: Snapshot, acked_users: pl.DataFrame
     salt = plan_salt(made_of, contract)
     columns = {c for c, _ in made_of["schema"]}
     cache = SeenCache(snapshot.root.parent)
-    acked = acked_users.select("external_id").unique()
     for path in sorted(folder.glob("part-*.parquet")):
         p = int(path.stem.split("-")[1])
+        acked = acked_users.get(p, pl.DataFrame(schema={"external_id": pl.Utf8})).select("external_id").unique()
         candidates = pl.scan_parquet(path)
-        snap = snapshot.scan_users_part(p)
-        names = snap.collect_schema().names()
-        typed = [(c, k) for c, k in contract.items() if c in columns and c in names and k in KINDS]
-        conforming = pl.all_horizontal([conforms(pl.col(c), k) for c, k in typed]) if typed else pl.lit(True)
-        hashed = snap.filter(conforming).select("external_id", values_hash(snap.collect_schema()).alias("_now"))
-        entries = (
-            candidates.join(acked.lazy().with_columns(_acked=pl.lit(True)), on="external_id", how="left")
-            .join(hashed, on="external_id", how="inner")
-            .filter(pl.when(pl.col("kind") == "sent").then(pl.col("_acked").fill_null(False))
-                    .otherwise(pl.col("values_hash") == pl.col("_now")))
-            .select("external_id", "raw_hash", pl.col("_now").alias("values_hash"), "data_points")
-            .collect(engine="in-memory")
-        )
+        entries = _first_load_entries(path, snapshot, p, candidates, acked, contract, columns)
+        if entries is None:
+            entries = _entries_from_snapshot(snapshot, p, candidates, acked, contract, columns)
         if entries.height:
             cache.update(p, salt, entries)
+
+
+def _first_load_entries(path: Path, snapshot: Snapshot, p: int, candidates: pl.LazyFrame, acked: pl.DataFrame,
+                        contract: Mapping[str, str], columns: set[str]) -> pl.DataFrame | None:
+    """A first load's entries from what the plan recorded, when the part the commit wrote has exactly the
+    columns the plan expected (so each acknowledged user's row is their planned row); else None."""
+    sidecar = path.with_suffix(".json")
+    planned = json.loads(sidecar.read_text()).get("first_schema") if sidecar.exists() else None
+    part = snapshot.users_part_path(p)
+    if planned is None or not part.exists() or schema_of(pl.read_parquet_schema(part)) != planned:
+        return None
+    names = sorted(c for c, _ in planned if c != "external_id")
+    typed = [(names.index(c), k) for c, k in contract.items() if c in columns and c in names and k in KINDS]
+    conforming = pl.all_horizontal([first_conforms(pl.col("kinds").str.slice(i, 1), k) for i, k in typed]) \
+        if typed else pl.lit(True)
+    return (
+        candidates.filter((pl.col("kind") == "sent") & pl.col("next_hash").is_not_null())
+        .join(acked.lazy(), on="external_id", how="semi")
+        .filter(conforming)
+        .select("external_id", "raw_hash", pl.col("next_hash").alias("values_hash"), "data_points")
+        .collect(engine="in-memory")
+    )
+
+
+def _entries_from_snapshot(snapshot: Snapshot, p: int, candidates: pl.LazyFrame, acked: pl.DataFrame,
+                           contract: Mapping[str, str], columns: set[str]) -> pl.DataFrame:
+    """Entries checked against the snapshot rows the commit left (read back and hashed)."""
+    snap = snapshot.scan_users_part(p)
+    names = snap.collect_schema().names()
+    typed = [(c, k) for c, k in contract.items() if c in columns and c in names and k in KINDS]
+    conforming = pl.all_horizontal([conforms(pl.col(c), k) for c, k in typed]) if typed else pl.lit(True)
+    hashed = snap.filter(conforming).select("external_id", values_hash(snap.collect_schema()).alias("_now"))
+    return (
+        candidates.join(acked.lazy().with_columns(_acked=pl.lit(True)), on="external_id", how="left")
+        .join(hashed, on="external_id", how="inner")
+        .filter(pl.when(pl.col("kind") == "sent").then(pl.col("_acked").fill_null(False))
+                .otherwise(pl.col("values_hash") == pl.col("_now")))
+        .select("external_id", "raw_hash", pl.col("_now").alias("values_hash"), "data_points")
+        .collect(engine="in-memory")
+    )

@@ -17,7 +17,7 @@ import pytest
 
 from braze_migrate.planner import build_plan
 from connectors.state.seen import SeenCache
-from connectors.state.snapshot import SCHEMAS, Snapshot
+from connectors.state.snapshot import SCHEMAS, Snapshot, partition_of
 from tests.cli_run import run_cli
 from tests.exports import DAY1_USERS, write_export
 from transforms.deltas import DELETED
@@ -147,3 +147,40 @@ def test_a_user_deleted_on_behalf_of_user_deletes_is_never_skipped(loaded, tmp_p
     reasons = {row[1]: row[3] for row in plan["kept"] if row[0] == "users"}
     assert reasons.get(victim) == DELETED
     assert plan["skipped"] > 0
+
+
+def test_a_first_loads_memo_taken_while_planning_equals_the_one_read_back_from_the_snapshot(loaded, tmp_path):
+    """A first load's entries come from the hashes and kinds the plan took (no snapshot read at commit); read
+    back from the committed snapshot instead, they are the same."""
+    from braze_migrate.committer import object_outcomes
+    from braze_migrate.engine import open_run_ledger
+    from braze_migrate.seen import NEXT, commit_entries, schema_of
+    from braze_migrate.settings import load_settings
+
+    def memo(state: Path) -> pl.DataFrame:
+        return pl.concat([pl.read_parquet(f) for f in sorted((state / "seen").rglob("part-*.parquet"))]
+                         ).sort("external_id")
+
+    fast = memo(loaded)
+    assert fast.height > 0
+    again = tmp_path / "again"
+    shutil.copytree(loaded, again)
+    shutil.rmtree(again / "seen")
+    plan_dir = next(again.glob("runs/*/plan"))
+    sidecars = list((plan_dir / NEXT).glob("part-*.json"))
+    firsts = {int(f.stem.split("-")[1]): json.loads(f.read_text())["first_schema"] for f in sidecars}
+    assert firsts and all(firsts.values())
+    for p, planned in firsts.items():  # the commit wrote the parts the plan expected: the fast path was taken
+        assert schema_of(pl.read_parquet_schema(Snapshot(loaded).users_part_path(p))) == planned
+    for f in sidecars:
+        f.unlink()  # without them, the entries are checked against the snapshot rows read back
+    ledger = open_run_ledger(load_settings(state=again))
+    try:
+        acked = object_outcomes(plan_dir.parent.name, plan_dir, ledger).filter(
+            (pl.col("outcome") == "acknowledged") & (pl.col("dataset") == "users"))
+    finally:
+        ledger.close()
+    parts = Snapshot(again).partitions(default=1)
+    acked = acked.with_columns(_p=partition_of(pl.col("external_id"), parts))
+    commit_entries(plan_dir, Snapshot(again), {p: acked.filter(pl.col("_p") == p) for p in range(parts)})
+    assert memo(again).equals(fast)

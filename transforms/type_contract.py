@@ -45,7 +45,12 @@ _ANY_FIRST = [c for firsts in _FIRST.values() for c in firsts]
 def conforms(text: pl.Expr, want: str) -> pl.Expr:
     """`json_kind(text)` is `want` or null (null text, or not one of the JSON kinds): one comparison of the
     first character instead of `json_kind`'s chain."""
-    first = text.str.slice(0, 1)
+    return first_conforms(text.str.slice(0, 1), want)
+
+
+def first_conforms(first: pl.Expr, want: str) -> pl.Expr:
+    """`conforms` given the value's first character (null, or any character that starts no JSON kind, for a
+    null value)."""
     return (first.is_in(_FIRST[want]) | ~first.is_in(_ANY_FIRST)).fill_null(True)
 
 
