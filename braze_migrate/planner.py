@@ -156,10 +156,11 @@ def _plan_units(plan_dir: Path, source: str, mapping: str | None, layout: dict, 
                            final=final)
         if packed.batches.height:
             next_batch = int(packed.batches["batch_no"].max()) + 1
-            (packed.batches.with_columns(partition=pl.lit(u, pl.Int32))
-             .write_parquet(plan_dir / "batches" / f"unit-{u:05d}.parquet", compression="lz4"))
+            # Renamed into place: a sender of a pipelined load scans batches/*.parquet while units are written.
+            _atomic_parquet(packed.batches.with_columns(partition=pl.lit(u, pl.Int32)),
+                            plan_dir / "batches" / f"unit-{u:05d}.parquet", "lz4")
         if packed.placed.height:
-            packed.placed.write_parquet(plan_dir / "objects" / f"unit-{u:05d}.parquet", compression="zstd")
+            _atomic_parquet(packed.placed, plan_dir / "objects" / f"unit-{u:05d}.parquet", "zstd")
         tail = packed.tail
         if tail.height:
             tail.write_parquet(plan_dir / "units" / f"carry-{u:05d}.parquet")
@@ -588,6 +589,12 @@ def _csv_types(plan_dir: Path, layout: dict) -> dict | None:
         return None
     files = sorted((plan_dir / "work" / "users").glob("slice-*/_part=*/*.parquet"))
     return infer_csv_types(pl.scan_parquet(files), exclude=layout["csv_exclude"]) if files else {}
+
+
+def _atomic_parquet(frame: pl.DataFrame, path: Path, compression: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    frame.write_parquet(tmp, compression=compression)
+    os.replace(tmp, path)
 
 
 def _atomic_text(path: Path, text: str) -> None:

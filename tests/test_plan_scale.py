@@ -82,3 +82,14 @@ def test_a_plan_stopped_halfway_resumes_into_the_same_plan(history, tmp_path):
         return scan_batches(d, ["batch_no", "body"]).collect().sort("batch_no")
 
     assert bodies(tmp_path / "whole").equals(bodies(tmp_path / "halves"))
+
+
+def test_a_unit_being_written_is_invisible_to_the_senders_scan(history, tmp_path):
+    """A pipelined load's sender scans batches/*.parquet while the planner writes later units: a unit's file
+    is written aside and renamed into place, so the scan never meets a half-written file."""
+    plan_dir = tmp_path / "plan"
+    plan(history, tmp_path / "state", plan_dir)
+    assert not list((plan_dir / "batches").glob("*.tmp"))  # every unit was renamed into place
+    (plan_dir / "batches" / "unit-99999.parquet.tmp").write_bytes(b"")  # a unit being written
+    scanned = scan_batches(plan_dir, ["batch_no", "body"]).collect()
+    assert scanned.height == pl.scan_parquet(sorted((plan_dir / "batches").glob("*.parquet"))).collect().height
