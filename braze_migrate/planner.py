@@ -360,7 +360,8 @@ def _spool_frame(frame: pl.LazyFrame, key: pl.Expr, parts: int, rows: int, targe
     shutil.rmtree(target, ignore_errors=True)
     for i, offset in enumerate(range(0, max(rows, 1), SLICE_ROWS)):
         (frame.slice(offset, SLICE_ROWS).with_columns(_part=partition_of(key, parts))
-         .sink_parquet(pl.PartitionBy(target / f"slice-{i:05d}", key="_part", include_key=False), mkdir=True))
+         .sink_parquet(pl.PartitionBy(target / f"slice-{i:05d}", key="_part", include_key=False), mkdir=True,
+                       compression="lz4"))  # work files, dropped with the plan: fast beats small (0.64 vs 0.8 s/1M)
 
 
 def _occurrence_key(frame: pl.LazyFrame, name: str) -> pl.Expr:
