@@ -160,7 +160,10 @@ def _wall_rows(r: dict) -> list[tuple[str, ...]]:
         need = e["requests"] / 1000
         what = (f"wall time, start to summary: backfill of {e['users']:,} users"
                 + (" with their history" if key == "e2e_history" else " × 21 attributes")
-                + f" ({e['requests']:,} requests at {e['limit']}, {'pipelined' if e['pipelined'] else 'not pipelined'})")
+                + f" ({e['requests']:,} requests at {e['limit']}, {'pipelined' if e['pipelined'] else 'not pipelined'}"
+                + (f"; median of {len(e['rounds_total_s'])} runs: "
+                   + ", ".join(f"{t:.1f}" for t in e["rounds_total_s"]) + " s" if e.get("rounds_total_s") else "")
+                + ")")
         rows.append(("h", what, f"{e['total_s']:.1f} s", f"requests ÷ 1,000/s = {need:.1f} s",
                      f"{e['wall_over_limit']:.2f}× (≤ 1.25×: {_verdict(e['wall_over_limit'] <= 1.25)})"))
     return rows
