@@ -256,7 +256,7 @@ class _UnitsAhead:
             members.append(part)
             rows += part.rows_to_plan
             v += 1
-        self.cache.update(_plan_users(plan_dir, members, csv_types, layout))
+        self.cache.update(_plan_users(plan_dir, members, held, csv_types, layout))
         return self.cache.pop(u)
 
     def close(self) -> None:
@@ -388,7 +388,7 @@ def _plan_unit(plan_dir: Path, unit: dict, u: int, snapshot: Snapshot, held: pl.
     name, p, parts = unit["dataset"], unit["part"], unit["parts"]
     if name == "users":
         part = _split_users(plan_dir, u, unit, snapshot, held, csv_types, layout)
-        return _plan_users(plan_dir, [part], csv_types, layout)[u]
+        return _plan_users(plan_dir, [part], held, csv_types, layout)[u]
     files = _spooled(plan_dir, name, p)
     record = {"dataset": name, "part": p, "unchanged": 0, "full_dp": 0, "full_objects": 0}
     if not files:
@@ -433,7 +433,6 @@ class _UsersPart:
     split: seen.Split | None
     made_of: dict | None
     contract: dict
-    held: pl.LazyFrame  # every held row of the state
 
     @property
     def rows_to_plan(self) -> int:
@@ -446,12 +445,12 @@ def _split_users(plan_dir: Path, u: int, unit: dict, snapshot: Snapshot, held: p
     files = _spooled(plan_dir, "users", p)
     contract = read_contract(snapshot)
     if not files:
-        return _UsersPart(u, p, parts, None, None, None, contract, held)
+        return _UsersPart(u, p, parts, None, None, None, contract)
     frame = pl.scan_parquet(files)
     made_of = seen.ingredients(frame.collect_schema(), csv_types=csv_types, rules=read_rules(plan_dir))
     # Users whose export row and snapshot row both match the memo are unchanged: not normalized again.
     split = seen.split_known(frame, p, seen.plan_salt(made_of, contract), snapshot, _held_users(held, [p], parts))
-    return _UsersPart(u, p, parts, frame, split, made_of, contract, held)
+    return _UsersPart(u, p, parts, frame, split, made_of, contract)
 
 
 def _held_users(held: pl.LazyFrame, partitions: list[int], parts: int) -> pl.LazyFrame:
@@ -460,7 +459,7 @@ def _held_users(held: pl.LazyFrame, partitions: list[int], parts: int) -> pl.Laz
                        | (pl.col("dataset") == "user_deletes"))
 
 
-def _plan_users(plan_dir: Path, members: list[_UsersPart], csv_types, layout: dict
+def _plan_users(plan_dir: Path, members: list[_UsersPart], held: pl.LazyFrame, csv_types, layout: dict
                 ) -> dict[int, tuple[pl.LazyFrame, dict]]:
     """Normalize and diff the rows to plan of several users partitions at once (Polars' cost per query is
     paid once, not per partition), then write each partition's files and return each unit's objects and
@@ -484,7 +483,7 @@ def _plan_users(plan_dir: Path, members: list[_UsersPart], csv_types, layout: di
     good, rej = pl.collect_all([norm.good, norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA)],
                                engine=UNIT_ENGINE)
     before = pl.concat([m.split.snapshot for m in live], how="diagonal_relaxed")
-    d = deltas.diff_users(good.lazy(), before.lazy(), _held_users(live[0].held, plan_parts, parts),
+    d = deltas.diff_users(good.lazy(), before.lazy(), _held_users(held, plan_parts, parts),
                           snapshot_empty=before.height == 0, eager=True)
     p_of = partition_of(pl.col("key"), parts).alias("_p")
     send, kept, unchanged, points, nxt = pl.collect_all([

@@ -107,23 +107,19 @@ def split_known(frame: pl.LazyFrame, p: int, salt: str, snapshot: Snapshot, held
 
 
 def next_entries(good: pl.DataFrame, rejects: pl.DataFrame, keys: pl.DataFrame, snapshot_hashes: pl.DataFrame,
-                 sent: pl.DataFrame, unchanged: pl.DataFrame, points: pl.DataFrame,
-                 first_rows: pl.DataFrame | None = None) -> pl.DataFrame:
+                 sent: pl.DataFrame, unchanged: pl.DataFrame, points: pl.DataFrame) -> pl.DataFrame:
     """The full path's users that may become memo entries (_ENTRY): clean (no reject of theirs, no cell
     dropped) and either sent (an entry once Braze acknowledges them) or unchanged (an entry while their
     snapshot row is still the one they were found unchanged against: its hash is kept to check that).
 
     `keys` and `snapshot_hashes` come from `split_known` (Split); `sent` and `unchanged` are the diff's
     objects to send and its unchanged rows (`key`); `points` each good row's cost (`_file`, `_row`,
-    `data_points`). `first_rows`: when the partition had no snapshot row at all (a first load), the rows its
-    users' snapshot part will hold (`users_next`): their hash and kinds are taken now, while the load runs,
-    so the commit need not read them back (`commit_entries`)."""
+    `data_points`). A first load's entries get their future rows' hash and kinds from `with_first_rows`."""
     outcome = pl.concat([
         sent.select(pl.col("key").alias("external_id"), pl.lit("sent").alias("kind")),
         unchanged.select(pl.col("key").alias("external_id"), pl.lit("unchanged").alias("kind")),
     ])
     rejected = rejects.filter(pl.col("key").is_not_null()).select(pl.col("key").alias("external_id")).unique()
-    sent = sent.select("key")
     return (
         good.filter(pl.col("_dropped").list.len() == 0)
         .select("external_id", "_file", "_row")
@@ -133,16 +129,14 @@ def next_entries(good: pl.DataFrame, rejects: pl.DataFrame, keys: pl.DataFrame, 
         .join(outcome, on="external_id", how="inner")
         .join(snapshot_hashes, on="external_id", how="left")
         .with_columns(pl.when(pl.col("kind") == "unchanged").then(pl.col("values_hash")).alias("values_hash"))
-        .join(first_rows_digest(first_rows), on="external_id", how="left")
+        .with_columns(next_hash=pl.lit(None, pl.UInt64), kinds=pl.lit(None, pl.Utf8))
         .select(list(_ENTRY)).cast(_ENTRY)
     )
 
 
-def first_rows_digest(rows: pl.DataFrame | None) -> pl.DataFrame:
+def first_rows_digest(rows: pl.DataFrame) -> pl.DataFrame:
     """(external_id, next_hash, kinds) of snapshot rows to be: the row's `values_hash`, and the first character
     of each attribute in name order (NO_VALUE when empty), enough to check it against any contract."""
-    if rows is None:
-        return pl.DataFrame(schema={"external_id": pl.Utf8, "next_hash": pl.UInt64, "kinds": pl.Utf8})
     columns = sorted(c for c in rows.columns if c != "external_id")
     firsts = [pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c).str.slice(0, 1)).otherwise(pl.lit(NO_VALUE))
               for c in columns]
@@ -153,7 +147,9 @@ def first_rows_digest(rows: pl.DataFrame | None) -> pl.DataFrame:
 
 
 def with_first_rows(entries: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
-    """`entries` of a partition that had no snapshot row, with the hash and kinds of `rows` (`users_next`)."""
+    """`entries` of a partition that had no snapshot row (a first load), with the hash and kinds of the rows its
+    part will hold (`rows`: its `users_next`), taken now while the load runs, so the commit need not read the
+    part back (`commit_entries`)."""
     return (entries.drop("next_hash", "kinds").join(first_rows_digest(rows), on="external_id", how="left")
             .select(list(_ENTRY)).cast(_ENTRY))
 

@@ -7,6 +7,7 @@ per flow (`backfill-*`, `sync-*`, `verify-*`) so each deployment's artifacts for
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 
 from prefect import get_run_logger
 from prefect.artifacts import (
@@ -69,10 +70,8 @@ class Progress:
 
     @staticmethod
     def _log(line: str) -> None:
-        try:
+        with suppress(MissingContextError):  # outside a flow or task run (a test calling it directly)
             get_run_logger().info("progress: %s", line)
-        except MissingContextError:  # outside a flow or task run (a test calling it directly)
-            pass
 
     def __call__(self, event: ProgressEvent) -> None:
         meter = self._meters.setdefault(event.stage, Meter(clock=self._clock))

@@ -25,21 +25,18 @@ SHOWN_MAX = 100
 REJECT_COLUMNS = ("dataset", "key", "column", "value", "reason", "file", "row")
 
 
-def json_kind(text: pl.Expr) -> pl.Expr:
-    """The JSON type of canonical Braze JSON text (null for null)."""
-    first = text.str.slice(0, 1)
-    return (
-        pl.when(first == '"').then(pl.lit("string"))
-        .when(first.is_in(["t", "f"])).then(pl.lit("boolean"))
-        .when(first == "[").then(pl.lit("array"))
-        .when(first == "{").then(pl.lit("object"))
-        .when(first.is_in(["-", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"])).then(pl.lit("number"))
-    )
-
-
 _FIRST = {"string": ['"'], "boolean": ["t", "f"], "array": ["["], "object": ["{"],
           "number": ["-", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]}
 _ANY_FIRST = [c for firsts in _FIRST.values() for c in firsts]
+
+
+def json_kind(text: pl.Expr) -> pl.Expr:
+    """The JSON type of canonical Braze JSON text (null for null), told by its first character."""
+    first = text.str.slice(0, 1)
+    kind = pl.when(first.is_in(_FIRST[KINDS[0]])).then(pl.lit(KINDS[0]))
+    for name in KINDS[1:]:
+        kind = kind.when(first.is_in(_FIRST[name])).then(pl.lit(name))
+    return kind
 
 
 def conforms(text: pl.Expr, want: str) -> pl.Expr:

@@ -74,10 +74,10 @@ class Snapshot:
         if meta.exists():
             try:
                 partitions = json.loads(meta.read_text())["partitions"]
-                if isinstance(partitions, int) and partitions > 0:
-                    return partitions
             except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-                pass
+                partitions = None
+            if isinstance(partitions, int) and partitions > 0:
+                return partitions
             from connectors.state.integrity import StateDamaged
 
             raise StateDamaged(
