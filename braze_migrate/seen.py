@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -28,6 +29,7 @@ from transforms import normalize
 from transforms.rowhash import raw_row_hash, values_hash
 from transforms.type_contract import KINDS, conforms, first_conforms
 
+log = logging.getLogger(__name__)
 NEXT = "seen_next"
 _CODE = [*sorted(Path(transforms.__file__).parent.glob("*.py")), Path(__file__),
          Path(__file__).with_name("planner.py")]
@@ -180,18 +182,29 @@ def commit_entries(plan_dir: Path, snapshot: Snapshot, acked_users: dict[int, pl
     folder = plan_dir / NEXT
     if not (folder / "ingredients.json").exists():
         return
-    made_of = json.loads((folder / "ingredients.json").read_text())
+    try:
+        made_of = json.loads((folder / "ingredients.json").read_text())
+        columns = {c for c, _ in made_of["schema"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("memo of unchanged users not updated (%s is unreadable: %s); the next sync plans every user "
+                    "in full", folder / "ingredients.json", type(exc).__name__)
+        return
     contract = read_contract(snapshot)
     salt = plan_salt(made_of, contract)
-    columns = {c for c, _ in made_of["schema"]}
     cache = SeenCache(snapshot.root.parent)
     for path in sorted(folder.glob("part-*.parquet")):
         p = int(path.stem.split("-")[1])
         acked = acked_users.get(p, pl.DataFrame(schema={"external_id": pl.Utf8})).select("external_id").unique()
-        candidates = pl.scan_parquet(path)
-        entries = _first_load_entries(path, snapshot, p, candidates, acked, contract, columns)
-        if entries is None:
-            entries = _entries_from_snapshot(snapshot, p, candidates, acked, contract, columns)
+        try:
+            candidates = pl.scan_parquet(path)
+            entries = _first_load_entries(path, snapshot, p, candidates, acked, contract, columns)
+            if entries is None:
+                entries = _entries_from_snapshot(snapshot, p, candidates, acked, contract, columns)
+        except (pl.exceptions.PolarsError, OSError, ValueError, KeyError) as exc:
+            # A cache: a damaged candidate file costs one slow plan of these users, never the commit.
+            log.warning("memo of unchanged users not updated for users partition %d (%s: %s); the next sync "
+                        "plans those users in full", p, path.name, type(exc).__name__)
+            continue
         if entries.height:
             cache.update(p, salt, entries)
 

@@ -184,3 +184,24 @@ def test_a_first_loads_memo_taken_while_planning_equals_the_one_read_back_from_t
     acked = acked.with_columns(_p=partition_of(pl.col("external_id"), parts))
     commit_entries(plan_dir, Snapshot(again), {p: acked.filter(pl.col("_p") == p) for p in range(parts)})
     assert memo(again).equals(fast)
+
+
+def test_a_damaged_memo_candidate_file_never_fails_the_commit(braze_env, tmp_path, caplog):
+    """The plan's memo candidates are a cache's input: a garbage one is skipped with a warning naming the file
+    (that partition's users are planned in full next time), and the other partitions' entries are written."""
+    from braze_migrate.seen import NEXT, commit_entries
+
+    state = tmp_path / "state"
+    summary = _load("backfill", SAMPLES / "day1", state)
+    plan_dir = state / "runs" / summary["run_id"] / "plan"
+    parts = sorted((plan_dir / NEXT).glob("part-*.parquet"))
+    assert len(parts) > 1
+    parts[0].write_bytes(b"garbage")
+    shutil.rmtree(state / "seen")
+    snapshot = Snapshot(state)
+    acked = {int(f.stem.split("-")[1]): pl.read_parquet(f, columns=["external_id"])  # every user was acknowledged
+             for f in (state / "snapshot" / "users").glob("part-*.parquet")}
+    commit_entries(plan_dir, snapshot, acked)  # no exception
+    assert f"({parts[0].name}: ComputeError); the next sync plans those users in full" in caplog.text
+    written = {f.name for f in (state / "seen").rglob("part-*.parquet")}
+    assert parts[0].name not in written and written
