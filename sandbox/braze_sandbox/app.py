@@ -12,7 +12,7 @@ import logging
 
 import orjson
 
-from braze_sandbox import admin
+from braze_sandbox import admin, catalogs
 from braze_sandbox.config import SandboxConfig, parse_mau_policy, parse_rate
 from braze_sandbox.deletes import process_delete
 from braze_sandbox.exporter import process_export
@@ -49,6 +49,7 @@ class SandboxApp:
         self.journal = Journal(config.db_path) if config.db_path else None
         self.store = Store(self.journal)
         self.stats = Stats()
+        self.catalogs = catalogs.Catalogs()  # catalogs.py: GET /catalogs and the catalog item endpoints
         self.faults = Faults(
             **{
                 k: getattr(config, k)
@@ -73,12 +74,14 @@ class SandboxApp:
         self.track_limiter = make_limiter(config)
         self.export_limiter = Limiter(parse_rate(config.export_rate_limit))
         self.delete_limiter = Limiter(parse_rate(config.delete_rate_limit))
+        self.catalogs.configure(config.catalog_rate_limit, max_items=config.catalog_max_items)
         self.authorization = b"Bearer " + config.api_key.encode()
 
     def reset(self) -> None:
         """Forget profiles and counters, restart limit windows and the fault sequence."""
         self.store.clear()
         self.stats.clear()
+        self.catalogs.clear()
         if self.journal is not None:
             self.journal.cleared()
         self.apply_config(self.config)
@@ -111,6 +114,10 @@ class SandboxApp:
             if path == TRACK:
                 return self._track(request)
             return self._export(request) if path == EXPORT else self._delete(request)
+        if path == catalogs.PATH or path.startswith(catalogs.PATH + "/"):
+            return self.catalogs.handle(self, request)
+        if path == catalogs.HOOK:
+            return self.catalogs.hook()
         if path.startswith(admin.PREFIX):
             return admin.handle(self, request)
         return Response(404, {"message": "Not Found"})

@@ -61,6 +61,8 @@ class SandboxConfig:
     export_rate_limit: str = "250/60s"
     delete_rate_limit: str = "20000/60s"
     delete_max_ids: int = 50
+    catalog_rate_limit: str = "16000/60s"  # shared by the asynchronous catalog item endpoints (catalogs.py)
+    catalog_max_items: int = 50
     mau_policy: str | None = None
     fail_rate: float = 0.0
     applied_then_fail_rate: float = 0.0
@@ -89,6 +91,7 @@ class SandboxConfig:
         parse_rate(self.rate_limit)
         parse_rate(self.export_rate_limit)
         parse_rate(self.delete_rate_limit)
+        parse_rate(self.catalog_rate_limit)
         if self.mau_policy:
             parse_mau_policy(self.mau_policy)
         for name in ("fail_rate", "applied_then_fail_rate", "reset_rate", "storm_rate"):

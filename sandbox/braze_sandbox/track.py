@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 from braze_sandbox import datapoints, errors
 from braze_sandbox.attributes import apply_attributes, check_attributes
-from braze_sandbox.occurrences import check_event, check_purchase
+from braze_sandbox.ecommerce import check_recommended_event
+from braze_sandbox.occurrences import check_purchase
 from braze_sandbox.rules import Rules
 from braze_sandbox.stats import Stats
 from braze_sandbox.store import Store
@@ -70,7 +71,7 @@ def process_track(body: object, store: Store, rules: Rules, mode: str, stats: St
         done["attributes"] += 1
     resolve, cost = store.resolve, datapoints.occurrence
     for array, check, add in (
-        ("events", check_event, store.add_event),
+        ("events", check_recommended_event, store.add_event),  # eCommerce schemas: ecommerce.py
         ("purchases", check_purchase, store.add_purchase),
     ):
         for index, obj in enumerate(arrays[array]):
