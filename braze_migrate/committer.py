@@ -18,7 +18,10 @@ from braze_migrate.seen import commit_entries
 from connectors.state.integrity import journal_for, require_intact
 from connectors.state.ledger import Ledger
 from connectors.state.snapshot import SCHEMAS, Snapshot
+from transforms import ecommerce
 
+# Datasets whose acknowledged ids the snapshot keeps (each sent once); eCommerce orders are events to Braze.
+OCCURRENCE_IDS = ("purchases", "events", *ecommerce.DATASETS)
 OUTCOME_COLUMNS = ["dataset", "array", "key", "external_id", "fingerprint", "data_points", "_file", "_row",
                    "batch_no", "index", "outcome", "reason", "in_doubt"]
 
@@ -96,7 +99,7 @@ def _commit(run_id: str, plan_dir: Path, ledger: Ledger, snapshot: Snapshot, in_
     acked = outcome.filter(pl.col("outcome") == "acknowledged")
     commit_entries(plan_dir, snapshot, acked_users)
 
-    for name in ("purchases", "events"):
+    for name in OCCURRENCE_IDS:
         new = acked.filter(pl.col("dataset") == name).select("key", "fingerprint")
         if new.height:
             old = snapshot.scan(name).collect()
@@ -129,7 +132,7 @@ def _commit_held(run_id: str, outcome: pl.DataFrame, snapshot: Snapshot, in_doub
         "dataset", "key", "fingerprint", pl.lit("rejected").alias("status"), pl.col("reason").fill_null("rejected"),
     )
     doubtful = outcome.filter(
-        (pl.col("outcome") == "pending") & pl.col("in_doubt") & pl.col("dataset").is_in(["events", "purchases"])
+        (pl.col("outcome") == "pending") & pl.col("in_doubt") & pl.col("dataset").is_in(OCCURRENCE_IDS)
         & pl.lit(in_doubt_policy == "skip")
     ).select("dataset", "key", "fingerprint", pl.lit("in_doubt").alias("status"),
              pl.lit("sent, then no definite answer (5xx, timeout or crash)").alias("reason"))

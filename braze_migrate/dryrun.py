@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
 from braze_migrate import guards, progress, user_model
+from braze_migrate.plan_checks import write_rules
 from braze_migrate.planner import build_plan, object_files, scan_batches
 from braze_migrate.settings import LoadSettings
 from connectors.state.private import open_private
@@ -35,6 +37,7 @@ def dry_run(settings: LoadSettings, source: str, *, out: str | None = None, mapp
     state = open_private(Path(settings.state))  # payloads hold personal data: 0700/0600
     _require_intact(settings, state)
     plan_dir = Path(out) if out else state / "plans" / time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    write_rules(plan_dir, settings, datetime.now(UTC).date())  # as a run would plan (suspicious rows, orders)
     info = build_plan(source, Snapshot(state), plan_dir, batch_size=settings.batch_size,
                       batch_mode=settings.batch_mode, resend_in_doubt=settings.in_doubt == "resend",
                       users_per_partition=settings.users_per_partition, mapping=mapping,

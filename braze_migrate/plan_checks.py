@@ -1,7 +1,8 @@
 """The settings a plan's checks depend on, written with the plan so a resumed plan decides the same way.
 
-`rules.json` holds the suspicious-row rules (transforms/suspicious.py) of the run that made the plan; a
-plan without it (a dry run, an older plan) gets the defaults, which hold suspicious rows.
+`rules.json` holds the suspicious-row rules (transforms/suspicious.py) of the run that made the plan, and how
+purchases are sent (`purchases_as`: legacy purchase objects, or eCommerce events with `order_source` as their
+default `source`); a plan without it (an older plan) gets the defaults: suspicious rows held, purchase objects.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ RULES_FILE = "rules.json"
 def write_rules(plan_dir: Path, settings: LoadSettings, today: date) -> None:
     plan_dir.mkdir(parents=True, exist_ok=True)
     (plan_dir / RULES_FILE).write_text(json.dumps({
-        "mode": settings.suspicious, "horizon_year": settings.time_horizon_year, "today": today.isoformat()}))
+        "mode": settings.suspicious, "horizon_year": settings.time_horizon_year, "today": today.isoformat(),
+        "purchases_as": settings.purchases_as, "order_source": settings.order_source}))
 
 
 def read_rules(plan_dir: Path) -> Rules:
@@ -28,3 +30,10 @@ def read_rules(plan_dir: Path) -> Rules:
         return Rules()
     data = json.loads(path.read_text())
     return Rules(mode=data["mode"], horizon_year=int(data["horizon_year"]), today=date.fromisoformat(data["today"]))
+
+
+def read_order_source(plan_dir: Path) -> str | None:
+    """The default `source` of the plan's eCommerce events, or None when purchases go as purchase objects."""
+    path = plan_dir / RULES_FILE
+    data = json.loads(path.read_text()) if path.exists() else {}
+    return data.get("order_source", "warehouse") if data.get("purchases_as") == "ecommerce" else None

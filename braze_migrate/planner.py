@@ -33,16 +33,16 @@ import polars as pl
 
 from braze_migrate import seen
 from braze_migrate.contract import read_contract
-from braze_migrate.plan_checks import read_rules
+from braze_migrate.plan_checks import read_order_source, read_rules
 from braze_migrate.progress import ProgressEvent, ProgressSink
 from connectors.sources import Dataset, open_source, reading
 from connectors.state.snapshot import Snapshot, partition_of
-from transforms import deltas, normalize, suspicious, type_contract
+from transforms import deltas, ecommerce, normalize, suspicious, type_contract
 from transforms.csv_typing import infer_csv_types
 from transforms.payloads import empty_tail, pack_unit
 
 REJECT_COLUMNS = ["dataset", "key", "column", "value", "reason", "file", "row"]
-OCCURRENCES = ("push_tokens", "events", "purchases")
+OCCURRENCES = ("push_tokens", "events", "purchases", *ecommerce.DATASETS)
 USERS_PER_PARTITION = 100_000
 SLICE_ROWS = 1_000_000  # rows streamed into partitions per slice: bounds the partitioned sink's buffers
 LAYOUT_VERSION = 2
@@ -297,8 +297,9 @@ def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partiti
     (plan_dir / "layout.json").unlink(missing_ok=True)
     work = plan_dir / "work"
     data = open_source(source, mapping=mapping, work_dir=work / "source")
-    _check_schemas(data)
+    _check_schemas(data, read_order_source(plan_dir))
     read = {name: _count_rows(ds) for name, ds in data.items()}
+    rows_of = dict(read)  # rows per export dataset (`read` counts orders for the eCommerce ones)
     total_rows, spooled = sum(read.values()), 0
     emit(ProgressEvent("reading", 0, total_rows, "rows"))
     n_users = snapshot.partitions(default=max(1, math.ceil(read.get("users", 0) / users_per_partition)))
@@ -319,20 +320,25 @@ def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partiti
         units += [{"dataset": "users", "part": p, "parts": n_users} for p in range(n_users)]
         spooled += read["users"]
         emit(ProgressEvent("reading", spooled, total_rows, "rows", detail="users spooled"))
-    for name in OCCURRENCES:
-        if name not in data:
-            continue
-        ds = data[name]
+    occurrences = _occurrence_datasets(data, read_order_source(plan_dir) is not None)
+    for name in ecommerce.DATASETS:  # not planned (purchase objects): not read either
+        if name not in occurrences and name in read:
+            total_rows -= read.pop(name)
+    for name, ds in occurrences.items():
+        if name in ecommerce.DATASETS:  # eCommerce: orders, not rows, are what is read, sent and counted
+            read.pop(ds.name, None)
+            with reading(ds):
+                read[name] = _count_orders(ds, name)
         parts = max(1, math.ceil(read[name] / per_occurrence_part))
         with reading(ds):
-            _spool_frame(ds.frame, _occurrence_key(ds.frame, name), parts, read[name], work / name)
+            _spool_frame(ds.frame, _occurrence_key(ds.frame, name), parts, rows_of[ds.name], work / name)
         acked = snapshot.scan(name)
         n_acked = int(acked.select(pl.len()).collect().item())
         if n_acked:
             _spool_frame(acked, pl.col("key"), parts, n_acked, work / f"acked-{name}")
         files[name] = list(ds.files)
         units += [{"dataset": name, "part": q, "parts": parts} for q in range(parts)]
-        spooled += read[name]
+        spooled += rows_of[ds.name]
         emit(ProgressEvent("reading", spooled, total_rows, "rows", detail=f"{name} spooled"))
     layout = {"version": LAYOUT_VERSION, "units": units, "read": read, "partitions": n_users, "files": files,
               "csv_exclude": csv_exclude, "users_per_partition": users_per_partition}
@@ -341,17 +347,35 @@ def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partiti
     return layout
 
 
-def _check_schemas(data: dict[str, Dataset]) -> None:
+def _occurrence_datasets(data: dict[str, Dataset], as_ecommerce: bool) -> dict[str, Dataset]:
+    """The occurrence datasets of a source by the name they are planned under: with eCommerce events, the
+    export's `purchases` are planned as `orders` (and `order_refunds`, `order_cancellations` are read); without,
+    those two are not read."""
+    out = {}
+    for name in OCCURRENCES:
+        if (name == "purchases" and as_ecommerce) or (name in ecommerce.DATASETS and not as_ecommerce):
+            continue
+        source = ecommerce.SOURCE_DATASET.get(name, name)
+        if source in data:
+            out[name] = data[source]
+    return out
+
+
+def _count_orders(ds: Dataset, name: str) -> int:
+    """Orders of an eCommerce dataset: its distinct keys, plus each row without one (rejected alone)."""
+    key = ecommerce.key_text(ds.frame, name)
+    return int(ds.frame.select(key.drop_nulls().n_unique() + key.null_count()).collect().item())
+
+
+def _check_schemas(data: dict[str, Dataset], order_source: str | None = None) -> None:
     """Build every dataset's normalization once, lazily, so a missing or unusable column stops the run here,
     before anything is spooled or sent, not in a later unit of a plan that is already loading."""
-    for name, ds in data.items():
-        if name not in ("users", *OCCURRENCES):
-            continue
+    if "users" in data:
+        with reading(data["users"]):
+            normalize.normalize_users(data["users"].frame, None, files=data["users"].files)
+    for name, ds in _occurrence_datasets(data, order_source is not None).items():
         with reading(ds):
-            if name == "users":
-                normalize.normalize_users(ds.frame, None, files=ds.files)
-            else:
-                _normalize(name, ds.frame, ds.files)
+            _normalize(name, ds.frame, ds.files, order_source)
 
 
 def _spool_frame(frame: pl.LazyFrame, key: pl.Expr, parts: int, rows: int, target: Path) -> None:
@@ -374,6 +398,8 @@ def _occurrence_key(frame: pl.LazyFrame, name: str) -> pl.Expr:
 
     if name == "push_tokens":
         return pl.concat_str([text("app_id"), pl.lit(":"), text("token").nchash.xxh3_64().cast(pl.Utf8)])
+    if name in ecommerce.DATASETS:
+        return ecommerce.key_text(frame, name)
     return text("purchase_id" if name == "purchases" else "event_id")
 
 
@@ -397,7 +423,7 @@ def _plan_unit(plan_dir: Path, unit: dict, u: int, snapshot: Snapshot, held: pl.
     # user_deletes rows (users deleted on behalf of the export, keyed by external_id) apply to every dataset.
     held_here = held.filter(((pl.col("dataset") == name) & (partition_of(pl.col("key"), parts) == p))
                             | (pl.col("dataset") == "user_deletes"))
-    norm = _normalize(name, frame, layout["files"].get(name, []))
+    norm = _normalize(name, frame, layout["files"].get(name, []), read_order_source(plan_dir))
     norm = suspicious.check(name, frame, norm, read_rules(plan_dir))  # held or flagged before anything is sent
     # Normalize once: the diff's several outputs would each run it again from a lazy plan.
     good, rej = pl.collect_all([norm.good, norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA)],
@@ -408,7 +434,7 @@ def _plan_unit(plan_dir: Path, unit: dict, u: int, snapshot: Snapshot, held: pl.
         d = deltas.diff_push_tokens(good.lazy(), acked, held_here)
         cost = pl.LazyFrame({"dp": [0], "objects": [0]}, schema={"dp": pl.Int64, "objects": pl.Int64})
     else:
-        d = deltas.diff_occurrences(good.lazy(), acked, held_here, dataset=name)
+        d = deltas.diff_occurrences(good.lazy(), acked, held_here, dataset=name, key=good.columns[0])
         cost = deltas.full_resend_cost(None, [good.lazy()])
     send, kept, n_unchanged, c = pl.collect_all([
         d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA),
@@ -621,7 +647,9 @@ def object_files(plan_dir: Path) -> list[Path]:
     return sorted((plan_dir / "objects").glob("*.parquet"))
 
 
-def _normalize(name: str, frame: pl.LazyFrame, files) -> normalize.Normalized:
+def _normalize(name: str, frame: pl.LazyFrame, files, order_source: str | None = None) -> normalize.Normalized:
+    if name in ecommerce.DATASETS:
+        return ecommerce.normalize_orders(frame, dataset=name, source=order_source or "warehouse", files=files)
     fn = {
         "purchases": normalize.normalize_purchases,
         "events": normalize.normalize_events,
@@ -644,6 +672,6 @@ def normalized_datasets(source: str, *, work_dir: Path, mapping: str | None = No
         if name == "users":
             csv_types = infer_csv_types(ds.frame, exclude=ds.typed) if ds.format == "csv" else None
             out[name] = (ds.frame, normalize.normalize_users(ds.frame, csv_types, files=ds.files))
-        elif name in OCCURRENCES:  # user_deletes is read by braze_migrate/deletes.py
+        elif name in ("push_tokens", "events", "purchases"):  # user_deletes: deletes.py; orders: not verified
             out[name] = (ds.frame, _normalize(name, ds.frame, ds.files))
     return out

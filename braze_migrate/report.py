@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from braze_migrate.summary import RunSummary
+from transforms import ecommerce
 
 BUCKETS = ("acknowledged", "rejected", "unchanged", "pending")
 REJECT_COLUMNS = ["dataset", "key", "column", "value", "reason", "file", "row"]
@@ -72,9 +73,9 @@ def in_doubt_batches(outcome: pl.DataFrame) -> list[dict]:
     d = outcome.filter(pl.col("in_doubt"))
     if d.height == 0:
         return []
-    occurrence = pl.col("dataset").is_in(["events", "purchases"])
+    occurrence = pl.col("dataset").is_in(["events", "purchases", *ecommerce.DATASETS])
     g = d.group_by("batch_no").agg(
-        events=(pl.col("dataset") == "events").sum(),
+        events=(pl.col("array") == "events").sum(),  # eCommerce orders are events to Braze
         purchases=(pl.col("dataset") == "purchases").sum(),
         resent=(occurrence & (pl.col("outcome") == "acknowledged")).sum(),
         held=(occurrence & (pl.col("outcome") == "pending")).sum(),

@@ -112,6 +112,13 @@ class LoadSettings(BaseSettings):
     accept_type_change: list[str] = option(
         [], "attributes that may take another type than the one Braze acknowledged (a deliberate change); "
         "otherwise a cell of another type is rejected", commands=LOAD_COMMANDS)
+    # Purchases as Braze's eCommerce recommended events (transforms/ecommerce.py): one ecommerce.order_placed per
+    # order instead of one purchase object per row; order_refunds and order_cancellations are read then too.
+    purchases_as: Literal["purchases", "ecommerce"] = option(
+        "purchases", "send purchases as legacy purchase objects (one per row) or as eCommerce events "
+        "(one ecommerce.order_placed per order_id)", commands=PLAN_COMMANDS)
+    order_source: str = option("warehouse", "the `source` of an eCommerce event whose export row gives none",
+                               commands=PLAN_COMMANDS, min_length=1)
     # Request bodies hold personal data (braze_migrate/retention.py, docs/state.md).
     plan_retention_days: float = option(0.0, "days the request bodies of a committed run's plan are kept "
                                         "(they hold personal data); 0 removes them at commit", ge=0)

@@ -35,19 +35,30 @@ SCALAR_TYPES: dict[str, pl.DataType] = {
     "date": pl.Date(),
     "datetime": DATETIME_UTC,
 }
+ORDER_LINE = ("order_id", "external_id", "product_id", "product_name", "variant_id", "currency", "price", "time")
+# Optional columns of an eCommerce order's rows: the line's own, then the order's (read from its first row).
+ORDER_OPTIONAL = ("quantity", "image_url", "product_url", "properties", "total_value", "subtotal_value", "tax",
+                  "shipping", "total_discounts", "discounts", "cart_id", "source", "metadata")
 REQUIRED: dict[str, tuple[str, ...]] = {
     "users": ("external_id",),
     "purchases": ("purchase_id", "external_id", "product_id", "currency", "price", "time"),
     "events": ("event_id", "external_id", "name", "time"),
     "push_tokens": ("external_id", "app_id", "token"),
     "user_deletes": ("external_id",),
+    # eCommerce events (--purchases-as ecommerce, transforms/ecommerce.py): rows are the lines of an order.
+    "order_refunds": ORDER_LINE,
+    "order_cancellations": (*ORDER_LINE, "cancel_reason"),
 }
 OPTIONAL: dict[str, tuple[str, ...]] = {
     "users": ("updated_at",),
-    "purchases": ("quantity", "properties"),
+    # with --purchases-as ecommerce: order_id instead of purchase_id, and the order columns (docs/sources.md)
+    "purchases": ("quantity", "properties", "order_id", "product_name", "variant_id",
+                  *(c for c in ORDER_OPTIONAL if c not in ("quantity", "properties"))),
     "events": ("properties",),
     "push_tokens": ("device_id", "platform"),
     "user_deletes": ("reason",),
+    "order_refunds": ("refund_id", *ORDER_OPTIONAL),
+    "order_cancellations": ORDER_OPTIONAL,
 }
 ORIGIN = ("_file", "_row")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -174,7 +185,8 @@ class MappingModel(_Strict):
     source: str | None = None
     storage: Storage = Field(default_factory=Storage)
     sql: Sql = Field(default_factory=Sql)
-    datasets: dict[Literal["users", "purchases", "events", "push_tokens", "user_deletes"], DatasetMap] = Field(
+    datasets: dict[Literal["users", "purchases", "events", "push_tokens", "user_deletes", "order_refunds",
+                           "order_cancellations"], DatasetMap] = Field(
         default_factory=dict
     )
 
@@ -338,7 +350,10 @@ def check_columns(mapping: Mapping, dataset: str, schema: pl.Schema, origin: str
         problems.append(
             (base + ("columns",), f"columns {shown} would all be named {target!r}: map or skip all but one")
         )
-    for column in REQUIRED[dataset]:
+    required = REQUIRED[dataset]
+    if dataset == "purchases" and "order_id" in finals:  # eCommerce orders: lines need no purchase_id
+        required = ORDER_LINE
+    for column in required:
         if column not in finals:
             hint = _did_you_mean(column, list(ds.columns), prefix="; is the key ")
             message = (

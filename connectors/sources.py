@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from connectors.objectstore import StoreOptions
     from connectors.sql import Query
 
-DATASETS = ("users", "purchases", "events", "push_tokens", "user_deletes")  # user_deletes: braze_migrate/deletes.py
+# user_deletes: braze_migrate/deletes.py; order_refunds, order_cancellations: eCommerce events (transforms/ecommerce.py)
+DATASETS = ("users", "purchases", "events", "push_tokens", "user_deletes", "order_refunds", "order_cancellations")
 FORMATS: dict[str, Literal["parquet", "csv", "ndjson"]] = {
     ".parquet": "parquet",
     ".csv": "csv",

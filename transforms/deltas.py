@@ -240,14 +240,15 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     return Delta(send=send, kept=kept, next_rows=next_rows)
 
 
-def diff_occurrences(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFrame, *, dataset: str) -> Delta:
-    """Purchases or events: only ids never acknowledged are sent.
+def diff_occurrences(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFrame, *, dataset: str,
+                     key: str | None = None) -> Delta:
+    """Purchases, events or eCommerce orders (`key`: their id column): only ids never acknowledged are sent.
 
     An acknowledged id whose row changed is reported, not resent (Braze cannot edit an occurrence);
     an id held in doubt stays pending; one Braze rejected stays rejected until its row changes.
     """
-    key = "purchase_id" if dataset == "purchases" else "event_id"
-    array = dataset
+    key = key or ("purchase_id" if dataset == "purchases" else "event_id")
+    array = "purchases" if dataset == "purchases" else "events"  # eCommerce orders are custom events
     rows = tonight.rename({key: "key"})
     acked_ = acked.select("key", pl.col("fingerprint").alias("_acked_fp"))
     held_ = held.filter(pl.col("dataset") == dataset).select(
@@ -268,7 +269,7 @@ def diff_occurrences(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFr
         .when(~is_json(pl.col("object"))).then(pl.lit("rejected"))
         .otherwise(pl.lit(None, pl.Utf8))
     )
-    noun = "purchase" if dataset == "purchases" else "event"
+    noun = {"purchases": "purchase", "events": "event"}.get(dataset, "recorded order event")
     reason = (
         pl.when(pl.col("_deleted").fill_null(False)).then(pl.lit(DELETED))
         .when(is_acked & (pl.col("_acked_fp") != pl.col("fingerprint")))

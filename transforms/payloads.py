@@ -20,7 +20,8 @@ import polars as pl
 
 ARRAYS = ("attributes", "events", "purchases")
 _ARRAY_RANK = {a: i for i, a in enumerate(ARRAYS)}
-_DATASET_RANK = {"users": 0, "push_tokens": 1, "events": 2, "purchases": 3}
+_DATASET_RANK = {"users": 0, "push_tokens": 1, "events": 2, "purchases": 3, "orders": 4, "order_refunds": 5,
+                 "order_cancellations": 6}  # eCommerce orders (transforms/ecommerce.py) are events to Braze
 MODES = ("combined", "per_array")
 
 TAIL_SCHEMA = {

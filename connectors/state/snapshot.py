@@ -3,7 +3,8 @@
 - `users/part-NNNNN.parquet`: `external_id` + one Utf8 column per attribute holding the last acknowledged
   Braze JSON value, split by a stable hash of `external_id` (the partition count is fixed at the first
   commit and kept in `meta.json`, so tonight's partition p always meets the same users).
-- `purchases` / `events`: acknowledged ids with the fingerprint of the object sent.
+- `purchases` / `events` / `orders` / `order_refunds` / `order_cancellations`: acknowledged ids with the
+  fingerprint of the object sent.
 - `push_tokens`: acknowledged tokens, by `app_id:hash(token)` (never the raw token), and their user.
 - `held`: objects that must not be sent again unchanged: rejected by Braze, or in doubt under `--in-doubt skip`.
 - `types`: the type contract, the JSON kind of each attribute as Braze first acknowledged it.
@@ -30,6 +31,10 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "users": {"external_id": pl.Utf8},
     "purchases": {"key": pl.Utf8, "fingerprint": pl.UInt64},
     "events": {"key": pl.Utf8, "fingerprint": pl.UInt64},
+    # eCommerce events (transforms/ecommerce.py): acknowledged order (or refund) ids, like purchases.
+    "orders": {"key": pl.Utf8, "fingerprint": pl.UInt64},
+    "order_refunds": {"key": pl.Utf8, "fingerprint": pl.UInt64},
+    "order_cancellations": {"key": pl.Utf8, "fingerprint": pl.UInt64},
     "push_tokens": {"key": pl.Utf8, "external_id": pl.Utf8},
     # The type contract (transforms/type_contract.py): the JSON kind Braze first acknowledged per attribute.
     "types": {"attribute": pl.Utf8, "kind": pl.Utf8},
