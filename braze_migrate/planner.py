@@ -35,7 +35,7 @@ from braze_migrate import seen
 from braze_migrate.contract import read_contract
 from braze_migrate.plan_checks import read_order_source, read_rules
 from braze_migrate.progress import ProgressEvent, ProgressSink
-from connectors.sources import Dataset, open_source, reading
+from connectors.sources import CATALOGS, Dataset, open_source, reading
 from connectors.state.snapshot import Snapshot, partition_of
 from transforms import deltas, ecommerce, normalize, suspicious, type_contract
 from transforms.csv_typing import infer_csv_types
@@ -298,6 +298,7 @@ def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partiti
     work = plan_dir / "work"
     data = open_source(source, mapping=mapping, work_dir=work / "source")
     _check_schemas(data, read_order_source(plan_dir))
+    data = {name: ds for name, ds in data.items() if not name.startswith(CATALOGS)}  # synced apart (catalogs.py)
     read = {name: _count_rows(ds) for name, ds in data.items()}
     rows_of = dict(read)  # rows per export dataset (`read` counts orders for the eCommerce ones)
     total_rows, spooled = sum(read.values()), 0

@@ -61,6 +61,7 @@ OPTIONAL: dict[str, tuple[str, ...]] = {
     "order_cancellations": ORDER_OPTIONAL,
 }
 ORIGIN = ("_file", "_row")
+CATALOG_PREFIX = "catalogs/"  # a catalog's dataset name: catalogs/<catalog name>
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -189,10 +190,24 @@ class MappingModel(_Strict):
                            "order_cancellations"], DatasetMap] = Field(
         default_factory=dict
     )
+    # Braze catalogs by name (the dataset `catalogs/<name>`): an `id` column and one column per catalog field.
+    catalogs: dict[str, DatasetMap] = Field(default_factory=dict)
+
+    @field_validator("catalogs")
+    @classmethod
+    def _catalog_names(cls, v: dict[str, DatasetMap]) -> dict[str, DatasetMap]:
+        for name in v:
+            if not re.match(r"^[A-Za-z0-9_-]+$", name):
+                raise ValueError(f"catalog name {name!r}: Braze takes letters, numbers, hyphens and underscores")
+        return v
+
+    def specs(self) -> dict[str, DatasetMap]:
+        """Every dataset the file describes by its dataset name (catalogs as `catalogs/<name>`)."""
+        return {**self.datasets, **{f"{CATALOG_PREFIX}{k}": v for k, v in self.catalogs.items()}}
 
     @model_validator(mode="after")
     def _queries_have_a_connection(self) -> MappingModel:
-        for name, ds in self.datasets.items():
+        for name, ds in self.specs().items():
             if ds.query is not None and ds.connection_env is None and self.sql.connection_env is None:
                 raise ValueError(
                     f"dataset {name!r} has a query but no connection: set sql.connection_env (or "
@@ -215,11 +230,11 @@ class Mapping:
         return MappingError(str(self.file), [self._lines.describe(loc, msg) for loc, msg in problems])
 
     def connection_env(self, dataset: str) -> str | None:
-        ds = self.model.datasets.get(dataset)
+        ds = self.model.specs().get(dataset)
         return (ds.connection_env if ds else None) or self.model.sql.connection_env
 
     def batch_size(self, dataset: str) -> int:
-        ds = self.model.datasets.get(dataset)
+        ds = self.model.specs().get(dataset)
         return (ds.batch_size if ds else None) or self.model.sql.batch_size
 
     def env_names(self) -> list[tuple[tuple, str]]:
@@ -230,9 +245,9 @@ class Mapping:
                 out.append((("storage", field), value))
         if self.model.sql.connection_env:
             out.append((("sql", "connection_env"), self.model.sql.connection_env))
-        for name, ds in self.model.datasets.items():
+        for name, ds in self.model.specs().items():
             if ds.query is not None:
-                loc = ("datasets", name, "connection_env") if ds.connection_env else ("sql", "connection_env")
+                loc = (*_section(name), "connection_env") if ds.connection_env else ("sql", "connection_env")
                 out.append((loc, self.connection_env(name)))
         return list(dict.fromkeys(out))
 
@@ -300,11 +315,12 @@ def dtype_of(spec: Any) -> pl.DataType:
 
 def check_columns(mapping: Mapping, dataset: str, schema: pl.Schema, origin: str) -> list[tuple[tuple, str]]:
     """Problems of the mapping of `dataset` against the columns the export really has (`schema`)."""
-    ds = mapping.model.datasets.get(dataset)
+    ds = mapping.model.specs().get(dataset)
     if ds is None:
         return []
     have = [c for c in schema if c not in ORIGIN]
-    base = ("datasets", dataset)
+    base = _section(dataset)
+    free = dataset == "users" or dataset.startswith(CATALOG_PREFIX)  # any column is an attribute or a field
     problems: list[tuple[tuple, str]] = []
 
     def unknown(loc: tuple, column: str) -> None:
@@ -314,7 +330,7 @@ def check_columns(mapping: Mapping, dataset: str, schema: pl.Schema, origin: str
     for target, column in ds.columns.items():
         if column not in have:
             unknown(base + ("columns", target), column)
-        if dataset != "users" and target not in REQUIRED[dataset] + OPTIONAL[dataset]:
+        if not free and target not in REQUIRED[dataset] + OPTIONAL[dataset]:
             known = REQUIRED[dataset] + OPTIONAL[dataset]
             hint = _did_you_mean(target, known)
             problems.append(
@@ -350,7 +366,7 @@ def check_columns(mapping: Mapping, dataset: str, schema: pl.Schema, origin: str
         problems.append(
             (base + ("columns",), f"columns {shown} would all be named {target!r}: map or skip all but one")
         )
-    required = REQUIRED[dataset]
+    required = ("id",) if dataset.startswith(CATALOG_PREFIX) else REQUIRED[dataset]
     if dataset == "purchases" and "order_id" in finals:  # eCommerce orders: lines need no purchase_id
         required = ORDER_LINE
     for column in required:
@@ -374,6 +390,13 @@ def check_columns(mapping: Mapping, dataset: str, schema: pl.Schema, origin: str
         elif name not in finals:
             unknown(base + ("arrays_of_objects", name), name)
     return problems
+
+
+def _section(dataset: str) -> tuple[str, ...]:
+    """Where a dataset sits in the file: `datasets.<name>`, or `catalogs.<name>` for a catalog."""
+    if dataset.startswith(CATALOG_PREFIX):
+        return ("catalogs", dataset[len(CATALOG_PREFIX):])
+    return ("datasets", dataset)
 
 
 def final_names(ds: DatasetMap, have: list[str]) -> dict[str, str | None]:
@@ -525,6 +548,7 @@ def _type_problems(raw: dict) -> list[tuple[tuple, str]]:
 
 
 _SECTIONS: dict[tuple, type[BaseModel]] = {(): MappingModel, ("storage",): Storage, ("sql",): Sql}
+_DATASET_SECTIONS = (("datasets",), ("catalogs",))
 
 
 def _explain(exc: ValidationError) -> list[tuple[tuple, str]]:
@@ -534,7 +558,7 @@ def _explain(exc: ValidationError) -> list[tuple[tuple, str]]:
         loc, kind = tuple(err["loc"]), err["type"]
         if kind == "extra_forbidden":
             parent, key = loc[:-1], str(loc[-1])
-            model = _SECTIONS.get(parent, DatasetMap if parent[:1] == ("datasets",) else None)
+            model = _SECTIONS.get(parent, DatasetMap if parent[:1] in _DATASET_SECTIONS else None)
             fields = list(model.model_fields) if model else []
             hint = _did_you_mean(key, fields)
             if not hint and re.search(r"password|secret|connection|token|key", key, re.IGNORECASE):

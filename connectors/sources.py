@@ -45,6 +45,9 @@ FORMATS: dict[str, Literal["parquet", "csv", "ndjson"]] = {
     ".jsonl": "ndjson",
 }
 ORIGIN_COLUMNS = ("_file", "_row")
+# Braze catalogs (braze_migrate catalog sync): `catalogs/<name>.<ext>` or `catalogs/<name>/` parts in a folder,
+# or `catalogs: {<name>: ...}` in a mapping file, are the dataset `catalogs/<name>`.
+CATALOGS = "catalogs/"
 # Compressed parts Polars reads as they are (CSV and NDJSON); Parquet compresses inside, never as .gz.
 COMPRESSED = ".gz"
 MAPPING_SUFFIXES = (".yaml", ".yml")
@@ -161,7 +164,7 @@ def unread_files(
     m, base = _mapping_and_base(str(source), mapping)
     if base is None:
         return []
-    specs = m.model.datasets if m is not None else {}
+    specs = m.model.specs() if m is not None else {}
     declared = {n: d.format for n, d in specs.items() if d.format and d.path is None and d.query is None}
     if _scheme(base):
         options = _store_options(m, {_scheme(base)}, os.environ if environ is None else environ)
@@ -249,7 +252,7 @@ def _resolve(source: str, mapping: str | Path | None, environ: MappingABC[str, s
     m, base = _mapping_and_base(source, mapping)
     if m is not None:
         m.require_env(environ)
-    specs = m.model.datasets if m is not None else {}
+    specs = m.model.specs() if m is not None else {}
     locations = ([base] if base is not None else []) + [
         _join(base, d.path, m) for d in specs.values() if d.path
     ]
@@ -262,7 +265,8 @@ def _resolve(source: str, mapping: str | Path | None, environ: MappingABC[str, s
             _discover_remote(base, options, declared) if _scheme(base) else _discover(Path(base), declared)
         )
     located: dict[str, _Located] = {}
-    for name in DATASETS:
+    catalogs = sorted({n for n in [*specs, *(layout.datasets if layout else ())] if n.startswith(CATALOGS)})
+    for name in (*DATASETS, *catalogs):
         spec = specs.get(name)
         if spec is not None and spec.query is not None:
             located[name] = _Located(
@@ -276,7 +280,7 @@ def _resolve(source: str, mapping: str | Path | None, environ: MappingABC[str, s
         elif spec is not None:
             where = f"in {base}" if base is not None else "anywhere: the mapping names no source"
             message = f"dataset {name!r} is not found {where}; give it a path or a query, or remove it"
-            raise m.error([(("datasets", name), message)])
+            raise m.error([(_section(name), message)])
     if not located:
         raise SourceError(
             f"source {source} holds no dataset: expected {', '.join(DATASETS)} "
@@ -335,7 +339,7 @@ def _check_columns(resolved: _Resolved, schemas: dict[str, pl.Schema]) -> None:
 
 
 def _mapped(name: str, loc: _Located, frame: pl.LazyFrame, m: Mapping | None) -> Dataset:
-    spec = m.model.datasets.get(name) if m is not None else None
+    spec = m.model.specs().get(name) if m is not None else None
     if spec is None:
         return Dataset(name, frame, loc.format, loc.files)
     from connectors.mapping import apply_mapping, typed_columns
@@ -366,7 +370,7 @@ def _join(base: str | None, path: str, m: Mapping | None) -> str:
 
 def _locate(name: str, where: str, declared: str | None, options: dict, m: Mapping) -> _Located:
     """The files of a dataset given by path: one file, a folder of parts, or a glob."""
-    loc = ("datasets", name, "path")
+    loc = (*_section(name), "path")
     scheme = _scheme(where)
     is_glob = any(ch in where for ch in "*?[")
     if scheme is not None:
@@ -462,10 +466,24 @@ def _layout(root: str, files: list[str], folders: set[str], join, declared: dict
                 found.setdefault(name, []).append((FORMATS[_split_name(top)[1]], [join(rel)], None))
         elif any(_hidden(part) for part in rest.split("/")):
             continue
+        elif top == CATALOGS.rstrip("/"):  # catalogs/<name>.<ext>, or catalogs/<name>/ holding its parts
+            name, _, inner = rest.partition("/")
+            if not inner:
+                stem, ext, _ = _split_name(name)
+                if ext in FORMATS:
+                    found.setdefault(CATALOGS + stem, []).append((FORMATS[ext], [join(rel)], None))
+                else:
+                    ignored.append(join(rel))
+            else:
+                in_folder.setdefault(f"{top}/{name}", []).append(join(rel))
         elif _canonical(top) is not None:
             in_folder.setdefault(top, []).append(join(rel))
         else:
             ignored.append(join(rel))
+    for folder in sorted(f for f in in_folder if f.startswith(CATALOGS)):
+        fmt, parts, skipped = _parts_of(join(folder), in_folder[folder], declared.get(folder))
+        ignored.extend(skipped)
+        found.setdefault(folder, []).insert(0, (fmt, parts, join(folder)))
     for top in sorted(folders):
         name = _canonical(top)
         if name is not None and not _hidden(top):
@@ -473,7 +491,7 @@ def _layout(root: str, files: list[str], folders: set[str], join, declared: dict
             ignored.extend(skipped)
             found.setdefault(name, []).insert(0, (fmt, parts, join(top)))
     datasets = {}
-    for name, candidates in sorted(found.items(), key=lambda kv: DATASETS.index(kv[0])):
+    for name, candidates in sorted(found.items(), key=lambda kv: _rank(kv[0])):
         if len(candidates) > 1:
             listed = ", ".join(paths[0] for _, paths, _ in candidates)
             raise SourceError(
@@ -541,6 +559,16 @@ def _split_name(filename: str) -> tuple[str, str, bool]:
     return stem, ext.lower(), compressed
 
 
+def _rank(name: str) -> tuple[int, str]:
+    """Contract order: the fixed datasets, then catalogs by name."""
+    return (DATASETS.index(name), "") if name in DATASETS else (len(DATASETS), name)
+
+
+def _section(name: str) -> tuple[str, ...]:
+    """Where a dataset sits in a mapping file: `datasets.<name>`, or `catalogs.<name>`."""
+    return ("catalogs", name[len(CATALOGS):]) if name.startswith(CATALOGS) else ("datasets", name)
+
+
 def _canonical(name: str) -> str | None:
     """The dataset a file or folder name stands for, whatever its case, singular or plural."""
     key = name.strip().lower().replace("-", "_")
@@ -587,7 +615,7 @@ def _local_stamp(f: str) -> str:
 
 def _scan_files(loc: _Located, resolved: _Resolved) -> pl.LazyFrame:
     m, options = resolved.mapping, resolved.options.get(_scheme(loc.files[0]) or "")
-    spec = m.model.datasets.get(loc.name) if m is not None else None
+    spec = m.model.specs().get(loc.name) if m is not None else None
     separator = (spec.separator if spec is not None else None) or ","
     hive = spec is not None and spec.hive_columns and loc.root is not None
     frames = [

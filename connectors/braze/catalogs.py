@@ -1,0 +1,147 @@
+"""Braze catalogs over HTTP: `GET /catalogs` (fields and types) and the asynchronous item endpoints
+`POST|PATCH|DELETE /catalogs/{catalog_name}/items`, at most 50 items per request.
+
+Pages: braze.com/docs/api/endpoints/catalogs/catalog_management/synchronous/get_list_catalogs and
+catalog_items/asynchronous/{post_create,patch,delete}_catalog_items_bulk. The item endpoints answer 202
+`{"message": "success"}` (queued), 400 with `errors[{id, message}]` for a request Braze refuses whole, 404 for
+an unknown catalog; they share 16,000 requests per minute. Uses the track client's pieces: the one retry
+layer (transient errors only, bounded), the rate limiter (budget plus `X-RateLimit-*` headers and 429 pauses)
+and the outcome classifier. Writing items is idempotent, so a request whose answer was lost is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+import orjson
+
+from connectors.braze.client import TRANSPORT_ERRORS, braze_retrying, with_retries
+from connectors.braze.outcomes import (
+    BrazeConfigError,
+    BrazeError,
+    BrazeRejected,
+    BrazeThrottled,
+    BrazeTransientError,
+    classify,
+    classify_exception,
+)
+from connectors.braze.ratelimit import RateLimiter, parse_rate
+
+MAX_ITEMS = 50
+RATE = "16000/60s"  # shared by every asynchronous catalog item endpoint
+
+
+@dataclass
+class ItemsResult:
+    """One request's outcome: `acknowledged` (202), `rejected` (400: Braze refused it whole; `reason` names
+    Braze's error id) or `pending` (no answer within the retry budget; safe to send again)."""
+
+    status: str
+    reason: str | None = None
+    requests: int = 0
+    throttled: int = 0
+
+
+@dataclass
+class _Try:
+    failures: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class CatalogClient:
+    """Catalog requests to one Braze endpoint. `rate` like `16000/60s`; `transport` for tests only."""
+
+    def __init__(self, endpoint: str, api_key: str, *, rate: str = RATE, max_attempts: int = 6,
+                 max_seconds: float = 300.0, timeout: float = 30.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base = endpoint.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        self.limiter = RateLimiter(parse_rate(rate))
+        self.max_attempts, self.max_seconds, self.timeout = max_attempts, max_seconds, timeout
+        self.transport = transport
+        self.stopped = threading.Event()
+
+    def list_fields(self) -> dict[str, list[dict]]:
+        """{catalog name: its fields [{name, type}]} from GET /catalogs; BrazeConfigError for a bad key or URL."""
+        async def run() -> dict:
+            async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as http:
+                return await self._request(http, "GET", "/catalogs", None, ItemsResult("pending"))
+
+        try:
+            answer = asyncio.run(run())
+        except BrazeRejected as exc:
+            raise BrazeConfigError(400, what=f"refused GET /catalogs ({exc})") from None
+        return {c["name"]: list(c.get("fields") or []) for c in answer.get("catalogs") or []
+                if isinstance(c, dict) and isinstance(c.get("name"), str)}
+
+    def send_all(self, catalog: str, batches: Sequence[tuple[int, str, bytes]],
+                 on_sending: Callable[[int], None], on_result: Callable[[int, ItemsResult], None]) -> None:
+        """Send each (batch_no, method, body) in order; `on_sending(batch_no)` runs (and must persist) before the
+        request leaves, `on_result(batch_no, ItemsResult)` after. A configuration error (bad key, wrong host,
+        unknown catalog) stops the loop: it is raised after the batch that met it is recorded as pending."""
+        asyncio.run(self._send_all(catalog, batches, on_sending, on_result))
+
+    async def _send_all(self, catalog, batches, on_sending, on_result) -> None:
+        path = f"/catalogs/{catalog}/items"
+        async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as http:
+            for batch_no, method, body in batches:
+                on_sending(batch_no)
+                result = ItemsResult("pending")
+                fatal = None
+                try:
+                    await self._request(http, method, path, body, result)
+                    result.status = "acknowledged"
+                except BrazeRejected as exc:
+                    result.status, result.reason = "rejected", exc.braze_message
+                except BrazeConfigError as exc:
+                    result.reason, fatal = str(exc), exc
+                except BrazeError as exc:
+                    result.reason = str(exc)
+                on_result(batch_no, result)
+                if fatal is not None:
+                    raise fatal
+
+    async def _request(self, http: httpx.AsyncClient, method: str, path: str, body: bytes | None,
+                       result: ItemsResult) -> dict:
+        retrying = braze_retrying(limiter=self.limiter, max_attempts=self.max_attempts, max_seconds=self.max_seconds,
+                                  clock=time.monotonic, stopped=self.stopped)
+        url = self.base + path
+
+        async def attempt(state: _Try) -> dict:
+            await self.limiter.acquire()
+            result.requests += 1
+            try:
+                response = await http.request(method, url, content=body, headers=self.headers)
+            except TRANSPORT_ERRORS as exc:
+                state.failures += 1
+                raise classify_exception(exc) from None
+            self.limiter.observe(response.status_code, response.headers)
+            if response.status_code == 400:
+                raise BrazeRejected([], _error_ids(response.content))
+            try:
+                classify(response.status_code, response.content, response.headers)
+            except BrazeThrottled:
+                result.throttled += 1
+                raise
+            except BrazeTransientError:
+                state.failures += 1
+                raise
+            return orjson.loads(response.content)
+
+        return await with_retries(retrying, asyncio.sleep, attempt, _Try())
+
+
+def _error_ids(content: bytes) -> str:
+    """Braze's error ids of a refused request (`request-includes-too-many-items`, ...), never item values."""
+    try:
+        doc = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return "400 Bad Request"
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    ids = [str(e.get("id"))[:80] for e in errors or [] if isinstance(e, dict) and e.get("id")]
+    return ", ".join(ids) or "400 Bad Request"
