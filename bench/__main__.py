@@ -151,7 +151,7 @@ def acknowledged_state(inputs: Inputs, out: Path) -> Path:
     made once and reused while its partition count is the planner's default and the planning code is the one
     it was made with (the memo of unchanged users is only valid for that code)."""
     from bench.state import partitions_for, write_acknowledged_state
-    from braze_migrate.seen import code_digest
+    from braze_migrate.plan.seen import code_digest
 
     state = out / f"state-{inputs.users}"
     meta = state / "snapshot" / "meta.json"

@@ -1,6 +1,6 @@
 """(e) End to end through the engine: plan, load and commit an export into a fast local server.
 
-A first backfill into an empty state is planned while it loads (braze_migrate/pipeline.py): its "plan" step
+A first backfill into an empty state is planned while it loads (braze_migrate/run/pipeline.py): its "plan" step
 only creates the run and its "load" step plans and sends. The load runs at Braze's default limit (3,000 requests per 3 s) against the minimal server of
 bench_client.py, which is never the bottleneck there, so the share of the limit the load sustained is the
 client's and the limiter's doing. The steps are timed separately: plan, load, commit.
@@ -16,8 +16,8 @@ import polars as pl
 
 from bench.bench_client import API_KEY
 from bench.counting import CountingTransport, window_fill
-from braze_migrate.engine import Engine
-from braze_migrate.planner import scan_batches
+from braze_migrate.plan.planner import scan_batches
+from braze_migrate.run.engine import Engine
 from braze_migrate.settings import load_settings
 from connectors.braze.client import default_transport
 from connectors.braze.ratelimit import parse_rate

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench.rss import PhaseTracer, peak_rss_bytes
-from braze_migrate.planner import build_plan
+from braze_migrate.plan.planner import build_plan
 from connectors.state.snapshot import Snapshot
 
 

@@ -17,7 +17,7 @@ import polars as pl
 
 from bench.data import Inputs
 from bench.naive import naive_plan
-from braze_migrate.planner import build_plan
+from braze_migrate.plan.planner import build_plan
 from connectors.state.snapshot import Snapshot
 
 

@@ -3,7 +3,7 @@ once Braze acknowledged every batch, made by that very path without sending anyt
 
 The export is planned by the product's planner into a fresh state, every planned batch is marked acknowledged
 in the ledger, and the run is finished (committed) by the engine: the users snapshot, the type contract and
-the memo of unchanged users (braze_migrate/seen.py) are exactly a real backfill's. Written aside and renamed
+the memo of unchanged users (braze_migrate/plan/seen.py) are exactly a real backfill's. Written aside and renamed
 into place, so a state folder that exists is complete.
 """
 
@@ -13,9 +13,9 @@ import math
 import shutil
 from pathlib import Path
 
-from braze_migrate.engine import Engine
-from braze_migrate.pipeline import ledger_rows
-from braze_migrate.planner import USERS_PER_PARTITION, build_plan
+from braze_migrate.plan.planner import USERS_PER_PARTITION, build_plan
+from braze_migrate.run.engine import Engine
+from braze_migrate.run.pipeline import ledger_rows
 from braze_migrate.settings import load_settings
 
 
@@ -31,7 +31,7 @@ def write_acknowledged_state(export: Path, state: Path, *, users_per_partition: 
     engine = Engine(load_settings(state=building, users_per_partition=users_per_partition))
     try:
         prepared = engine.prepare("backfill", str(export))
-        # A first load is planned while it loads (braze_migrate/pipeline.py): plan and record it here.
+        # A first load is planned while it loads (braze_migrate/run/pipeline.py): plan and record it here.
         info = build_plan(str(export), engine.snapshot, prepared.plan_dir, batch_size=75, batch_mode="combined",
                           resend_in_doubt=False, users_per_partition=users_per_partition, resume=True,
                           on_unit=lambda _, batches: engine.ledger.add_batches(prepared.run_id, ledger_rows(batches)))

@@ -83,7 +83,7 @@ class LoadSettings(BaseSettings):
                                           gt=0, le=60)
     users_per_partition: int = option(100_000, "users planned per partition (bounds the planner's memory)",
                                       commands=PLAN_COMMANDS, ge=1)
-    # Guard rails (braze_migrate/guards.py): a broken export is held before anything is sent. The defaults catch
+    # Guard rails (braze_migrate/plan/guards.py): a broken export is held before anything is sent. The defaults catch
     # an emptied or rewritten column, or a dataset that lost rows, but not a normal night.
     accept: list[str] = option([], "guard figures to accept for this run: columns (email,loyalty_tier) or "
                                "datasets (rows:purchases) that the guards held", commands=LOAD_COMMANDS)
@@ -119,10 +119,10 @@ class LoadSettings(BaseSettings):
         "(one ecommerce.order_placed per order_id)", commands=PLAN_COMMANDS)
     order_source: str = option("warehouse", "the `source` of an eCommerce event whose export row gives none",
                                commands=PLAN_COMMANDS, min_length=1)
-    # Request bodies hold personal data (braze_migrate/retention.py, docs/state.md).
+    # Request bodies hold personal data (braze_migrate/ops/retention.py, docs/state.md).
     plan_retention_days: float = option(0.0, "days the request bodies of a committed run's plan are kept "
                                         "(they hold personal data); 0 removes them at commit", ge=0)
-    # User deletes (braze_migrate/deletes.py): /users/delete has its own limit and a guard against mass deletes.
+    # User deletes (braze_migrate/ops/deletes.py): /users/delete has its own limit and a guard against mass deletes.
     delete_rate_limit: str = option("20000/60s", "requests per period to /users/delete (Braze: 20,000/min)")
     delete_max_count: int = option(1000, "hold a run's deletes when they name more users than this", ge=0)
     delete_max_share: float = option(0.1, "hold a run's deletes when they name more than this share of the "

@@ -122,7 +122,7 @@ class RunSummary(BaseModel):
     drained_batches: int | None = None  # parallel flows only
     guards: dict | None = None  # the guard figures (guards.GuardReport.to_dict()) when the run was checked
     message: str | None = None  # a held run: every figure over its threshold and the flag that accepts it
-    deletes: dict | None = None  # user deletes of the run (braze_migrate/deletes.py DeleteReport.to_dict())
+    deletes: dict | None = None  # user deletes of the run (braze_migrate/ops/deletes.py DeleteReport.to_dict())
 
     @property
     def ok(self) -> bool:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from connectors.objectstore import StoreOptions
     from connectors.sql import Query
 
-# user_deletes: braze_migrate/deletes.py; order_refunds, order_cancellations: eCommerce events (transforms/ecommerce.py)
+# user_deletes: braze_migrate/ops/deletes.py; order_refunds, order_cancellations: eCommerce events (transforms/ecommerce.py)
 DATASETS = ("users", "purchases", "events", "push_tokens", "user_deletes", "order_refunds", "order_cancellations")
 FORMATS: dict[str, Literal["parquet", "csv", "ndjson"]] = {
     ".parquet": "parquet",

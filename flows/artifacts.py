@@ -167,7 +167,7 @@ def _plan_size(options: dict) -> str:
     """The size of the unfinished plan this run will finish first, or that the plan is made now."""
     from pathlib import Path
 
-    from braze_migrate.engine import open_run_ledger
+    from braze_migrate.run.engine import open_run_ledger
     from braze_migrate.settings import load_settings
 
     settings = load_settings(**options)
@@ -187,8 +187,8 @@ def _plan_size(options: dict) -> str:
 
 def plan_line(prepared, options: dict) -> str:
     """The plan's size and what loading it costs at the rate limit, logged once the plan is made."""
-    from braze_migrate.engine import open_run_ledger
-    from braze_migrate.planner import plan_complete
+    from braze_migrate.plan.planner import plan_complete
+    from braze_migrate.run.engine import open_run_ledger
     from braze_migrate.settings import load_settings
     from connectors.braze.ratelimit import parse_rate
 
@@ -275,7 +275,7 @@ def report_markdown(summary: RunSummary, deployment_name: str | None = None) -> 
         lines += ["", "## In doubt (sent, then no definite answer: may have landed)", ""]
         lines += [f"- batch {b.batch_no}: {b.events} events, {b.purchases} purchases: {b.action}"
                   for b in s.in_doubt]
-    if s.deletes:  # user deletes (braze_migrate/deletes.py)
+    if s.deletes:  # user deletes (braze_migrate/ops/deletes.py)
         d = s.deletes
         lines += ["", "## User deletes", "",
                   f"{len(d['deleted_ids'])} deleted, {len(d['pending_ids'])} pending"
@@ -314,7 +314,7 @@ def publish_verify(report) -> None:
 
 def verify_markdown(report) -> str:
     """The verification summary: counts, mismatches by kind with their meaning, what to do."""
-    from braze_migrate.verify import KINDS
+    from braze_migrate.ops.verify import KINDS
 
     lines = [
         f"# verify {report.source}: {'all sampled users match' if report.ok else 'mismatches found'}",

@@ -27,9 +27,9 @@ from prefect.states import Failed, Paused
 from prefect.utilities.engine import propose_state_sync
 from pydantic import Field
 
-from braze_migrate.engine import Prepared
 from braze_migrate.errors import user_message
-from braze_migrate.guards import GuardReport
+from braze_migrate.plan.guards import GuardReport
+from braze_migrate.run.engine import Prepared
 from braze_migrate.settings import ConfigError
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
 

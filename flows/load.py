@@ -1,5 +1,5 @@
 """Prefect flows `backfill` and `sync`: wiring only. The flow owns the run: each stage of
-`braze_migrate.stages` is a task taking plain parameters (paths, ids, the public options), and
+`braze_migrate.run.stages` is a task taking plain parameters (paths, ids, the public options), and
 `--no-prefect` runs the same stage functions without these decorators.
 
 Retries live in the Braze client alone (one retry layer); tasks have none, so attempts never multiply.
@@ -14,10 +14,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
-from braze_migrate import stages
-from braze_migrate.engine import Prepared
-from braze_migrate.guards import GuardReport
-from braze_migrate.planner import UnitsRunner
+from braze_migrate.plan.guards import GuardReport
+from braze_migrate.plan.planner import UnitsRunner
+from braze_migrate.run import stages
+from braze_migrate.run.engine import Prepared
 from braze_migrate.settings import ConfigError, load_settings, public_options
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
 from flows import artifacts, decisions
@@ -46,7 +46,7 @@ def plan_task(kind: str, source: str, mapping: str | None, options: dict, plan_w
 @task(name="guard", cache_policy=NO_CACHE)
 @cleanly
 def guard_task(prepared: Prepared, options: dict) -> GuardReport | None:
-    """Check the plan's figures against what Braze acknowledged before anything is sent (braze_migrate/guards.py)."""
+    """Check the plan's figures against what Braze acknowledged before anything is sent (braze_migrate/plan/guards.py)."""
     return stages.guard(prepared, options)
 
 

@@ -1,6 +1,6 @@
 """Prefect flow `verify`: sample users of an export, read them back from Braze, publish what differs.
 
-Wiring only (braze_migrate.verify does the work). Profiles read back hold personal data: the tasks that
+Wiring only (braze_migrate.ops.verify does the work). Profiles read back hold personal data: the tasks that
 carry them never persist or cache their results, and only ids, field names and counts are logged.
 """
 
@@ -10,8 +10,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed
 
-from braze_migrate import verify as logic
-from braze_migrate.credentials import resolve_credentials
+from braze_migrate.ops import verify as logic
+from braze_migrate.run.credentials import resolve_credentials
 from braze_migrate.settings import load_settings
 from flows import artifacts
 

@@ -43,7 +43,7 @@ def run(step: str, source: str, env: dict) -> dict:
     if not done.stdout.strip():
         raise SystemExit(f"{step} failed (exit {done.returncode}) without a summary")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    from braze_migrate.report import render_text
+    from braze_migrate.reporting.terminal import render_text
 
     print(render_text(summary), flush=True)
     if done.returncode not in (0,):

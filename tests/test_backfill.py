@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from braze_migrate.engine import Engine
+from braze_migrate.run.engine import Engine
 from braze_migrate.settings import load_settings
 from tests.conftest import API_KEY
 from tests.exports import DAY1_EVENTS, DAY1_PURCHASES, DAY1_TOKENS, DAY1_USERS, T0, write_export
@@ -133,7 +133,7 @@ def test_sync_sends_only_changes_unsets_new_users_and_new_purchases(per_partitio
 
 
 def test_users_streamed_in_several_slices_give_the_same_result(sandbox, tmp_path, monkeypatch):
-    from braze_migrate import planner
+    from braze_migrate.plan import planner
 
     monkeypatch.setattr(planner, "SLICE_ROWS", 2)  # 5 user rows: 3 slices, duplicates across slices
     src = write_export(tmp_path / "export", "csv")

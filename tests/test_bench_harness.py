@@ -12,7 +12,7 @@ import bench.__main__ as bench_main
 from bench import table
 from bench.data import ensure_inputs
 from bench.state import write_acknowledged_state
-from braze_migrate.planner import build_plan
+from braze_migrate.plan.planner import build_plan
 from connectors.state.snapshot import Snapshot
 
 USERS = 1500

@@ -11,7 +11,7 @@ import pytest
 from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
-from braze_migrate.engine import open_run_ledger
+from braze_migrate.run.engine import open_run_ledger
 from braze_migrate.settings import load_settings
 from tests.exports import bulk_export, occurrence_counts
 from tests.test_ledger_pg import pg_url  # noqa: F401 - fixture

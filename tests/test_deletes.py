@@ -25,7 +25,7 @@ def _env(sandbox, tmp_path: Path, **extra: str) -> dict:
 
 
 def _cmd(kind: str, src: Path, state: Path, *flags: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", kind, str(src), "--state", str(state), "--no-prefect", "--json", *flags]
+    return [sys.executable, "-m", "braze_migrate.cli.main", kind, str(src), "--state", str(state), "--no-prefect", "--json", *flags]
 
 
 def _run(kind, src, state, env, *flags) -> tuple[int, dict]:
@@ -118,7 +118,7 @@ def test_kill_9_during_deletes_resumes_without_a_second_request_for_acknowledged
 
 
 def test_verify_reports_a_deleted_user_that_still_exists(sandbox, tmp_path):
-    from braze_migrate import verify as v
+    from braze_migrate.ops import verify as v
 
     env, state = _env(sandbox, tmp_path), tmp_path / "state"
     assert _run("backfill", _export(tmp_path / "d1", IDS), state, env)[0] == 0

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = ("braze_migrate", "cli", "flows", "transforms", "connectors")
+PRODUCT = ("braze_migrate", "flows", "transforms", "connectors")
 DASK_ONLY = {"flows/parallel.py"}  # the Dask fan-out flows: `pip install 'braze-migrate[dask]'`
 # Its own distribution (./sandbox), imported only by `braze-migrate sandbox`, which says how to install it.
 OPTIONAL = {"braze-sandbox"}

@@ -9,7 +9,7 @@ import time
 
 import polars as pl
 
-from braze_migrate.engine import Engine
+from braze_migrate.run.engine import Engine
 from braze_migrate.settings import load_settings
 from tests.conftest import API_KEY
 

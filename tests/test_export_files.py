@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from braze_migrate.planner import build_plan
+from braze_migrate.plan.planner import build_plan
 from connectors.sources import SourceError, scan_folder, unread_files
 from connectors.state.snapshot import Snapshot
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from braze_migrate import guards
-from braze_migrate.guards import GuardSettings, baseline_rows, check_plan, dataset_figures, parse_accept
-from cli.exits import EXIT_HELD
+from braze_migrate.cli.exits import EXIT_HELD
+from braze_migrate.plan import guards
+from braze_migrate.plan.guards import GuardSettings, baseline_rows, check_plan, dataset_figures, parse_accept
 from connectors.state.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,7 +151,7 @@ DAY1, DAY2 = ROOT / "data/samples/day1", ROOT / "data/samples/day2"
 
 
 def cli(*args: str) -> int:
-    from cli.main import main
+    from braze_migrate.cli.main import main
 
     return main([*args, "--no-prefect"])
 
@@ -191,7 +191,7 @@ def test_broken_export_is_held_then_accepting_sends_exactly_the_held_plan(backfi
     broken = day2_copy(tmp_path / "tonight", users=lambda f: f.with_columns(
         pl.lit(None, f.schema["email"]).alias("email"), pl.lit(None, f.schema["loyalty_tier"]).alias("loyalty_tier")))
     before, sent_before = profiles(sandbox), sent(sandbox)
-    from cli.main import main
+    from braze_migrate.cli.main import main
 
     capsys.readouterr()
     assert main(["plan", str(broken), "--state", str(backfilled), "--json"]) == 0  # `plan` shows the same figures

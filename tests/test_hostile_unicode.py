@@ -22,7 +22,7 @@ HOSTILE = ["josé", "zz", "日本語-ユーザー", "emoji-🦄-ok", "ÅØÆ\u00
 
 
 def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "braze_migrate.cli.main", *args], capture_output=True, text=True,
                           env=env, timeout=300, check=False)
 
 

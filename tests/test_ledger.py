@@ -1,8 +1,8 @@
-"""The write-ahead ledger (connectors/state/ledger.py) and the snapshot commit (braze_migrate/committer.py)."""
+"""The write-ahead ledger (connectors/state/ledger.py) and the snapshot commit (braze_migrate/commit/committer.py)."""
 
 import polars as pl
 
-from braze_migrate.committer import commit_run
+from braze_migrate.commit.committer import commit_run
 from connectors.braze.outcomes import BatchResult, ObjectError
 from connectors.state.ledger import Ledger
 from connectors.state.snapshot import Snapshot

@@ -194,7 +194,7 @@ def test_ledger_url_chooses_postgresql_and_keeps_the_password_out(pg_url, tmp_pa
     assert secret not in str(caught.value) and "127.0.0.1" in str(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
-    from braze_migrate.engine import Engine
+    from braze_migrate.run.engine import Engine
 
     monkeypatch.setenv("BRAZE_MIGRATE_LEDGER_URL", bad)
     with pytest.raises(ConfigError) as config:
@@ -206,7 +206,7 @@ def test_ledger_url_chooses_postgresql_and_keeps_the_password_out(pg_url, tmp_pa
 
 
 def test_run_settings_never_record_the_ledger_url(pg_url, tmp_path, monkeypatch):
-    from braze_migrate.engine import _public_settings
+    from braze_migrate.run.engine import _public_settings
 
     monkeypatch.setenv("BRAZE_MIGRATE_LEDGER_URL", pg_url)
     assert "ledger_url" not in _public_settings(load_settings(state=tmp_path))

@@ -71,7 +71,7 @@ def test_second_run_is_refused_naming_the_holder_and_a_killed_holder_is_taken_ov
         assert "run 20261202T020000-holder" in message and f"pid {proc.pid}" in message
         assert "sync exports/tonight" in message and "load-worker" in message
         assert current_holder(state).run_id == "20261202T020000-holder"
-        status = subprocess.run([sys.executable, "-m", "cli.main", "status", "--state", str(state)], cwd=ROOT, check=True,
+        status = subprocess.run([sys.executable, "-m", "braze_migrate.cli.main", "status", "--state", str(state)], cwd=ROOT, check=True,
                                 capture_output=True, text=True, timeout=120)
         assert f"in use by run 20261202T020000-holder (sync exports/tonight, pid {proc.pid}" in status.stdout
     finally:
@@ -115,14 +115,14 @@ def test_postgres_ledger_refuses_a_run_from_another_state_folder_and_survives_ki
 def test_two_concurrent_syncs_on_one_state_one_runs_one_is_refused(braze_env, tmp_path, capsys):
     """The first sync is stopped (SIGSTOP) while it holds the folder, so the second meets it whatever the
     machine's speed; resumed, the first finishes; every event and purchase reached Braze once."""
-    from cli.main import main
+    from braze_migrate.cli.main import main
 
     sandbox, state = braze_env, tmp_path / "state"
     assert main(["backfill", str(ROOT / "data/samples/day1"), "--state", str(state), "--no-prefect", "--json"]) == 0
     backfill = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     sandbox.set_faults(latency_ms=100)  # keeps the first sync loading for a while (bound: its 9 requests)
     first = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "sync", str(ROOT / "data/samples/day2"), "--state", str(state),
+        [sys.executable, "-m", "braze_migrate.cli.main", "sync", str(ROOT / "data/samples/day2"), "--state", str(state),
          "--no-prefect", "--json", "--concurrency", "1"],
         cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -44,7 +44,7 @@ def night(folder: Path, pet_items: list[dict], year: int, groups: list[dict]) ->
 def load(kind: str, src: Path, state: Path, sandbox, tmp_path: Path) -> dict:
     env = {**os.environ, "BRAZE_REST_ENDPOINT": sandbox.url, "BRAZE_API_KEY": API_KEY,
            "PREFECT_HOME": str(tmp_path / "prefect"), "BRAZE_MIGRATE_PLAN_RETENTION_DAYS": "30"}
-    r = subprocess.run([sys.executable, "-m", "cli.main", kind, str(src), "--state", str(state), "--no-prefect",
+    r = subprocess.run([sys.executable, "-m", "braze_migrate.cli.main", kind, str(src), "--state", str(state), "--no-prefect",
                         "--json"], capture_output=True, text=True, env=env, timeout=300, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     return json.loads(r.stdout)
@@ -103,7 +103,7 @@ def test_each_night_sends_only_what_changed_and_the_profile_equals_the_export(sa
 
 
 def test_verify_compares_nested_values_and_arrays_of_objects(sandbox, tmp_path):
-    from braze_migrate import verify as v
+    from braze_migrate.ops import verify as v
 
     state = tmp_path / "state"
     src = night(tmp_path / "n0", pets(), 1965, [{"id": "g", "state": "subscribed"}])

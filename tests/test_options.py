@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from braze_migrate.cli.main import build_parser
 from braze_migrate.settings import LoadSettings, flag_options, flow_options, public_options
-from cli.main import build_parser
 from flows.load import backfill, sync
 from flows.parallel import backfill_parallel, sync_parallel
 
@@ -55,7 +55,7 @@ def test_every_option_is_a_flag_or_a_secret():
 @pytest.mark.parametrize("command", ["backfill", "sync"])
 def test_flags_default_to_the_model(command):
     args = build_parser().parse_args([command, "src"])
-    from cli.options import settings_from_args
+    from braze_migrate.cli.options import settings_from_args
 
     assert settings_from_args(args, command) == LoadSettings()
     for name in flag_options(command):
@@ -63,7 +63,7 @@ def test_flags_default_to_the_model(command):
 
 
 def test_a_flag_overrides_the_environment(monkeypatch):
-    from cli.options import settings_from_args
+    from braze_migrate.cli.options import settings_from_args
 
     monkeypatch.setenv("BRAZE_MIGRATE_BATCH_SIZE", "40")
     args = build_parser().parse_args(["backfill", "src"])
@@ -113,7 +113,7 @@ def test_prefect_yaml_load_deployments_carry_every_option_with_its_default():
 
 
 def test_boolean_options_are_switches_both_ways():
-    from cli.options import settings_from_args
+    from braze_migrate.cli.options import settings_from_args
 
     flags = [n for n in flag_options("backfill") if LoadSettings.model_fields[n].annotation is bool]
     for name in flags:

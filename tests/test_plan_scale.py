@@ -10,7 +10,7 @@ from collections import Counter
 import polars as pl
 import pytest
 
-from braze_migrate.planner import build_plan, plan_complete, scan_batches
+from braze_migrate.plan.planner import build_plan, plan_complete, scan_batches
 from connectors.state.snapshot import Snapshot
 from tests.exports import bulk_export
 

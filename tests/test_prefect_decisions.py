@@ -161,7 +161,7 @@ def wait_final(client, run_id):
 @pytest.fixture
 def backfilled(sandbox_server, monkeypatch, tmp_path):
     """Day 1 loaded into a fresh sandbox and state folder (inline: the deployments are what is under test)."""
-    from cli.main import main
+    from braze_migrate.cli.main import main
 
     sandbox_server.reset()
     sandbox_server.set_faults(fail_rate=0.0, applied_then_fail_rate=0.0, reset_rate=0.0, storm_rate=0.0,

@@ -24,7 +24,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from braze_migrate import verify as verify_logic
+from braze_migrate.ops import verify as verify_logic
 from connectors.sources import scan_folder
 from connectors.state.ledger import Ledger
 from tests.conftest import API_KEY

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 
 from braze_migrate import progress
+from braze_migrate.cli.progress import PlainLines
 from braze_migrate.progress import Meter, ProgressEvent, eta_text, summary_text
-from cli.progress import PlainLines
 
 
 class Clock:

@@ -22,7 +22,7 @@ def run_on_a_terminal(args: list[str], env: dict, timeout: float = 240) -> tuple
     """Run the CLI with stderr on a pseudo-terminal (what a person at a shell has) and stdout on a pipe;
     returns the exit code, stdout, and everything the terminal was sent."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "braze_migrate.cli.main", *args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=slave)
     os.close(slave)
     screen = bytearray()
@@ -75,7 +75,7 @@ def test_json_stdout_is_one_object_while_progress_lines_go_to_stderr(braze_env, 
     src = write_export(tmp_path / "export", "parquet")
     env = {**os.environ, "BRAZE_MIGRATE_PROGRESS_SECONDS": "0.2"}
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "backfill", str(src), "--state", str(tmp_path / "state"), "--json"],
+        [sys.executable, "-m", "braze_migrate.cli.main", "backfill", str(src), "--state", str(tmp_path / "state"), "--json"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -85,7 +85,7 @@ def faulty_sandbox():
 
 
 def engine_run(kind, source, state, url, **opts):
-    from braze_migrate.engine import Engine
+    from braze_migrate.run.engine import Engine
     from braze_migrate.settings import load_settings
 
     engine = Engine(load_settings(state=state, rate_limit="40/1s", retry_backoff_seconds=0.05, **opts))

@@ -36,7 +36,7 @@ def test_two_nights_of_the_user_model_sample_through_the_sandbox(sandbox, tmp_pa
            "PREFECT_HOME": str(tmp_path / "prefect"), "BRAZE_MIGRATE_DELETE_MAX_SHARE": "1"}
     state = tmp_path / "state"
     for night, kind in ((1, "backfill"), (2, "sync")):
-        r = subprocess.run([sys.executable, "-m", "cli.main", kind, str(SAMPLES / "user_model" / f"night{night}"),
+        r = subprocess.run([sys.executable, "-m", "braze_migrate.cli.main", kind, str(SAMPLES / "user_model" / f"night{night}"),
                             "--state", str(state), "--no-prefect", "--json"],
                            capture_output=True, text=True, env=env, timeout=300, check=False)
         assert r.returncode == 0, r.stderr[-2000:]
@@ -66,11 +66,11 @@ def test_plan_shows_requests_and_data_points_of_each_part_of_the_user_model(sand
     env = {**os.environ, "BRAZE_REST_ENDPOINT": sandbox.url, "BRAZE_API_KEY": API_KEY,
            "PREFECT_HOME": str(tmp_path / "prefect")}
     state = tmp_path / "state"
-    first = subprocess.run([sys.executable, "-m", "cli.main", "backfill", str(SAMPLES / "user_model" / "night1"),
+    first = subprocess.run([sys.executable, "-m", "braze_migrate.cli.main", "backfill", str(SAMPLES / "user_model" / "night1"),
                             "--state", str(state), "--no-prefect", "--json"],
                            capture_output=True, text=True, env=env, timeout=300, check=False)
     assert first.returncode == 0, first.stderr[-2000:]
-    r = subprocess.run([sys.executable, "-m", "cli.main", "plan", str(SAMPLES / "user_model" / "night2"),
+    r = subprocess.run([sys.executable, "-m", "braze_migrate.cli.main", "plan", str(SAMPLES / "user_model" / "night2"),
                         "--state", str(state), "--json"], capture_output=True, text=True, env=env, timeout=300,
                        check=False)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -1,4 +1,4 @@
-"""The memo of unchanged users (braze_migrate/seen.py) changes how fast a sync plans, never what it plans.
+"""The memo of unchanged users (braze_migrate/plan/seen.py) changes how fast a sync plans, never what it plans.
 
 Each case loads real exports through the CLI into the sandbox, then plans the next export twice against the
 same state: with the memo and with the memo removed. The two plans must be identical: every request body,
@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from braze_migrate.planner import build_plan
+from braze_migrate.plan.planner import build_plan
 from connectors.state.seen import SeenCache
 from connectors.state.snapshot import SCHEMAS, Snapshot, partition_of
 from tests.cli_run import run_cli
@@ -152,9 +152,9 @@ def test_a_user_deleted_on_behalf_of_user_deletes_is_never_skipped(loaded, tmp_p
 def test_a_first_loads_memo_taken_while_planning_equals_the_one_read_back_from_the_snapshot(loaded, tmp_path):
     """A first load's entries come from the hashes and kinds the plan took (no snapshot read at commit); read
     back from the committed snapshot instead, they are the same."""
-    from braze_migrate.committer import object_outcomes
-    from braze_migrate.engine import open_run_ledger
-    from braze_migrate.seen import NEXT, commit_entries, schema_of
+    from braze_migrate.commit.committer import object_outcomes
+    from braze_migrate.plan.seen import NEXT, commit_entries, schema_of
+    from braze_migrate.run.engine import open_run_ledger
     from braze_migrate.settings import load_settings
 
     def memo(state: Path) -> pl.DataFrame:
@@ -189,7 +189,7 @@ def test_a_first_loads_memo_taken_while_planning_equals_the_one_read_back_from_t
 def test_a_damaged_memo_candidate_file_never_fails_the_commit(braze_env, tmp_path, caplog):
     """The plan's memo candidates are a cache's input: a garbage one is skipped with a warning naming the file
     (that partition's users are planned in full next time), and the other partitions' entries are written."""
-    from braze_migrate.seen import NEXT, commit_entries
+    from braze_migrate.plan.seen import NEXT, commit_entries
 
     state = tmp_path / "state"
     summary = _load("backfill", SAMPLES / "day1", state)

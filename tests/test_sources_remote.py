@@ -17,8 +17,8 @@ import requests
 from moto.server import ThreadedMotoServer
 from psycopg.types.json import Jsonb
 
-from braze_migrate import planner
-from braze_migrate.engine import Engine
+from braze_migrate.plan import planner
+from braze_migrate.run.engine import Engine
 from braze_migrate.settings import load_settings
 from connectors.mapping import MappingError
 from connectors.sources import SourceError, open_source, scan_folder, source_fingerprint

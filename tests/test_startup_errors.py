@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env or os.environ,
+    return subprocess.run([sys.executable, "-m", "braze_migrate.cli.main", *args], cwd=ROOT, env=env or os.environ,
                           capture_output=True, text=True, timeout=120, check=False)
 
 

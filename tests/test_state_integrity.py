@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from braze_migrate.repair import RepairImpossible, repair_state
+from braze_migrate.ops.repair import RepairImpossible, repair_state
 from connectors.state.integrity import StateDamaged, check_state, require_intact
 from connectors.state.ledger import Ledger
 
@@ -163,7 +163,7 @@ def test_after_repair_a_sync_resends_nothing_acknowledged(state, sandbox_server,
 
 
 def test_repair_keeps_users_deleted_on_behalf_of_user_deletes_out(state):
-    from braze_migrate.deletes import ensure_tables
+    from braze_migrate.ops.deletes import ensure_tables
 
     led = Ledger(state / "ledger.sqlite")
     try:

@@ -80,7 +80,7 @@ def test_a_damaged_state_folder_is_one_line_with_exit_5(braze_env, template, tmp
 
 
 def test_a_full_disk_is_one_line_with_exit_6(braze_env, tmp_path, monkeypatch, capsys):
-    from cli.main import main
+    from braze_migrate.cli.main import main
 
     def full(self, path, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -93,8 +93,8 @@ def test_a_full_disk_is_one_line_with_exit_6(braze_env, tmp_path, monkeypatch, c
 
 
 def test_an_unwritable_rejects_file_is_one_line_with_exit_6(braze_env, tmp_path, monkeypatch, capsys):
-    from braze_migrate import report
-    from cli.main import main
+    from braze_migrate.cli.main import main
+    from braze_migrate.commit import accounting as report
 
     def denied(plan_dir, outcome, path, *args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from braze_migrate.report import render_text
+from braze_migrate.reporting.terminal import render_text
 from braze_migrate.summary import RunStatus, RunSummary
 
 # The keys of the summary before it was typed (tests, scripts/demo.py and users' scripts read them).

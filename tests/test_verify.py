@@ -13,11 +13,11 @@ import polars as pl
 import pytest
 from braze_sandbox import SandboxConfig, start_sandbox
 
-from braze_migrate import verify as v
-from braze_migrate.engine import Engine
-from braze_migrate.planner import normalized_datasets
+from braze_migrate.cli.main import main as cli_main
+from braze_migrate.ops import verify as v
+from braze_migrate.plan.planner import normalized_datasets
+from braze_migrate.run.engine import Engine
 from braze_migrate.settings import load_settings
-from cli.main import main as cli_main
 from connectors.state.snapshot import SCHEMAS, Snapshot
 from tests.conftest import API_KEY
 

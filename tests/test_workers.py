@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from braze_migrate.engine import Engine, open_run_ledger
+from braze_migrate.run.engine import Engine, open_run_ledger
 from braze_migrate.settings import load_settings
 from tests.conftest import API_KEY
 from tests.exports import bulk_export, occurrence_counts
@@ -78,7 +78,7 @@ def test_two_workers_share_the_limit_and_send_every_batch_once(tight_sandbox, le
     state = tmp_path / "state"
     env = worker_env(tight_sandbox, ledger_env)
     joiner = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "load-worker", "--state", str(state), "--json", "--wait-for-run",
+        [sys.executable, "-m", "braze_migrate.cli.main", "load-worker", "--state", str(state), "--json", "--wait-for-run",
          str(RUN_TIMEOUT_S)],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert waits(joiner), "the joiner ended before it waited for the run"
@@ -127,7 +127,7 @@ def test_a_killed_workers_claims_are_sent_once_and_not_in_doubt(tight_sandbox, l
     try:
         prepared = engine.prepare("backfill", str(src), plan_while_loading=False)
         run_id = prepared.run_id
-        claim = ("import os, signal, sys; from braze_migrate.engine import open_run_ledger;"
+        claim = ("import os, signal, sys; from braze_migrate.run.engine import open_run_ledger;"
                  "from braze_migrate.settings import load_settings;"
                  "led = open_run_ledger(load_settings(state=sys.argv[1])); w = led.register_worker(sys.argv[2]);"
                  "print(json.dumps([c.batch_no for c in led.claim(sys.argv[2], w, 5)]), flush=True);"
@@ -164,7 +164,7 @@ def test_a_stopped_worker_hands_back_its_claims(tight_sandbox, ledger_env, tmp_p
         prepared = engine.prepare("backfill", str(src), plan_while_loading=False)
         engine.ledger.set_run_status(prepared.run_id, "loading")  # as its own command does once guards pass
         worker = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "load-worker", "--state", str(state), "--json"],
+            [sys.executable, "-m", "braze_migrate.cli.main", "load-worker", "--state", str(state), "--json"],
             env=worker_env(tight_sandbox, ledger_env), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
         deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -190,7 +190,7 @@ def test_a_stopped_worker_hands_back_its_claims(tight_sandbox, ledger_env, tmp_p
 def test_a_helper_waits_for_a_planning_run_but_not_for_a_dead_planner(tmp_path):
     """While a first load still plans, a helper with nothing to claim waits; it stops waiting once the plan
     is complete, the run stops loading, or no batch was recorded for the stall bound (the planner died)."""
-    from braze_migrate.workers import still_planning
+    from braze_migrate.run.workers import still_planning
 
     engine = Engine(load_settings(state=tmp_path / "state"))
     try:

@@ -81,7 +81,7 @@ def _valid_json(texts: pl.Series) -> pl.Series:
 
 def deleted_users(held: pl.LazyFrame) -> pl.LazyFrame:
     """external_ids Braze deleted on behalf of the export's `user_deletes` (held rows of that dataset, kept by
-    braze_migrate/deletes.py while the id stays listed): none of their rows is sent."""
+    braze_migrate/ops/deletes.py while the id stays listed): none of their rows is sent."""
     return held.filter(pl.col("dataset") == "user_deletes").select(
         pl.col("key").alias("external_id"), pl.lit(True).alias("_deleted")).unique("external_id")
 

@@ -6,7 +6,7 @@ reads (the export's schema, the CSV types, the type contract, the suspicious-row
 planner keeps a memo of that function (connectors/state/seen.py): (external_id, raw-row hash, snapshot-row
 hash) of every user the full path found unchanged and clean, or whose object Braze acknowledged; and
 tonight, a user whose two hashes match an entry is counted unchanged without being normalized or diffed.
-Everything else the planner reads is folded into the memo's salt (braze_migrate/seen.py): when any of it
+Everything else the planner reads is folded into the memo's salt (braze_migrate/plan/seen.py): when any of it
 changes, the memo is ignored and every user takes the full path once.
 
 Polars' `hash` is stable within one Polars version (its version is part of the salt) and order-sensitive

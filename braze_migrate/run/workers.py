@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from braze_migrate.applier import apply_plan
-from braze_migrate.credentials import resolve_credentials
-from braze_migrate.engine import Engine
-from braze_migrate.planner import plan_complete
+from braze_migrate.load.applier import apply_plan
+from braze_migrate.plan.planner import plan_complete
+from braze_migrate.run.credentials import resolve_credentials
+from braze_migrate.run.engine import Engine
 from braze_migrate.settings import ConfigError, LoadSettings
 from connectors.state.ledger_base import LedgerBase
 
@@ -56,7 +56,7 @@ def join_run(settings: LoadSettings, wait_for_run: float = 0.0, on_wait: Callabl
 def still_planning(ledger: LedgerBase, run_id: str, plan_dir: Path, *, stall_s: float = PLANNING_STALL_S,
                    clock: Callable[[], float] = time.monotonic) -> Callable[[], bool]:
     """Whether the run's own process may still record batches: a first load plans while it loads
-    (braze_migrate/pipeline.py), so a helper that finds nothing to claim yet waits for the rest of the plan
+    (braze_migrate/run/pipeline.py), so a helper that finds nothing to claim yet waits for the rest of the plan
     instead of leaving. Over once the plan is complete, the run is no longer loading, or no batch was recorded
     for `stall_s` (the planning process died: the helper leaves; the run's own command resumes it)."""
     seen = {"batches": -1, "at": clock()}

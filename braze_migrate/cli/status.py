@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from braze_migrate.engine import open_run_ledger
+from braze_migrate.cli.exits import EXIT_OK
+from braze_migrate.cli.options import add_option_flags, settings_from_args
+from braze_migrate.run.engine import open_run_ledger
 from braze_migrate.settings import ConfigError
-from cli.exits import EXIT_OK
-from cli.options import add_option_flags, settings_from_args
 from connectors.state.lock import current_holder
 
 

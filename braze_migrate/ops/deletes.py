@@ -278,62 +278,7 @@ def _started(ledger, run_id: str) -> bool:
     return bool(row and row[0])
 
 
-def deletes_stage(prepared, options, summary):
-    """The deletes of a finished load run (after its commit), added to its summary: `summary.deletes`, and
-    a held or unfinished delete makes the run HELD or INCOMPLETE with the command that goes on."""
-    from braze_migrate.credentials import resolve_credentials
-    from braze_migrate.engine import Engine
-    from braze_migrate.settings import load_settings
-    from braze_migrate.summary import RunStatus
-
-    if summary.status not in (RunStatus.COMPLETED, RunStatus.INCOMPLETE):
-        return summary  # a stopped load resumes first; its deletes come after it
-    settings = load_settings(**options)
-    engine = Engine(settings)
-    try:
-        run = engine.ledger.run(prepared.run_id)
-        mapping = (run.settings or {}).get("mapping")
-        endpoint, api_key = resolve_credentials(settings)
-        report = run_deletes(prepared.run_id, prepared.plan_dir, engine.state, run.source, mapping, engine.ledger,
-                             endpoint, api_key, DeleteSettings.of(settings))
-        if report is None:
-            return summary
-        command = (f"braze-migrate {run.kind} {run.source}" + (f" --mapping {mapping}" if mapping else "")
-                   + f" --state {engine.state}")
-        update: dict = {"deletes": report.to_dict()}
-        if report.held:
-            update.update(status=RunStatus.HELD, message=report.message,
-                          resume_command=f"{command} --allow-mass-delete")
-        elif report.pending_batches:
-            update.update(status=RunStatus.INCOMPLETE, resume_command=command,
-                          notes=[*summary.notes, (f"deletes: {len(report.pending_ids)} users not yet deleted "
-                                                  "(no answer from Braze); the next run sends them again")])
-        if report.rejected_rows:
-            update["notes"] = [*update.get("notes", summary.notes),
-                               f"deletes: {len(report.rejected_rows)} rows of user_deletes without a usable external_id"]
-            update["rejects"] = summary.rejects + _append_rejects(Path(summary.rejects_file), report.rejected_rows)
-        update["datasets"] = {**summary.datasets, DATASET: _buckets(summary.datasets.get(DATASET), report)}
-        summary = summary.model_copy(update=update)
-        engine.ledger.set_run_status(prepared.run_id, "committed", summary.to_json())
-        return summary
-    finally:
-        engine.close()
-
-
-def _buckets(before, report: DeleteReport):
-    """The user_deletes row accounting: deleted (acknowledged), rejected, pending; the rest (repeated ids,
-    ids deleted by an earlier run) unchanged."""
-    from braze_migrate.summary import Buckets
-
-    read = before.read if before is not None else report.requested + len(report.rejected_rows)
-    pending = report.requested if report.held else len(report.pending_ids)
-    acked = 0 if report.held else len(report.deleted_ids)
-    rejected = len(report.rejected_rows)
-    return Buckets(read=read, acknowledged=acked, rejected=rejected, pending=pending,
-                   unchanged=max(0, read - acked - rejected - pending))
-
-
-def _append_rejects(path: Path, rows: list[dict]) -> int:
+def append_rejects(path: Path, rows: list[dict]) -> int:
     """Add user_deletes rows without a usable id to the run's rejects file (same columns)."""
     if not path.name or not rows:
         return 0

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-from braze_migrate.planner import scan_batches
+from braze_migrate.plan.planner import scan_batches
 from braze_migrate.settings import LoadSettings
 from connectors.braze.client import BatchRequest, BrazeLoader
 from connectors.braze.outcomes import LoadStats
@@ -204,7 +204,7 @@ def apply_plan(run_id: str, plan_dir: Path, ledger: LedgerBase, settings: LoadSe
 
     `wait`: then also wait until every batch of the run is final, taking over the batches of workers that
     died (this is what the run that commits does); without it the worker returns once nothing is claimable.
-    `planning`: True while the planner may still record batches (braze_migrate/pipeline.py): the worker
+    `planning`: True while the planner may still record batches (braze_migrate/run/pipeline.py): the worker
     waits for them rather than finish.
     """
     progress = {"done": _done(ledger, run_id), "total": sum(ledger.status_counts(run_id).values())}

@@ -38,7 +38,7 @@ from typing import Literal
 import orjson
 import polars as pl
 
-from braze_migrate.planner import object_files, scan_batches
+from braze_migrate.plan.planner import object_files, scan_batches
 from connectors.state.integrity import journal_for, require_intact
 from connectors.state.ledger_base import LedgerBase
 from connectors.state.snapshot import Snapshot

@@ -6,16 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from braze_migrate import stages
-from braze_migrate.credentials import resolve_credentials
-from braze_migrate.preflight import check_credentials
-from braze_migrate.report import render_text
+from braze_migrate.cli.exits import EXIT_HELD, EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING
+from braze_migrate.cli.options import add_option_flags, settings_from_args
+from braze_migrate.cli.progress import showing
+from braze_migrate.cli.sources import add_source_arguments, require_source
+from braze_migrate.load.preflight import check_credentials
+from braze_migrate.reporting.terminal import render_text
+from braze_migrate.run import stages
+from braze_migrate.run.credentials import resolve_credentials
 from braze_migrate.settings import ConfigError, public_options
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
-from cli.exits import EXIT_HELD, EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING
-from cli.options import add_option_flags, settings_from_args
-from cli.progress import showing
-from cli.sources import add_source_arguments, require_source
 
 COMMANDS = {"backfill": "load an export's history into Braze",
             "sync": "send only what changed since the last acknowledged load"}
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
 def held_text(summary: RunSummary) -> str:
     """A run the guards held: its figures and the one line naming each held one and the flag that accepts it."""
-    from braze_migrate import guards
+    from braze_migrate.plan import guards
 
     return "\n".join([f"run {summary.run_id} ({summary.kind} of {summary.source}): HELD, nothing was sent",
                       guards.render_text(guards.GuardReport.from_dict(summary.guards or {})),

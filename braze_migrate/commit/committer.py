@@ -12,9 +12,9 @@ from pathlib import Path
 
 import polars as pl
 
-from braze_migrate.contract import extend_contract
-from braze_migrate.planner import object_files
-from braze_migrate.seen import commit_entries
+from braze_migrate.plan.contract import extend_contract
+from braze_migrate.plan.planner import object_files
+from braze_migrate.plan.seen import commit_entries
 from connectors.state.integrity import journal_for, require_intact
 from connectors.state.ledger import Ledger
 from connectors.state.snapshot import SCHEMAS, Snapshot

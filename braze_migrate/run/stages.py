@@ -15,17 +15,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from braze_migrate import guards, progress
-from braze_migrate.applier import apply_plan
-from braze_migrate.credentials import resolve_credentials
-from braze_migrate.deletes import deletes_stage
-from braze_migrate.engine import Engine, Prepared
-from braze_migrate.guards import GuardReport
-from braze_migrate.planner import UnitsRunner
+from braze_migrate import progress
+from braze_migrate.load.applier import apply_plan
+from braze_migrate.plan import guards
+from braze_migrate.plan.guards import GuardReport
+from braze_migrate.plan.planner import UnitsRunner
 from braze_migrate.progress import ProgressSink
+from braze_migrate.run.credentials import resolve_credentials
+from braze_migrate.run.deletes_stage import deletes_stage
+from braze_migrate.run.engine import Engine, Prepared
+from braze_migrate.run.workers import still_planning
 from braze_migrate.settings import ConfigError, load_settings
 from braze_migrate.summary import RunStatus, RunSummary, WorkerReport
-from braze_migrate.workers import still_planning
 from connectors.state.ledger_base import LedgerUnavailable
 from connectors.state.lock import StateInUse, run_lock
 
@@ -148,7 +149,7 @@ class Stages:
     commit: Callable[..., RunSummary] = commit
     guard: Callable[..., GuardReport | None] = guard
     decide: Decide | None = None
-    deletes: Callable[..., RunSummary] = deletes_stage  # user deletes after the commit (braze_migrate/deletes.py)
+    deletes: Callable[..., RunSummary] = deletes_stage  # user deletes after the commit (braze_migrate/run/deletes_stage.py)
 
 
 def run_load(kind: str, source: str, mapping: str | None, options: Options, stages: Stages = Stages()) -> RunSummary:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import polars as pl
 
 import transforms
-from braze_migrate.contract import read_contract
+from braze_migrate.plan.contract import read_contract
 from connectors.state.seen import SeenCache
 from connectors.state.snapshot import Snapshot
 from transforms import normalize

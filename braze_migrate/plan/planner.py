@@ -13,7 +13,7 @@ fixed order (users, tokens, events, purchases). The packer carries the last, unf
 the next, so requests are full across the whole plan (transforms/payloads.py).
 
 `build_plan(..., on_unit=...)` reports each unit as soon as it is durable, so a caller can record and send
-its batches while later units are still being planned (braze_migrate/pipeline.py).
+its batches while later units are still being planned (braze_migrate/run/pipeline.py).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from braze_migrate import seen
-from braze_migrate.contract import read_contract
-from braze_migrate.plan_checks import read_order_source, read_rules
+from braze_migrate.plan import seen
+from braze_migrate.plan.checks import read_order_source, read_rules
+from braze_migrate.plan.contract import read_contract
 from braze_migrate.progress import ProgressEvent, ProgressSink
 from connectors.sources import CATALOGS, Dataset, open_source, reading
 from connectors.state.snapshot import Snapshot, partition_of
@@ -451,7 +451,7 @@ def _plan_unit(plan_dir: Path, unit: dict, u: int, snapshot: Snapshot, held: pl.
 
 @dataclass
 class _UsersPart:
-    """One users partition read and split by the memo of unchanged users (braze_migrate/seen.py)."""
+    """One users partition read and split by the memo of unchanged users (braze_migrate/plan/seen.py)."""
 
     u: int
     part: int

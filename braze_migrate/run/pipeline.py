@@ -21,8 +21,8 @@ from pathlib import Path
 
 import polars as pl
 
-from braze_migrate.applier import WorkerStats, apply_plan
-from braze_migrate.planner import PlanInfo, build_plan
+from braze_migrate.load.applier import WorkerStats, apply_plan
+from braze_migrate.plan.planner import PlanInfo, build_plan
 from braze_migrate.progress import ProgressSink
 from braze_migrate.settings import LoadSettings
 from connectors.braze.ratelimit import parse_rate

@@ -1,5 +1,6 @@
-"""The run summary and the rejects file: every row read ends in exactly one bucket, and every rejected row or
-cell is listed with a reason the user can act on. Counts and ids only: no payloads, emails or tokens."""
+"""The row accounting of a finished load: every row read ends in exactly one bucket, and every rejected row or
+cell is listed in the rejects file with a reason the user can act on. Counts and ids only: no payloads, emails
+or tokens."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from pathlib import Path
 
 import polars as pl
 
-from braze_migrate.summary import RunSummary
 from transforms import ecommerce
 
 BUCKETS = ("acknowledged", "rejected", "unchanged", "pending")
@@ -91,33 +91,3 @@ def in_doubt_batches(outcome: pl.DataFrame) -> list[dict]:
         actions.append({"batch_no": r["batch_no"], "events": int(r["events"]), "purchases": int(r["purchases"]),
                         "action": action})
     return actions
-
-
-def render_text(summary: RunSummary | dict) -> str:
-    """The human summary printed at the end of a run (from the run, or from its `--json` object)."""
-    s = RunSummary.coerce(summary)
-    lines = [
-        f"run {s.run_id} ({s.kind} of {s.source}): {s.status.upper()}",
-        (f"  requests {s.requests}  batches {s.batches}  retries {s.retries}  "
-         f"throttled (429) {s.throttled}  in doubt {len(s.in_doubt)}  duration {s.duration_s:.1f}s"),
-        f"  {'dataset':<12}{'read':>8}{'acked':>8}{'rejected':>10}{'unchanged':>11}{'pending':>9}{'bad cells':>11}",
-    ]
-    for name, b in s.datasets.items():
-        lines.append(f"  {name:<12}{b.read:>8}{b.acknowledged:>8}{b.rejected:>10}{b.unchanged:>11}"
-                     f"{b.pending:>9}{b.rejected_cells:>11}")
-    lines.append(f"  data points sent {s.data_points.sent} (a full resend would cost {s.data_points.full_resend}); "
-                 f"requests {s.requests} (a full resend needs at least {s.requests_full_resend})")
-    for b in s.in_doubt:
-        lines.append(f"  in doubt: batch {b.batch_no} ({b.events} events, {b.purchases} purchases): {b.action}")
-    if s.deletes:  # braze_migrate/deletes.py
-        d = s.deletes
-        lines.append(f"  user deletes: {len(d['deleted_ids'])} deleted, {len(d['pending_ids'])} pending"
-                     + (" (held by the guard)" if d["held"] else "")
-                     + (f": {', '.join(d['deleted_ids'][:20])}" + (" ..." if len(d["deleted_ids"]) > 20 else "")
-                        if d["deleted_ids"] else ""))
-    lines.append(f"  rejects file: {s.rejects_file} ({s.rejects} entries)")
-    for note in s.notes:
-        lines.append(f"  note: {note}")
-    if s.resume_command:
-        lines.append(f"  to resume: {s.resume_command}")
-    return "\n".join(lines)

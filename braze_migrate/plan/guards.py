@@ -244,7 +244,7 @@ def guard_run(state: Path, plan_dir: Path, run_id: str, ledger, settings: GuardS
     if any(status != "planned" for status in ledger.status_counts(run_id)):
         return None
     if not (Path(plan_dir) / "complete").exists():
-        return None  # a first load, planned while it loads (braze_migrate/pipeline.py): no figures to compare
+        return None  # a first load, planned while it loads (braze_migrate/run/pipeline.py): no figures to compare
     baseline = baseline_rows(ledger.runs(limit=100), state, exclude=run_id)
     report = check_plan(plan_dir, state, baseline, settings, accepted)
     (Path(plan_dir) / "guards.json").write_text(json.dumps(report.to_dict(), indent=1))

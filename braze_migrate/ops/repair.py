@@ -19,10 +19,10 @@ from pathlib import Path
 
 import polars as pl
 
-from braze_migrate.committer import replay_commit
-from braze_migrate.deletes import DATASET as DELETES
-from braze_migrate.deletes import ensure_tables
-from braze_migrate.planner import object_files
+from braze_migrate.commit.committer import replay_commit
+from braze_migrate.ops.deletes import DATASET as DELETES
+from braze_migrate.ops.deletes import ensure_tables
+from braze_migrate.plan.planner import object_files
 from connectors.state.integrity import (
     UNFINISHED,
     SnapshotJournal,

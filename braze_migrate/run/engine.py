@@ -1,6 +1,6 @@
 """One run's life over a state folder: plan (or resume the unfinished plan) → apply → commit → summary.
 
-`braze_migrate.stages` wraps these steps as functions of plain parameters, which the flows run as tasks and
+`braze_migrate.run.stages` wraps these steps as functions of plain parameters, which the flows run as tasks and
 `--no-prefect` calls directly. A run that was planned is always finished before anything new is planned,
 the way a loader finishes pending loads before extracting more.
 """
@@ -16,16 +16,17 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from braze_migrate import report, retention
-from braze_migrate.applier import apply_plan
-from braze_migrate.committer import commit_run
-from braze_migrate.contract import accept_type_changes
-from braze_migrate.pipeline import plan_and_apply
-from braze_migrate.plan_checks import write_rules
-from braze_migrate.planner import UnitsRunner, build_plan, plan_complete, scan_batches
+from braze_migrate.commit import accounting as report
+from braze_migrate.commit.committer import commit_run
+from braze_migrate.load.applier import apply_plan
+from braze_migrate.ops import retention
+from braze_migrate.ops.settle import auto_settle
+from braze_migrate.plan.checks import write_rules
+from braze_migrate.plan.contract import accept_type_changes
+from braze_migrate.plan.planner import UnitsRunner, build_plan, plan_complete, scan_batches
 from braze_migrate.progress import ProgressEvent, ProgressSink
+from braze_migrate.run.pipeline import plan_and_apply
 from braze_migrate.settings import ConfigError, LoadSettings
-from braze_migrate.settle import auto_settle
 from braze_migrate.summary import DataPoints, RunStatus, RunSummary, UnreadFile
 from connectors.errors import SourceError
 from connectors.sources import source_fingerprint, unread_files
@@ -226,7 +227,7 @@ class Engine:
 
 def _exporter(settings: LoadSettings):
     """A reader of Braze profiles for the in-doubt check; raises BrazeConfigError without credentials."""
-    from braze_migrate.credentials import resolve_credentials
+    from braze_migrate.run.credentials import resolve_credentials
     from connectors.braze.export import BrazeExporter
     from connectors.braze.outcomes import BrazeConfigError
 

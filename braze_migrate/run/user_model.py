@@ -56,7 +56,7 @@ def add_body(breakdown: dict, body: dict) -> None:
 def deletes_preview(source: str, mapping: str | None, state: Path, work_dir: Path, settings: Any) -> dict | None:
     """How many users a run's deletes would name, in how many requests, and whether the guard would hold
     them (nothing is recorded or sent); None when the source has no user_deletes."""
-    from braze_migrate.deletes import DeleteSettings, read_deletes
+    from braze_migrate.ops.deletes import DeleteSettings, read_deletes
     from connectors.state.snapshot import Snapshot
 
     found = read_deletes(source, mapping, work_dir)

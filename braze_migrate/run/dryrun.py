@@ -10,9 +10,11 @@ from pathlib import Path
 
 import polars as pl
 
-from braze_migrate import guards, progress, user_model
-from braze_migrate.plan_checks import write_rules
-from braze_migrate.planner import build_plan, object_files, scan_batches
+from braze_migrate import progress
+from braze_migrate.plan import guards
+from braze_migrate.plan.checks import write_rules
+from braze_migrate.plan.planner import build_plan, object_files, scan_batches
+from braze_migrate.run import user_model
 from braze_migrate.settings import LoadSettings
 from connectors.state.private import open_private
 from connectors.state.snapshot import Snapshot
@@ -22,7 +24,7 @@ def _require_intact(settings: LoadSettings, state: Path) -> None:
     """A damaged snapshot would price a full resend: the dry run stops like a run would (exit 5)."""
     if settings.ledger_url is None and not (state / "ledger.sqlite").exists():
         return  # no run yet: nothing to compare with
-    from braze_migrate.engine import open_run_ledger
+    from braze_migrate.run.engine import open_run_ledger
     from connectors.state.integrity import require_intact
 
     ledger = open_run_ledger(settings)
@@ -61,7 +63,7 @@ def dry_run(settings: LoadSettings, source: str, *, out: str | None = None, mapp
             "rejected_rows": r.select("file", "row").unique().height,
             "rejected_cells": rejects.filter((pl.col("dataset") == name) & pl.col("column").is_not_null()).height,
         }
-    model = user_model.empty_breakdown()  # nested objects, arrays of objects, groups (braze_migrate/user_model.py)
+    model = user_model.empty_breakdown()  # nested objects, arrays of objects, groups (braze_migrate/run/user_model.py)
     with (plan_dir / "payloads.ndjson").open("w") as fh:
         for batch_no, body in scan_batches(plan_dir, ["batch_no", "body"]).collect().sort("batch_no").iter_rows():
             doc = json.loads(body)

@@ -1,5 +1,5 @@
 """`braze-migrate load-worker`: one more worker for the unfinished run of a
-state folder; the work itself is `braze_migrate.workers.join_run`."""
+state folder; the work itself is `braze_migrate.run.workers.join_run`."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import argparse
 import json
 import sys
 
-from braze_migrate.applier import ClaimLost
-from braze_migrate.workers import join_run
-from cli.exits import EXIT_INTERRUPTED, EXIT_OK
-from cli.options import add_option_flags, settings_from_args
+from braze_migrate.cli.exits import EXIT_INTERRUPTED, EXIT_OK
+from braze_migrate.cli.options import add_option_flags, settings_from_args
+from braze_migrate.load.applier import ClaimLost
+from braze_migrate.run.workers import join_run
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

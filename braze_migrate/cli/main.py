@@ -14,10 +14,10 @@ import argparse
 import os
 import sys
 
+from braze_migrate.cli import load, plan, repair, sandbox, settle, status, verify, worker
+from braze_migrate.cli.exits import EXIT_CONFIG, EXIT_DAMAGED, EXIT_INTERRUPTED, EXIT_UNUSABLE
 from braze_migrate.errors import user_failure
 from braze_migrate.settings import ConfigError
-from cli import load, plan, repair, sandbox, settle, status, verify, worker
-from cli.exits import EXIT_CONFIG, EXIT_DAMAGED, EXIT_INTERRUPTED, EXIT_UNUSABLE
 
 PREFECT_DEFAULTS = {
     # A fresh PREFECT_HOME migrates its database for ~30 s: the default 20 s start-up timeout fails the first run.

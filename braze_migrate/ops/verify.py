@@ -22,7 +22,7 @@ import httpx
 import polars as pl
 import polars_hash as plh
 
-from braze_migrate.planner import normalized_datasets
+from braze_migrate.plan.planner import normalized_datasets
 from connectors.braze.export import BrazeExporter
 from connectors.state.snapshot import Snapshot
 from transforms.deltas import token_key
@@ -217,7 +217,7 @@ def _expectations(source: str, state: str | Path, n: int, *, since: datetime | N
 
 def _sample_deleted(source: str, mapping: str | None, work_dir: Path, n: int) -> list[str]:
     """Up to n ids of the export's user_deletes (the same ones every night), [] without that dataset."""
-    from braze_migrate.deletes import read_deletes
+    from braze_migrate.ops.deletes import read_deletes
 
     found = read_deletes(str(source), mapping, work_dir / "deletes")
     return sample_ids([found[0].lazy()], n) if found is not None else []

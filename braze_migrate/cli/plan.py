@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from braze_migrate.dryrun import dry_run, render_text
-from cli.exits import EXIT_OK
-from cli.options import add_option_flags, settings_from_args
-from cli.progress import showing
-from cli.sources import add_source_arguments, require_source
+from braze_migrate.cli.exits import EXIT_OK
+from braze_migrate.cli.options import add_option_flags, settings_from_args
+from braze_migrate.cli.progress import showing
+from braze_migrate.cli.sources import add_source_arguments, require_source
+from braze_migrate.run.dryrun import dry_run, render_text
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

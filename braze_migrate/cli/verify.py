@@ -10,11 +10,11 @@ import argparse
 import json
 from pathlib import Path
 
-from braze_migrate import verify as logic
-from braze_migrate.credentials import resolve_credentials
-from braze_migrate.preflight import check_credentials
+from braze_migrate.cli.options import add_option_flags, settings_from_args
+from braze_migrate.load.preflight import check_credentials
+from braze_migrate.ops import verify as logic
+from braze_migrate.run.credentials import resolve_credentials
 from braze_migrate.settings import ConfigError
-from cli.options import add_option_flags, settings_from_args
 
 EXIT_OK, EXIT_MISMATCH = 0, 1
 

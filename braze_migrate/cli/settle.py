@@ -1,17 +1,17 @@
 """`braze-migrate settle RUN --delivered|--resend|--check [BATCH ...]`: end the doubt about events and
-purchases a run held (braze_migrate/settle.py says how `--check` decides and when it cannot)."""
+purchases a run held (braze_migrate/ops/settle.py says how `--check` decides and when it cannot)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from braze_migrate.credentials import resolve_credentials
-from braze_migrate.engine import open_run_ledger
+from braze_migrate.cli.exits import EXIT_OK, EXIT_PENDING
+from braze_migrate.cli.options import add_option_flags, settings_from_args
+from braze_migrate.ops.settle import SettleError, check_in_doubt, settle
+from braze_migrate.run.credentials import resolve_credentials
+from braze_migrate.run.engine import open_run_ledger
 from braze_migrate.settings import ConfigError
-from braze_migrate.settle import SettleError, check_in_doubt, settle
-from cli.exits import EXIT_OK, EXIT_PENDING
-from cli.options import add_option_flags, settings_from_args
 from connectors.state.private import open_private
 
 

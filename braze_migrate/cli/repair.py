@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from braze_migrate.engine import open_run_ledger
-from braze_migrate.repair import repair_state
-from cli.exits import EXIT_OK
-from cli.options import add_option_flags, settings_from_args
+from braze_migrate.cli.exits import EXIT_OK
+from braze_migrate.cli.options import add_option_flags, settings_from_args
+from braze_migrate.ops.repair import repair_state
+from braze_migrate.run.engine import open_run_ledger
 from connectors.state.private import open_private
 
 

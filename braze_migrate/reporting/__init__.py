@@ -1,0 +1,1 @@
+"""Reporting: how a finished run is shown to a person (the terminal summary). Reads RunSummary only."""
