@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from bench.data import OUT, generator
 
@@ -38,10 +39,16 @@ class History:
     purchases: int
 
 
-def ensure_history(users: int, events: int, purchases: int, root: Path = OUT / "history") -> History:
-    """Write (or reuse) the export of `users` users with `events` events and `purchases` purchases."""
-    folder = root / f"{users}-{events}-{purchases}"
-    wanted = {"users": users, "events": events, "purchases": purchases, "seed": SEED, "version": VERSION}
+def ensure_history(users: int, events: int, purchases: int, root: Path = OUT / "history", *,
+                   single_file: bool = False) -> History:
+    """Write (or reuse) the export of `users` users with `events` events and `purchases` purchases.
+
+    `single_file`: each of events and purchases is one Parquet file (`events.parquet`), the way a warehouse
+    unload or a `COPY` job writes it, made of row groups of at most `ROWS_PER_FILE` rows (pyarrow's default);
+    otherwise a folder of files of `ROWS_PER_FILE` rows."""
+    folder = root / (f"{users}-{events}-{purchases}" + ("-single" if single_file else ""))
+    wanted = {"users": users, "events": events, "purchases": purchases, "seed": SEED, "version": VERSION,
+              "single_file": single_file}
     stamp = folder / "history.json"
     out = History(folder, users, events, purchases)
     if stamp.exists() and json.loads(stamp.read_text()) == wanted:
@@ -55,12 +62,21 @@ def ensure_history(users: int, events: int, purchases: int, root: Path = OUT / "
      .write_parquet(folder / "users" / "part-00000.parquet"))
     width = max(6, len(str(users + users // 20)))
     for name, total in (("events", events), ("purchases", purchases)):
+        chunks = ((start, min(ROWS_PER_FILE, total - start)) for start in range(0, total, ROWS_PER_FILE))
+        if single_file:
+            with pq.ParquetWriter(folder / f"{name}.parquet", _schema(rng, name, users, width)) as writer:
+                for start, rows in chunks:
+                    writer.write_table(occurrences(rng, name, start, rows, users, width).to_arrow())
+            continue
         (folder / name).mkdir()
-        for f, start in enumerate(range(0, total, ROWS_PER_FILE)):
-            rows = min(ROWS_PER_FILE, total - start)
+        for f, (start, rows) in enumerate(chunks):
             occurrences(rng, name, start, rows, users, width).write_parquet(folder / name / f"part-{f:05d}.parquet")
     stamp.write_text(json.dumps(wanted))
     return out
+
+
+def _schema(rng, name: str, users: int, width: int):
+    return occurrences(rng, name, 0, 1, users, width).to_arrow().schema
 
 
 def occurrences(rng, name: str, start: int, rows: int, users: int, width: int) -> pl.DataFrame:

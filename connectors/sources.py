@@ -19,7 +19,7 @@ import glob as globbing
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from collections.abc import Mapping as MappingABC
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -58,6 +58,7 @@ class Dataset:
     """One dataset of a source: its lazy frame, its format and the files it reads, in order.
 
     `typed` names the columns whose type a mapping file declares: CSV typing must leave them as they are.
+    `reader(rows)` yields the same rows as `frame`, in order, at most `rows` at a time (see `iter_batches`).
     """
 
     name: str
@@ -65,6 +66,29 @@ class Dataset:
     format: Literal["parquet", "csv", "ndjson"]
     files: list[str] = field(default_factory=list)
     typed: tuple[str, ...] = ()
+    reader: Callable[[int], Iterator[pl.DataFrame]] | None = field(default=None, compare=False, repr=False)
+
+
+def iter_batches(dataset: Dataset, rows: int) -> Iterator[pl.DataFrame]:
+    """The rows of `dataset` in order, in batches of at most about `rows` rows, each with the columns and types
+    of `dataset.frame`: memory holds one batch whatever the size of one file or one Parquet row group.
+
+    Local Parquet is read with pyarrow batch by batch, also inside a row group; CSV, NDJSON and object-store
+    files go through Polars' streaming engine, which reads them in chunks.
+    """
+    schema = dataset.frame.collect_schema()
+    raw = dataset.reader(rows) if dataset.reader is not None else _streamed(dataset.frame, rows)
+    for batch in raw:
+        if batch.height:
+            yield conform(batch, schema)
+
+
+def conform(batch: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    """`batch` with exactly the columns of `schema`, in its order and types (a part without a column of another
+    part gets it as nulls, as the whole dataset's diagonal concatenation does)."""
+    return batch.select(
+        (pl.col(c) if c in batch.columns else pl.lit(None)).cast(dtype).alias(c) for c, dtype in schema.items()
+    )
 
 
 @dataclass(frozen=True)
@@ -126,7 +150,10 @@ def open_source(
         if loc.query is not None:
             parts = sql.spool(loc.query, Path(work_dir) / "sql" / name)
             frames[name] = _with_origin(pl.scan_parquet(parts), loc.files[0])
-        out[name] = _mapped(name, loc, frames[name], resolved.mapping)
+            reader = _parts_reader(parts, loc.files[0])
+        else:
+            reader = _reader(loc, resolved)
+        out[name] = _mapped(name, loc, frames[name], resolved.mapping, reader)
     return out
 
 
@@ -138,7 +165,13 @@ def scan_folder(path: str | Path) -> dict[str, Dataset]:
     """
     layout = _discover(Path(path))
     return {
-        name: Dataset(name, _concat([_scan_one(f, fmt) for f in files]), fmt, list(files))
+        name: Dataset(
+            name,
+            _concat([_scan_one(f, fmt) for f in files]),
+            fmt,
+            list(files),
+            reader=_reader(_Located(name, fmt, list(files)), _Resolved(None, {}, {})),
+        )
         for name, (fmt, files, _) in layout.datasets.items()
     }
 
@@ -338,15 +371,18 @@ def _check_columns(resolved: _Resolved, schemas: dict[str, pl.Schema]) -> None:
         raise m.error(problems)
 
 
-def _mapped(name: str, loc: _Located, frame: pl.LazyFrame, m: Mapping | None) -> Dataset:
+def _mapped(name: str, loc: _Located, frame: pl.LazyFrame, m: Mapping | None, reader) -> Dataset:
     spec = m.model.specs().get(name) if m is not None else None
     if spec is None:
-        return Dataset(name, frame, loc.format, loc.files)
+        return Dataset(name, frame, loc.format, loc.files, reader=reader)
     from connectors.mapping import apply_mapping, typed_columns
 
-    return Dataset(
-        name, apply_mapping(spec, frame), loc.format, loc.files, typed_columns(spec, frame.collect_schema())
-    )
+    def mapped(rows: int) -> Iterator[pl.DataFrame]:
+        for batch in reader(rows):
+            yield apply_mapping(spec, batch.lazy()).collect()
+
+    typed = typed_columns(spec, frame.collect_schema())
+    return Dataset(name, apply_mapping(spec, frame), loc.format, loc.files, typed, reader=mapped)
 
 
 def _query(m: Mapping, name: str, sql_text: str, environ) -> Query:
@@ -629,6 +665,64 @@ def _scan_files(loc: _Located, resolved: _Resolved) -> pl.LazyFrame:
         for f in loc.files
     ]
     return _concat(frames)
+
+
+def _reader(loc: _Located, resolved: _Resolved) -> Callable[[int], Iterator[pl.DataFrame]]:
+    """The batches of a dataset's files, file after file, each with its origin columns (and partition values)."""
+    m = resolved.mapping
+    spec = m.model.specs().get(loc.name) if m is not None else None
+    separator = (spec.separator if spec is not None else None) or ","
+    hive = spec is not None and spec.hive_columns and loc.root is not None
+    options = resolved.options.get(_scheme(loc.files[0]) or "")
+
+    def read(rows: int) -> Iterator[pl.DataFrame]:
+        for f in loc.files:
+            partitions = _partition_values(f, loc.root) if hive else None
+            if loc.format == "parquet" and options is None:
+                values = [pl.lit(v, dtype=pl.String).alias(k) for k, v in (partitions or {}).items()]
+                yield from _numbered((b.with_columns(values) for b in _parquet_batches([f], rows)), f)
+            else:
+                lf = _scan_one(f, loc.format, options=options, separator=separator, partitions=partitions)
+                yield from _streamed(lf, rows)
+
+    return read
+
+
+def _parts_reader(parts: list[Path], label: str) -> Callable[[int], Iterator[pl.DataFrame]]:
+    """The batches of spooled Parquet parts read as one result named `label` (a query's rows, numbered on)."""
+    return lambda rows: _numbered(_parquet_batches([str(p) for p in parts], rows), label)
+
+
+def _streamed(lf: pl.LazyFrame, rows: int) -> Iterator[pl.DataFrame]:
+    """A lazy frame run by Polars' streaming engine, `rows` rows at a time."""
+    yield from lf.collect_batches(chunk_size=rows)
+
+
+# Bytes pyarrow reads from a Parquet file at a time: a column chunk is read in pieces, not whole.
+PARQUET_BUFFER = 1 << 22
+
+
+def _parquet_batches(files: list[str], rows: int) -> Iterator[pl.DataFrame]:
+    """Local Parquet files `rows` rows at a time, also inside one row group."""
+    import pyarrow.parquet as pq
+
+    for f in files:
+        with pq.ParquetFile(f, buffer_size=PARQUET_BUFFER) as pf:
+            for rb in pf.iter_batches(batch_size=rows, use_threads=True):
+                batch = pl.from_arrow(rb, rechunk=False)
+                assert isinstance(batch, pl.DataFrame)
+                yield batch
+
+
+def _numbered(batches: Iterator[pl.DataFrame], label: str) -> Iterator[pl.DataFrame]:
+    """Batches of one file (or query result) with `_file` and `_row`, numbered from 1 across the batches."""
+    first = 1
+    for batch in batches:
+        yield batch.with_columns(
+            pl.int_range(first, first + batch.height, dtype=pl.Int64).alias("_row"),
+            pl.lit(label, dtype=pl.String).alias("_file"),
+        )
+        first += batch.height
 
 
 def _concat(frames: list[pl.LazyFrame]) -> pl.LazyFrame:

@@ -1,59 +1,57 @@
-"""SQL sources: one query per dataset against a Postgres-compatible warehouse (PostgreSQL, Redshift).
+"""SQL sources: one query per dataset, read as Arrow record batches into local Parquet parts.
 
-Rows come through a psycopg server-side (named) cursor, `batch_size` at a time, via
-`pl.read_database(..., iter_batches=True)`; each batch is written as one local Parquet part, so memory
-holds one batch whatever the table size (`docs/sources.md` has the measurement). Every column gets a
-fixed Polars type from the cursor description, so all parts agree even when a batch is all NULL:
-integers → Int64, real/double/numeric → Float64, timestamptz → UTC Datetime (the session runs in UTC),
-timestamp → naive Datetime (naive means UTC downstream), json/jsonb → their JSON text, arrays → lists;
-any other type arrives as its text. Sessions are read-only. The connection URL is a secret: messages
-show it with the password masked.
+The connection URL says where a query runs, and so which driver reads it:
+
+- `postgresql://...` (or `postgres://`): PostgreSQL, Redshift and other Postgres-protocol warehouses, through
+  ADBC (`adbc-driver-postgresql`), which reads the result with `COPY ... TO STDOUT (FORMAT binary)` straight
+  into Arrow columns;
+- `duckdb:///path/to/file.duckdb` (or `duckdb:relative/path.duckdb`, from the mapping file's folder): a DuckDB
+  database file, opened read-only;
+- `snowflake://...` and `bigquery://...`: through their ADBC drivers, optional extras on the same code path
+  (`pip install 'braze-migrate[snowflake]'`, `[bigquery]`; docs/sources.md).
+
+Batches are written as Parquet parts of `batch_size` rows, so memory holds about one batch whatever the
+size of the result. Every column gets a fixed Polars type, so all parts agree: integers → Int64,
+real/double/numeric/decimal → Float64, timestamps with a time zone → UTC Datetime (sessions run in UTC),
+without → naive Datetime (naive means UTC downstream), json/jsonb and uuid → their text, arrays → lists;
+a PostgreSQL type the driver has no Arrow type for arrives as its text (cast by the server). Sessions are
+read-only. The connection URL is a secret: messages show it with the password masked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import polars as pl
-import psycopg
-from psycopg.types.numeric import FloatLoader
-from psycopg.types.string import TextLoader
+import pyarrow as pa
 
 from connectors.errors import SourceError
 
 CONNECT_TIMEOUT_S = 10
-
-_SCALARS: dict[str, pl.DataType] = {
-    "bool": pl.Boolean(),
-    "int2": pl.Int64(),
-    "int4": pl.Int64(),
-    "int8": pl.Int64(),
-    "oid": pl.Int64(),
-    "float4": pl.Float64(),
-    "float8": pl.Float64(),
-    "numeric": pl.Float64(),
-    "text": pl.String(),
-    "varchar": pl.String(),
-    "bpchar": pl.String(),
-    "name": pl.String(),
-    "json": pl.String(),
-    "jsonb": pl.String(),
-    "uuid": pl.String(),
-    "date": pl.Date(),
-    "timestamp": pl.Datetime("us"),
-    "timestamptz": pl.Datetime("us", "UTC"),
-    "time": pl.Time(),
-    "bytea": pl.Binary(),
+# Bytes of result the PostgreSQL driver hands over per Arrow batch (its default is 16 MB).
+PG_BATCH_BYTES = 8 << 20
+# Drivers by URL scheme: the module that connects, and the extra that installs it.
+DRIVERS = {
+    "postgresql": ("adbc_driver_postgresql", None),
+    "postgres": ("adbc_driver_postgresql", None),
+    "duckdb": ("duckdb", None),
+    "snowflake": ("adbc_driver_snowflake", "snowflake"),
+    "bigquery": ("adbc_driver_bigquery", "bigquery"),
 }
-# What a query can raise while described or read: the server's errors and Polars' conversions.
-_READ_ERRORS = (psycopg.Error, pl.exceptions.PolarsError, SourceError)
-# Loaded as their text (json keeps its exact text; uuid as the usual string) or as a float (numeric).
-_TEXT_LOADED = ("json", "jsonb", "uuid")
+# PostgreSQL types the server casts before the driver reads them: to text (the driver would hand over
+# their binary wire format, or an extension type) or to double precision.
+_PG_AS_FLOAT = {"numeric"}
+_PG_NATIVE = {
+    "bool", "int2", "int4", "int8", "oid", "float4", "float8", "text", "varchar", "bpchar", "name", "date",
+    "timestamp", "timestamptz", "time", "bytea",
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +69,10 @@ class Query:
     def where(self) -> str:
         return f"{mask(self.url)} (from {self.env_name})"
 
+    @property
+    def scheme(self) -> str:
+        return self.url.split(":", 1)[0].lower() if ":" in self.url else ""
+
 
 def mask(url: str) -> str:
     """The connection URL with its password (in the authority or as a parameter) replaced by ***."""
@@ -87,18 +89,9 @@ def mask(url: str) -> str:
 
 
 def describe(query: Query) -> pl.Schema:
-    """The query's columns and their Polars types, without fetching a row (DECLARE, then describe)."""
-    with _connect(query) as conn:
-        cur = conn.cursor(name=f"braze_migrate_describe_{query.dataset}")
-        try:
-            cur.execute(query.sql)
-            return pl.Schema(
-                {name: dtype for name, (dtype, _) in _column_types(conn, cur.description).items()}
-            )
-        except _READ_ERRORS as exc:
-            raise _query_error(query, exc) from None
-        finally:
-            _close_quietly(cur)
+    """The query's columns and their Polars types, without fetching a row."""
+    with _session(query) as session:
+        return session.schema
 
 
 def spool(query: Query, folder: Path) -> list[Path]:
@@ -109,83 +102,287 @@ def spool(query: Query, folder: Path) -> list[Path]:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     parts: list[Path] = []
-    with _connect(query) as conn:
-        probe = conn.cursor(name=f"braze_migrate_probe_{query.dataset}")
+    with _session(query) as session:
+        schema = session.schema
+        held: list[pl.DataFrame] = []
+        rows = 0
         try:
-            probe.execute(query.sql)
-            description = list(probe.description or [])
-            types = _column_types(conn, probe.description)
-        except _READ_ERRORS as exc:
+            for batch in session.batches():
+                held.append(_typed(batch, schema))
+                rows += batch.num_rows
+                while rows >= query.batch_size:
+                    whole = pl.concat(held, rechunk=False)
+                    parts.append(_write(whole.head(query.batch_size), folder / f"part-{len(parts):05d}.parquet"))
+                    rest = whole.slice(query.batch_size)
+                    held, rows = [rest], rest.height
+        except SourceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - each driver has its own error classes; the message names it
             raise _query_error(query, exc) from None
-        finally:
-            _close_quietly(probe)
-        for col in description:
-            if not types[col.name][1]:
-                conn.adapters.register_loader(col.type_code, TextLoader)
-        schema = pl.Schema({name: dtype for name, (dtype, _) in types.items()})
-        cur = conn.cursor(name=f"braze_migrate_read_{query.dataset}")
-        try:
-            batches = pl.read_database(
-                query.sql,
-                connection=cur,
-                iter_batches=True,
-                batch_size=query.batch_size,
-                schema_overrides=dict(schema),
-            )
-            for i, frame in enumerate(batches):
-                parts.append(_write(frame, folder / f"part-{i:05d}.parquet"))
-        except _READ_ERRORS as exc:
-            raise _query_error(query, exc) from None
-        finally:
-            _close_quietly(cur)
-    if not parts:
-        parts.append(_write(pl.DataFrame(schema=schema), folder / "part-00000.parquet"))
+        if rows or not parts:
+            frame = pl.concat(held, rechunk=False) if held else pl.DataFrame(schema=schema)
+            parts.append(_write(frame, folder / f"part-{len(parts):05d}.parquet"))
     return parts
 
 
 def _write(frame: pl.DataFrame, path: Path) -> Path:
-    frame.write_parquet(path, compression="zstd")
+    # lz4: work files, dropped with the plan; fast beats small
+    frame.write_parquet(path, compression="lz4")
     return path
 
 
-def _connect(query: Query) -> psycopg.Connection:
-    try:
-        conn = psycopg.connect(query.url, connect_timeout=CONNECT_TIMEOUT_S, application_name="braze-migrate")
-    except psycopg.Error as exc:
+# --- sessions: one per driver family ---------------------------------------------------------------------
+
+
+class _Session:
+    """An open, read-only connection that knows the query's columns and reads its rows as Arrow batches."""
+
+    schema: pl.Schema
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        raise NotImplementedError
+
+
+@contextlib.contextmanager
+def _session(query: Query) -> Iterator[_Session]:
+    scheme = query.scheme
+    if scheme not in DRIVERS:
         raise SourceError(
-            f"could not connect to {query.where} for dataset {query.dataset!r}: {_reason(exc, query)}: "
-            f"check {query.env_name} (user, password, host, database)"
-        ) from None
-    conn.read_only = True
-    for name in _TEXT_LOADED:
-        conn.adapters.register_loader(name, TextLoader)
-    conn.adapters.register_loader("numeric", FloatLoader)
+            f"dataset {query.dataset!r}: {query.env_name} is not a connection URL this tool reads "
+            f"(postgresql://, duckdb://, snowflake://, bigquery://): check {query.env_name}"
+        )
+    if scheme == "duckdb":
+        session: _Session = _DuckDB(query)
+    elif scheme in ("postgresql", "postgres"):
+        session = _Postgres(query)
+    else:
+        session = _Adbc(query)
     try:
-        conn.execute("SET timezone TO 'UTC'")
-    except psycopg.Error as exc:
-        conn.close()
-        raise _query_error(query, exc) from None
-    return conn
+        yield session
+    finally:
+        session.close()
 
 
-def _column_types(conn, description) -> dict[str, tuple[pl.DataType, bool]]:
-    """Column → (Polars type, whether psycopg loads it natively as that type)."""
-    if description is None:
-        raise SourceError("the query returns no rows (is it a SELECT?)")
-    out: dict[str, tuple[pl.DataType, bool]] = {}
-    for col in description:
-        if col.name in out:
-            raise SourceError(f"the query returns column {col.name!r} twice: give each column its own name")
-        info = conn.adapters.types.get(col.type_code)
-        if info is None:
-            out[col.name] = (pl.String(), False)
-        elif info.array_oid == col.type_code and info.name in _SCALARS:
-            out[col.name] = (pl.List(_SCALARS[info.name]), True)
-        elif info.oid == col.type_code and info.name in _SCALARS:
-            out[col.name] = (_SCALARS[info.name], True)
-        else:
-            out[col.name] = (pl.String(), False)
-    return out
+def _driver(query: Query):
+    """The driver module for the query's URL scheme; an optional extra's says how to install it if absent."""
+    module, extra = DRIVERS[query.scheme]
+    if module == "duckdb":
+        import duckdb
+
+        return duckdb
+    if module == "adbc_driver_postgresql":
+        import adbc_driver_postgresql.dbapi
+
+        return adbc_driver_postgresql.dbapi
+    try:  # an optional extra (snowflake, bigquery): named by the URL, so imported by name
+        return importlib.import_module(f"{module}.dbapi")
+    except ImportError:
+        install = f"pip install 'braze-migrate[{extra}]'" if extra else "pip install braze-migrate"
+        raise SourceError(
+            f"dataset {query.dataset!r}: reading {query.scheme}:// needs the {module} package: {install}"
+        ) from None
+
+
+class _Adbc(_Session):
+    """Any ADBC driver (Snowflake, BigQuery): the same calls as PostgreSQL's, without its type casts."""
+
+    def __init__(self, query: Query) -> None:
+        self.query = query
+        driver = _driver(query)
+        try:
+            self.conn = driver.connect(self._uri(), autocommit=True)
+        except Exception as exc:  # noqa: BLE001 - each driver has its own error classes
+            raise _connect_error(query, exc) from None
+        self.cur = self.conn.cursor()
+        try:
+            self._prepare()
+            self.arrow_schema = self._arrow_schema()
+            self.read_sql = self._read_sql(self.arrow_schema)
+            if self.read_sql != query.sql:
+                self.arrow_schema = self._arrow_schema(self.read_sql)
+        except SourceError:
+            self.close()
+            raise
+        except Exception as exc:  # noqa: BLE001 - each driver has its own error classes
+            self.close()
+            raise _query_error(query, exc) from None
+        self.schema = _schema_of(query, self.arrow_schema)
+
+    def _uri(self) -> str:
+        return self.query.url
+
+    def _prepare(self) -> None:
+        """Session settings before the query runs."""
+
+    def _arrow_schema(self, sql: str | None = None) -> pa.Schema:
+        sql = sql or self.query.sql
+        try:
+            return self.cur.adbc_execute_schema(sql)
+        except Exception as exc:
+            if "NOT_IMPLEMENTED" not in str(exc).upper():
+                raise
+        self.cur.execute(f"SELECT * FROM ({sql}) AS braze_migrate_q LIMIT 0")
+        return self.cur.fetch_arrow_table().schema
+
+    def _read_sql(self, schema: pa.Schema) -> str:
+        return self.query.sql
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        self.cur.execute(self.read_sql)
+        yield from self.cur.fetch_record_batch()
+
+    def close(self) -> None:
+        for thing in (getattr(self, "cur", None), getattr(self, "conn", None)):
+            if thing is not None:
+                with contextlib.suppress(Exception):
+                    thing.close()
+
+
+class _Postgres(_Adbc):
+    """PostgreSQL through ADBC (binary COPY into Arrow), read-only, in UTC. Columns the driver has no plain
+    Arrow type for (numeric, json, uuid, inet, ...) are cast by the server in a wrapping SELECT."""
+
+    def _uri(self) -> str:
+        parts = urlsplit(self.query.url)
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        params.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
+        params.setdefault("application_name", "braze-migrate")
+        return urlunsplit(parts._replace(query=urlencode(params)))
+
+    def _prepare(self) -> None:
+        self.cur.execute("SET default_transaction_read_only = on")
+        self.cur.execute("SET timezone TO 'UTC'")
+        self.cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(PG_BATCH_BYTES)})
+
+    def _read_sql(self, schema: pa.Schema) -> str:
+        casts, changed = [], False
+        for f in schema:
+            typname = (f.metadata or {}).get(b"POSTGRESQL:type", b"").decode()
+            array = typname.startswith("_")
+            base = typname[1:] if array else typname
+            if base in _PG_NATIVE:
+                cast = ""
+            elif base in _PG_AS_FLOAT:
+                cast = "float8"
+            else:
+                cast = "text"
+            name = _ident(f.name)
+            if cast == "text" and not array:
+                # The type's own output text (as psql shows it): `::text` is a different cast for some (inet).
+                casts.append(f"CASE WHEN {name} IS NULL THEN NULL ELSE format('%s', {name}) END AS {name}")
+            elif cast:
+                casts.append(f"{name}::{cast}{'[]' if array else ''} AS {name}")
+            else:
+                casts.append(name)
+            changed = changed or bool(cast)
+        if not changed:
+            return self.query.sql
+        return f"SELECT {', '.join(casts)} FROM ({self.query.sql}) AS braze_migrate_q"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _DuckDB(_Session):
+    """A DuckDB database file, opened read-only, in UTC."""
+
+    def __init__(self, query: Query) -> None:
+        self.query = query
+        duckdb = _driver(query)
+        path = self.path()
+        if not path.is_file():
+            raise SourceError(
+                f"dataset {query.dataset!r}: DuckDB database {path} (from {query.env_name}) does not exist: "
+                f"check {query.env_name}"
+            )
+        try:
+            self.conn = duckdb.connect(str(path), read_only=True)
+            self.conn.execute("SET TimeZone = 'UTC'")
+            self.relation = self.conn.sql(query.sql)
+            if self.relation is None:
+                raise SourceError("the query returns no rows (is it a SELECT?)")
+            self.schema = _schema_of(query, self.relation.limit(0).to_arrow_table().schema)
+        except SourceError as exc:
+            self.close()
+            raise _query_error(query, exc) from None
+        except Exception as exc:  # noqa: BLE001 - each driver has its own error classes
+            self.close()
+            raise _query_error(query, exc) from None
+
+    def path(self) -> Path:
+        rest = self.query.url.split(":", 1)[1]
+        rest = rest.removeprefix("//")  # duckdb:///abs/file or duckdb:rel/file
+        path = Path(rest)
+        return path if path.is_absolute() else Path(self.query.mapping_file).parent / path
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        yield from self.relation.to_arrow_reader(self.query.batch_size)
+
+    def close(self) -> None:
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+# --- types ---------------------------------------------------------------------------------------------
+
+
+def _schema_of(query: Query, schema: pa.Schema) -> pl.Schema:
+    names = [f.name for f in schema]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise _query_error(
+            query, SourceError(f"the query returns column {twice!r} twice: give each column its own name")
+        )
+    empty = pl.from_arrow(_plain(schema).empty_table())
+    assert isinstance(empty, pl.DataFrame)
+    return pl.Schema({name: _fixed(dtype) for name, dtype in empty.schema.items()})
+
+
+def _plain(schema: pa.Schema) -> pa.Schema:
+    """Extension types (a driver's json, uuid) as their storage."""
+    return pa.schema([pa.field(f.name, _storage(f.type)) for f in schema])
+
+
+def _storage(t: pa.DataType) -> pa.DataType:
+    return t.storage_type if isinstance(t, pa.ExtensionType) else t
+
+
+def _fixed(dtype: pl.DataType) -> pl.DataType:
+    """The one Polars type a column of this type gets in every part."""
+    if dtype.is_integer():
+        return pl.Int64()
+    if dtype.is_float() or dtype.is_decimal():
+        return pl.Float64()
+    if isinstance(dtype, pl.Datetime):
+        return pl.Datetime("us", "UTC" if dtype.time_zone else None)
+    if isinstance(dtype, pl.List | pl.Array):
+        return pl.List(_fixed(dtype.inner))
+    if isinstance(dtype, pl.Struct):
+        return pl.Struct({f.name: _fixed(f.dtype) for f in dtype.fields})
+    if isinstance(dtype, pl.Categorical | pl.Enum | pl.Null):
+        return pl.String()
+    return dtype
+
+
+def _typed(batch: pa.RecordBatch, schema: pl.Schema) -> pl.DataFrame:
+    """An Arrow batch as a Polars frame of the fixed types."""
+    columns = [c.storage if isinstance(c.type, pa.ExtensionType) else c for c in batch.columns]
+    frame = pl.from_arrow(pa.RecordBatch.from_arrays(columns, names=batch.schema.names), rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.cast(dict(schema))  # type: ignore[arg-type]
+
+
+# --- messages ------------------------------------------------------------------------------------------
+
+
+def _connect_error(query: Query, exc: BaseException) -> SourceError:
+    return SourceError(
+        f"could not connect to {query.where} for dataset {query.dataset!r}: {_reason(exc, query)}: "
+        f"check {query.env_name} (user, password, host, database)"
+    )
 
 
 def _query_error(query: Query, exc: BaseException) -> SourceError:
@@ -198,20 +395,12 @@ def _query_error(query: Query, exc: BaseException) -> SourceError:
 
 
 def _reason(exc: BaseException, query: Query) -> str:
-    """The server's own words (the primary message), or libpq's last line; without the password."""
-    diag = getattr(exc, "diag", None)
-    text = getattr(diag, "message_primary", None) or ""
-    if not text:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
-        # libpq puts the server's reason last ("... failed: FATAL:  password authentication failed ...").
-        text = re.sub(r"^.*?FATAL:\s*", "", lines[-1]) if isinstance(exc, psycopg.Error) else lines[0]
+    """The server's own words (its primary message), without the password or the query's text."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+    text = next((ln for ln in lines if re.search(r"\b(ERROR|FATAL):", ln)), lines[0])
+    text = re.sub(r"^.*?\b(ERROR|FATAL):\s*", "", text)  # libpq: "... failed: FATAL:  password authentication"
+    text = re.sub(r"^\[[^\]]*\]\s*", "", text)
     password = urlsplit(query.url).password
     if password:
         text = text.replace(password, "***")
     return mask(text)[:300]
-
-
-def _close_quietly(cur) -> None:
-    """Close a cursor after a failure without letting a second error hide the first."""
-    with contextlib.suppress(psycopg.Error):
-        cur.close()

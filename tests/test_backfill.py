@@ -132,10 +132,12 @@ def test_sync_sends_only_changes_unsets_new_users_and_new_purchases(per_partitio
     assert again["requests"] == 0
 
 
-def test_users_streamed_in_several_slices_give_the_same_result(sandbox, tmp_path, monkeypatch):
+def test_users_streamed_in_several_batches_give_the_same_result(sandbox, tmp_path, monkeypatch):
     from braze_migrate.plan import planner
 
-    monkeypatch.setattr(planner, "SLICE_ROWS", 2)  # 5 user rows: 3 slices, duplicates across slices
+    # 5 user rows read 2 at a time and written out at every batch: duplicates across batches and row groups
+    monkeypatch.setattr(planner, "BATCH_ROWS", 2)
+    monkeypatch.setattr(planner, "SPOOL_ROWS", 2)
     src = write_export(tmp_path / "export", "csv")
     summary = run("backfill", src, tmp_path / "state", sandbox.url, users_per_partition=2)
     assert summary["status"] == "completed"

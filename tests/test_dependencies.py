@@ -74,6 +74,22 @@ def test_every_import_is_declared_and_every_declaration_is_used():
     assert {"prefect-dask", "distributed"} <= dask and not ({"prefect-dask", "distributed"} & runtime)
 
 
+def test_the_warehouse_drivers_named_by_a_url_are_declared():
+    """connectors/sql.py imports a warehouse's driver by the name its URL scheme gives (DRIVERS): PostgreSQL's
+    and DuckDB's are runtime dependencies, Snowflake's and BigQuery's the optional extras the message names."""
+    from connectors.sql import DRIVERS
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {_name(r) for r in project["dependencies"]}
+    extras = project["optional-dependencies"]
+    for module, extra in DRIVERS.values():
+        dist = module.replace("_", "-")
+        if extra is None:
+            assert dist in runtime, dist
+        else:
+            assert {_name(r) for r in extras[extra]} == {dist}, extra
+
+
 @pytest.mark.timeout(900)
 def test_a_clean_virtualenv_without_dev_extras_runs_help_and_plans_the_samples(tmp_path):
     """`uv` (a dev dependency) builds the venv in seconds from its cache; pip would take minutes."""

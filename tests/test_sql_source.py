@@ -295,9 +295,10 @@ started = time.monotonic()
 if rows:
     ds = open_source(mapping, work_dir=work, environ={"WAREHOUSE_URL": sys.argv[4]})["users"]
     assert ds.frame.select(pl.len()).collect().item() == rows
-else:
-    import psycopg
-    psycopg.connect(sys.argv[4]).close()
+else:  # the baseline: the same libraries loaded and one connection made, no row read
+    import pyarrow
+    import adbc_driver_postgresql.dbapi as driver
+    driver.connect(sys.argv[4]).close()
 # VmHWM is this process's own peak: ru_maxrss would carry the forking test process's peak across exec.
 peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(peak_kb // 1024, round(time.monotonic() - started, 1))

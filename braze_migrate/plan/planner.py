@@ -18,24 +18,30 @@ its batches while later units are still being planned (braze_migrate/run/pipelin
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import json
 import math
 import multiprocessing
 import os
 import shutil
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from braze_migrate.plan import seen
 from braze_migrate.plan.checks import read_order_source, read_rules
 from braze_migrate.plan.contract import read_contract
 from braze_migrate.progress import ProgressEvent, ProgressSink
-from connectors.sources import CATALOGS, Dataset, open_source, reading
+from connectors.sources import CATALOGS, Dataset, iter_batches, open_source, reading
 from connectors.state.snapshot import Snapshot, partition_of
 from transforms import deltas, ecommerce, normalize, suspicious, type_contract
 from transforms.csv_typing import infer_csv_types
@@ -44,7 +50,11 @@ from transforms.payloads import empty_tail, pack_unit
 REJECT_COLUMNS = ["dataset", "key", "column", "value", "reason", "file", "row"]
 OCCURRENCES = ("push_tokens", "events", "purchases", *ecommerce.DATASETS)
 USERS_PER_PARTITION = 100_000
-SLICE_ROWS = 1_000_000  # rows streamed into partitions per slice: bounds the partitioned sink's buffers
+# The spool reads the source in batches of BATCH_ROWS rows and writes them out by partition whenever
+# SPOOL_ROWS rows (or SPOOL_BYTES) are held, whatever the size of one file or one Parquet row group.
+BATCH_ROWS = 65_536
+SPOOL_ROWS = 262_144
+SPOOL_BYTES = 96 << 20
 LAYOUT_VERSION = 2
 # One unit holds at most one partition, so it is collected in memory: for frames of this size Polars'
 # in-memory engine is 1.2-2x faster than the streaming one, whose start-up dominates small units
@@ -315,8 +325,8 @@ def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partiti
         with reading(users):
             if users.format == "csv":
                 csv_exclude = sorted(users.typed)
-            _spool_frame(users.frame, normalize.external_id_text(users.frame), n_users, read["users"],
-                         work / "users")
+            _spool_batches(iter_batches(users, BATCH_ROWS), normalize.external_id_text(users.frame), n_users,
+                           work / "users")
         files["users"] = list(users.files)
         units += [{"dataset": "users", "part": p, "parts": n_users} for p in range(n_users)]
         spooled += read["users"]
@@ -332,11 +342,12 @@ def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partiti
                 read[name] = _count_orders(ds, name)
         parts = max(1, math.ceil(read[name] / per_occurrence_part))
         with reading(ds):
-            _spool_frame(ds.frame, _occurrence_key(ds.frame, name), parts, rows_of[ds.name], work / name)
+            _spool_batches(iter_batches(ds, BATCH_ROWS), _occurrence_key(ds.frame, name), parts, work / name)
         acked = snapshot.scan(name)
         n_acked = int(acked.select(pl.len()).collect().item())
         if n_acked:
-            _spool_frame(acked, pl.col("key"), parts, n_acked, work / f"acked-{name}")
+            _spool_batches(acked.collect_batches(chunk_size=BATCH_ROWS), pl.col("key"), parts,
+                           work / f"acked-{name}")
         files[name] = list(ds.files)
         units += [{"dataset": name, "part": q, "parts": parts} for q in range(parts)]
         spooled += rows_of[ds.name]
@@ -344,6 +355,7 @@ def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partiti
     layout = {"version": LAYOUT_VERSION, "units": units, "read": read, "partitions": n_users, "files": files,
               "csv_exclude": csv_exclude, "users_per_partition": users_per_partition}
     _atomic_text(plan_dir / "layout.json", json.dumps(layout))
+    _release_memory()
     emit(ProgressEvent("reading", total_rows, total_rows, "rows", finished=True))
     return layout
 
@@ -368,6 +380,16 @@ def _count_orders(ds: Dataset, name: str) -> int:
     return int(ds.frame.select(key.drop_nulls().n_unique() + key.null_count()).collect().item())
 
 
+def _release_memory() -> None:
+    """Hand the memory freed by the spool back to the system: pyarrow's pool and the C heap keep it otherwise,
+    where Polars cannot reuse it, so planning would start that much higher (measured: 0.1-0.15 GB)."""
+    pa.default_memory_pool().release_unused()
+    libc = ctypes.util.find_library("c")
+    if libc is not None and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(libc).malloc_trim(0)
+
+
 def _check_schemas(data: dict[str, Dataset], order_source: str | None = None) -> None:
     """Build every dataset's normalization once, lazily, so a missing or unusable column stops the run here,
     before anything is spooled or sent, not in a later unit of a plan that is already loading."""
@@ -379,14 +401,39 @@ def _check_schemas(data: dict[str, Dataset], order_source: str | None = None) ->
             _normalize(name, ds.frame, ds.files, order_source)
 
 
-def _spool_frame(frame: pl.LazyFrame, key: pl.Expr, parts: int, rows: int, target: Path) -> None:
-    """Stream `frame` into `target/slice-i/_part=p/` by `partition_of(key)`, a slice at a time: a partitioned
-    sink buffers every partition until its end, so slicing bounds its memory by the slice size."""
+def _spool_batches(batches: Iterable[pl.DataFrame], key: pl.Expr, parts: int, target: Path) -> None:
+    """Write `batches` into `target/slice-00000/_part=p/part.parquet` by `partition_of(key)`: one file per
+    partition, a row group per partition each time SPOOL_ROWS rows (or SPOOL_BYTES) are held, so memory holds
+    about that much whatever the size of one file of the source. Rows keep their order within a partition."""
     shutil.rmtree(target, ignore_errors=True)
-    for i, offset in enumerate(range(0, max(rows, 1), SLICE_ROWS)):
-        (frame.slice(offset, SLICE_ROWS).with_columns(_part=partition_of(key, parts))
-         .sink_parquet(pl.PartitionBy(target / f"slice-{i:05d}", key="_part", include_key=False), mkdir=True,
-                       compression="lz4"))  # work files, dropped with the plan: fast beats small (0.64 vs 0.8 s/1M)
+    writers: dict[int, pq.ParquetWriter] = {}
+    held: list[pl.DataFrame] = []
+    rows = size = 0
+
+    def flush() -> None:
+        chunk = pl.concat(held, how="vertical", rechunk=False).with_columns(_part=partition_of(key, parts))
+        for (p,), piece in chunk.partition_by("_part", as_dict=True, include_key=False).items():
+            table = piece.to_arrow()
+            if p not in writers:
+                folder = target / "slice-00000" / f"_part={p}"
+                folder.mkdir(parents=True, exist_ok=True)
+                # lz4: work files, dropped with the plan: fast beats small (0.64 vs 0.8 s per 1M users)
+                writers[p] = pq.ParquetWriter(folder / "part.parquet", table.schema, compression="lz4")
+            writers[p].write_table(table)
+        held.clear()
+
+    try:
+        for batch in batches:
+            held.append(batch)
+            rows, size = rows + batch.height, size + batch.estimated_size()
+            if rows >= SPOOL_ROWS or size >= SPOOL_BYTES:
+                flush()
+                rows = size = 0
+        if held:
+            flush()
+    finally:
+        for writer in writers.values():
+            writer.close()
 
 
 def _occurrence_key(frame: pl.LazyFrame, name: str) -> pl.Expr:
