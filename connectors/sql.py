@@ -12,7 +12,7 @@ The connection URL says where a query runs, and so which driver reads it:
 
 Batches are written as Parquet parts of `batch_size` rows, so memory holds about one batch whatever the
 size of the result. Every column gets a fixed Polars type, so all parts agree: integers → Int64,
-real/double/numeric/decimal → Float64, timestamps with a time zone → UTC Datetime (sessions run in UTC),
+real/double/numeric/decimal → Float64 (a decimal of scale 0 → Int64), timestamps with a time zone → UTC Datetime (sessions run in UTC),
 without → naive Datetime (naive means UTC downstream), json/jsonb and uuid → their text, arrays → lists;
 a PostgreSQL type the driver has no Arrow type for arrives as its text (cast by the server). Sessions are
 read-only. The connection URL is a secret: messages show it with the password masked.
@@ -352,7 +352,7 @@ def _storage(t: pa.DataType) -> pa.DataType:
 
 def _fixed(dtype: pl.DataType) -> pl.DataType:
     """The one Polars type a column of this type gets in every part."""
-    if dtype.is_integer():
+    if dtype.is_integer() or (isinstance(dtype, pl.Decimal) and dtype.scale == 0):  # NUMBER(38, 0), HUGEINT
         return pl.Int64()
     if dtype.is_float() or dtype.is_decimal():
         return pl.Float64()
