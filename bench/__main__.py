@@ -19,7 +19,7 @@ from pathlib import Path
 from bench import table
 from bench.data import OUT, Inputs, ensure_inputs
 
-SECTIONS = ("e2e", "plan", "memory", "history", "client", "sustain")
+SECTIONS = ("e2e", "plan", "memory", "history", "sql", "loader", "client", "sustain")
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,14 @@ class Sizes:
     history_events: int = 4_000_000
     history_purchases: int = 2_000_000
     big_users: int | None = None
+    sql_rows: int = 1_000_000
+    sql_big_rows: int = 5_000_000
+    loader: tuple[int, int, int] = (100_000, 500_000, 250_000)  # users, events, purchases of the loader's sync
 
 
 QUICK = Sizes(users=20_000, plan_rounds=1, requests=200, sandbox_requests=100, client_rounds=1, sustain_seconds=7,
-              sustain_rounds=1, history_users=1_000, history_events=10_000, history_purchases=5_000)
+              sustain_rounds=1, history_users=1_000, history_events=10_000, history_purchases=5_000,
+              sql_rows=20_000, sql_big_rows=100_000, loader=(500, 3_000, 1_500))
 DEFAULT = Sizes(users=1_000_000, plan_rounds=3, requests=2000, sandbox_requests=600, client_rounds=3,
                 sustain_seconds=21, sustain_rounds=3)
 BIG_USERS = 10_000_000
@@ -110,9 +114,17 @@ def run(args: argparse.Namespace) -> dict:
                 args.out)
     if "history" in only and "e2e" in only:
         made = ensure_history(sizes.history_users, sizes.history_events, sizes.history_purchases,
-                              args.out / "history")
+                              args.out / "history", single_file=True)
         section("e2e_history", e2e_run, "backfill", made.folder, args.out / "history-run" / "state",
                 sizes.history_users, True)
+    if "sql" in only:
+        from bench.sql_source import sql_cases
+
+        section("sql", sql_cases, sizes.sql_rows, sizes.sql_big_rows, 1 if args.quick else 3)
+    if "loader" in only:
+        from bench.loader_cpu import loader_cpu
+
+        section("loader", loader_cpu, *sizes.loader, args.out)
     if "client" in only:
         from bench.clients import compare_clients
 
@@ -122,6 +134,7 @@ def run(args: argparse.Namespace) -> dict:
         from bench.sustain import sustain
 
         section("sustain", sustain, "1000/3s", sizes.sustain_seconds, sizes.sustain_rounds)
+    results["machine"]["loadavg_end"] = os.getloadavg()
     return results
 
 

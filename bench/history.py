@@ -106,11 +106,12 @@ def occurrences(rng, name: str, start: int, rows: int, users: int, width: int) -
 def history_cases(users: int, events: int, purchases: int, out: Path, *, trace: bool = True) -> dict:
     """Peak RSS and requests planned for the history-heavy export and for the same users with half the
     history (each planned in a fresh child against an empty state: a first backfill), plus the half in
-    `per_array` mode; the ratio of the two peaks says whether memory follows the history."""
+    `per_array` mode; the ratio of the two peaks says whether memory follows the history. Events and purchases
+    are each one Parquet file (`single_file`): memory must follow a batch, not the largest file."""
     from bench.memory import plan_peak
 
-    full = ensure_history(users, events, purchases, out / "history")
-    half = ensure_history(users, events // 2, purchases // 2, out / "history")
+    full = ensure_history(users, events, purchases, out / "history", single_file=True)
+    half = ensure_history(users, events // 2, purchases // 2, out / "history", single_file=True)
     cases = {}
     for name, made, mode in (("full", full, "combined"), ("half", half, "combined"),
                              ("half_per_array", half, "per_array")):

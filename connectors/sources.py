@@ -9,6 +9,9 @@ Every frame carries `_file` (the file's path or URI, `sql:<dataset>` for a query
 number in that file or query result, header excluded) so a reject can name its origin. CSV is read as text:
 typing is `transforms.csv_typing`'s job, except for the columns a mapping file types. No business logic.
 
+`iter_batches(dataset, rows)` reads the same rows as the frame in bounded batches (also inside one Parquet
+row group): the planner spools a dataset that way, so memory follows a batch, not the largest file.
+
 `SourceError` lives in `connectors.errors` (re-exported here); `connectors.mapping`, `.objectstore` and `.sql`
 are imported inside the functions that use them, which keeps a local scan free of psycopg and obstore.
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -19,7 +20,8 @@ USERS = 1500
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory) -> dict:
+def results(tmp_path_factory, pg_server) -> dict:
+    os.environ["BRAZE_MIGRATE_BENCH_PG"] = pg_server  # the SQL section reads from the tests' PostgreSQL
     out = tmp_path_factory.mktemp("bench")
     args = bench_main.parse(["--quick", "--users", str(USERS), "--requests", "20", "--sustain-seconds", "4",
                              "--no-write", "--out", str(out)])
@@ -27,7 +29,7 @@ def results(tmp_path_factory) -> dict:
 
 
 def test_every_section_reports(results):
-    for key in ("e2e_backfill", "plan", "memory", "e2e_sync", "history", "e2e_history", "client_minimal",
+    for key in ("e2e_backfill", "plan", "memory", "e2e_sync", "history", "e2e_history", "sql", "loader", "client_minimal",
                 "client_sandbox", "sustain"):
         assert key in results, key
     json.dumps(results, default=str)
@@ -40,6 +42,19 @@ def test_history_plans_are_packed_to_the_minimum(results):
         assert case["batches"] <= case["minimum_batches"], case
     assert results["e2e_history"]["status"] == "completed"
     assert results["e2e_backfill"]["planned_batches"] == results["e2e_backfill"]["minimum_batches"]
+
+
+def test_the_sql_readers_read_every_row(results):
+    sql = results["sql"]
+    for kind, runs in sql["runs"].items():
+        assert all(run["rows"] == sql["rows"] for run in runs), kind
+    assert sql["big"]["rows"] == sql["big_rows"]
+
+
+def test_the_loader_section_acknowledges_every_request(results):
+    loader = results["loader"]
+    assert loader["status"] == "completed" and loader["acknowledged"] == loader["requests"] > 0
+    assert loader["cpu_ms_per_request"] > 0
 
 
 def test_plans_agree_with_the_naive_plan(results):
