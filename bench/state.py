@@ -35,7 +35,7 @@ def write_acknowledged_state(export: Path, state: Path, *, users_per_partition: 
         info = build_plan(str(export), engine.snapshot, prepared.plan_dir, batch_size=75, batch_mode="combined",
                           resend_in_doubt=False, users_per_partition=users_per_partition, resume=True,
                           on_unit=lambda _, batches: engine.ledger.add_batches(prepared.run_id, ledger_rows(batches)))
-        engine.ledger.db.execute("UPDATE batches SET status='acknowledged' WHERE run_id=?", (prepared.run_id,))
+        engine.ledger.assume_acknowledged(prepared.run_id)
         engine.finish(prepared, started=0.0)
     finally:
         engine.close()

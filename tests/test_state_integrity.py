@@ -163,13 +163,10 @@ def test_after_repair_a_sync_resends_nothing_acknowledged(state, sandbox_server,
 
 
 def test_repair_keeps_users_deleted_on_behalf_of_user_deletes_out(state):
-    from braze_migrate.ops.deletes import ensure_tables
-
     led = Ledger(state / "ledger.sqlite")
     try:
-        ensure_tables(led)
         run_id = led.runs(limit=1)[0].run_id
-        led._execute("INSERT INTO deleted_users VALUES (?,?,?,1)", ("000001", run_id, 0.0))
+        led.record_deleted(run_id, ["000001"], at=0.0, committed=True)
         shutil.rmtree(state / "snapshot" / "users")
         repair_state(state, led)
     finally:

@@ -18,7 +18,6 @@ Absence from an export never deletes: only ids listed in `user_deletes` are dele
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,18 +33,6 @@ from transforms.normalize import MAX_EXTERNAL_ID_BYTES, external_id_text
 PLAN_FILE = "deletes.parquet"
 LISTED_FILE = "deletes_listed.parquet"  # every id tonight's user_deletes lists (sent or deleted before)
 DATASET = "user_deletes"
-SCHEMA_SQL = (
-    """CREATE TABLE IF NOT EXISTS delete_batches (
-        run_id TEXT NOT NULL, batch_no INTEGER NOT NULL,
-        status TEXT NOT NULL,            -- planned | sending | acknowledged | rejected | pending
-        n_ids INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
-        throttled INTEGER NOT NULL DEFAULT 0, deleted INTEGER, reason TEXT, updated_at DOUBLE PRECISION,
-        PRIMARY KEY (run_id, batch_no))""",
-    # Acknowledged deletes, written with the batch's outcome; `committed` once the snapshot dropped the user.
-    """CREATE TABLE IF NOT EXISTS deleted_users (
-        external_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, deleted_at DOUBLE PRECISION NOT NULL,
-        committed INTEGER NOT NULL DEFAULT 0)""",
-)
 NOT_TEXT = "external_id is missing or not text"
 TOO_LONG = f"external_id longer than {MAX_EXTERNAL_ID_BYTES} bytes; Braze cannot hold it"
 
@@ -94,11 +81,6 @@ class DeleteReport:
         return asdict(self)
 
 
-def ensure_tables(ledger) -> None:
-    for sql in SCHEMA_SQL:
-        ledger._execute(sql)
-
-
 def read_deletes(source: str, mapping: str | None, work_dir: Path) -> tuple[pl.DataFrame, list[dict]] | None:
     """(ids to delete, rejected rows) from the source's `user_deletes`, or None when it has none.
     Ids are normalized like users' external_ids; each id once (first row kept)."""
@@ -124,7 +106,6 @@ def read_deletes(source: str, mapping: str | None, work_dir: Path) -> tuple[pl.D
 def plan_deletes(run_id: str, plan_dir: Path, state: Path, source: str, mapping: str | None, ledger,
                  settings: DeleteSettings) -> DeleteReport | None:
     """Write and record the delete plan of a run (once: a resumed run keeps its plan); None without deletes."""
-    ensure_tables(ledger)
     drop_from_snapshot(state, ledger, run_id)  # deletes a killed run acknowledged but did not commit
     report = DeleteReport()
     path = plan_dir / PLAN_FILE
@@ -134,8 +115,7 @@ def plan_deletes(run_id: str, plan_dir: Path, state: Path, source: str, mapping:
             return None
         ids, report.rejected_rows = found
         known = _snapshot_ids(state)
-        done = pl.DataFrame(ledger._execute("SELECT external_id FROM deleted_users WHERE committed=1").fetchall(),
-                            schema={"external_id": pl.Utf8}, orient="row")
+        done = _deleted(ledger, committed=True)
         # Deleted before and not loaded again since: nothing to delete.
         skip = done.join(known, on="external_id", how="anti")
         report.already_deleted = ids.join(skip, on="external_id", how="semi").height
@@ -144,18 +124,14 @@ def plan_deletes(run_id: str, plan_dir: Path, state: Path, source: str, mapping:
         plan_dir.mkdir(parents=True, exist_ok=True)
         ids.write_parquet(plan_dir / LISTED_FILE)
         todo.write_parquet(path)
-        rows = todo.group_by("batch_no").len().sort("batch_no").iter_rows()
-        with ledger._transaction():
-            for batch_no, n in rows:
-                ledger._execute("INSERT INTO delete_batches (run_id, batch_no, status, n_ids) VALUES (?,?,?,?) "
-                                "ON CONFLICT DO NOTHING", (run_id, batch_no, "planned", n))
+        ledger.add_delete_batches(run_id, todo.group_by("batch_no").len().sort("batch_no").iter_rows())
     todo = pl.read_parquet(path)
     report.requested = todo.height
     report.batches = math.ceil(todo.height / MAX_IDS)
     acked_users = _snapshot_ids(state).height
     over_count = todo.height > settings.max_count
     over_share = acked_users >= max(1, settings.min_users) and todo.height > settings.max_share * acked_users
-    if (over_count or over_share) and not settings.allow_mass and not _started(ledger, run_id):
+    if (over_count or over_share) and not settings.allow_mass and not ledger.deletes_started(run_id):
         report.held = True
         share = f" ({todo.height / acked_users:.0%} of the {acked_users} acknowledged users)" if acked_users else ""
         report.message = (f"deletes held: {todo.height} users to delete{share} is over the guard "
@@ -168,7 +144,7 @@ def apply_deletes(run_id: str, plan_dir: Path, ledger, endpoint: str, api_key: s
                   report: DeleteReport) -> DeleteReport:
     """Send every delete batch of the run not yet acknowledged or rejected; fill `report`."""
     todo = pl.read_parquet(plan_dir / PLAN_FILE)
-    statuses = dict(ledger._execute("SELECT batch_no, status FROM delete_batches WHERE run_id=?", (run_id,)).fetchall())
+    statuses = {b.batch_no: b.status for b in ledger.delete_batches(run_id)}
     batches = [(b, ids) for b, ids in
                todo.group_by("batch_no", maintain_order=True).agg("external_id").sort("batch_no").iter_rows()
                if statuses.get(b) not in ("acknowledged", "rejected")]
@@ -176,24 +152,12 @@ def apply_deletes(run_id: str, plan_dir: Path, ledger, endpoint: str, api_key: s
                           max_seconds=settings.max_retry_seconds, timeout=settings.timeout_seconds)
 
     def sending(batch_no: int) -> None:
-        ledger._execute("UPDATE delete_batches SET status='sending', attempts=attempts+1, updated_at=? "
-                        "WHERE run_id=? AND batch_no=?", (time.time(), run_id, batch_no))
+        ledger.mark_delete_sending(run_id, batch_no)
 
     ids_of = dict(batches)
 
     def result(batch_no: int, r: DeleteResult) -> None:
-        # The outcome and, when acknowledged, the deleted ids in one transaction: a kill -9 right after
-        # leaves either a batch to send again (harmless: deleting is idempotent) or a recorded delete.
-        now = time.time()
-        with ledger._transaction():
-            ledger._execute("UPDATE delete_batches SET status=?, requests=requests+?, throttled=throttled+?, "
-                            "deleted=?, reason=?, updated_at=? WHERE run_id=? AND batch_no=?",
-                            (r.status, r.requests, r.throttled, r.deleted, r.reason, now, run_id, batch_no))
-            if r.status == "acknowledged":
-                for eid in ids_of[batch_no]:
-                    ledger._execute("INSERT INTO deleted_users VALUES (?,?,?,0) ON CONFLICT (external_id) DO UPDATE "
-                                    "SET run_id=excluded.run_id, deleted_at=excluded.deleted_at, committed=0",
-                                    (eid, run_id, now))
+        ledger.record_delete_result(run_id, batch_no, r, ids_of[batch_no])
 
     if batches:
         client.delete_all(batches, sending, result)
@@ -202,9 +166,9 @@ def apply_deletes(run_id: str, plan_dir: Path, ledger, endpoint: str, api_key: s
 
 def commit_deletes(run_id: str, plan_dir: Path, state: Path, ledger, report: DeleteReport) -> DeleteReport:
     """Drop the acknowledged users from the snapshot and complete `report`."""
-    rows = ledger._execute("SELECT batch_no, status, requests FROM delete_batches WHERE run_id=?", (run_id,)).fetchall()
-    status = {b: s for b, s, _ in rows}
-    report.requests = sum(r for _, _, r in rows)
+    rows = ledger.delete_batches(run_id)
+    status = {b.batch_no: b.status for b in rows}
+    report.requests = sum(b.requests for b in rows)
     report.acknowledged_batches = sum(1 for s in status.values() if s == "acknowledged")
     report.pending_batches = sum(1 for s in status.values() if s not in ("acknowledged", "rejected"))
     todo = pl.read_parquet(plan_dir / PLAN_FILE).with_columns(
@@ -219,8 +183,7 @@ def commit_deletes(run_id: str, plan_dir: Path, state: Path, ledger, report: Del
 def keep_out(state: Path, ledger, run_id: str, listed: pl.DataFrame) -> None:
     """Hold every deleted user that tonight's user_deletes still lists (snapshot `held`, dataset user_deletes),
     so no later export loads them again (transforms/deltas.py skips them); release the ones no longer listed."""
-    deleted = pl.DataFrame(ledger._execute("SELECT external_id FROM deleted_users WHERE committed=1").fetchall(),
-                           schema={"external_id": pl.Utf8}, orient="row")
+    deleted = _deleted(ledger, committed=True)
     keys = deleted.join(listed.select("external_id"), on="external_id", how="semi")["external_id"]
     snapshot = Snapshot(state, journal=journal_for(state, ledger, run_id))
     held = snapshot.scan("held").collect()
@@ -235,8 +198,7 @@ def keep_out(state: Path, ledger, run_id: str, listed: pl.DataFrame) -> None:
 def drop_from_snapshot(state: Path, ledger, run_id: str) -> int:
     """Remove every acknowledged, not yet committed deleted user from the snapshot (users parts and push
     tokens, through the journaled writer), then mark them committed. Returns how many."""
-    done = pl.DataFrame(ledger._execute("SELECT external_id FROM deleted_users WHERE committed=0").fetchall(),
-                        schema={"external_id": pl.Utf8}, orient="row")
+    done = _deleted(ledger, committed=False)
     if done.height == 0:
         return 0
     snapshot = Snapshot(state, journal=journal_for(state, ledger, run_id))
@@ -251,9 +213,7 @@ def drop_from_snapshot(state: Path, ledger, run_id: str) -> int:
         kept = tokens.join(done, on="external_id", how="anti")
         if kept.height != tokens.height:
             snapshot.replace("push_tokens", kept)
-    with ledger._transaction():
-        for eid in done["external_id"]:
-            ledger._execute("UPDATE deleted_users SET committed=1 WHERE external_id=?", (eid,))
+    ledger.mark_deletes_committed(done["external_id"].to_list())
     return done.height
 
 
@@ -271,11 +231,8 @@ def _snapshot_ids(state: Path) -> pl.DataFrame:
     return Snapshot(state).scan("users").select("external_id").collect()
 
 
-def _started(ledger, run_id: str) -> bool:
-    """Some delete batch of the run already left: the guard was passed (or accepted) before."""
-    row = ledger._execute("SELECT COUNT(*) FROM delete_batches WHERE run_id=? AND status != 'planned'",
-                          (run_id,)).fetchone()
-    return bool(row and row[0])
+def _deleted(ledger, *, committed: bool) -> pl.DataFrame:
+    return pl.DataFrame({"external_id": ledger.deleted_users(committed=committed)}, schema={"external_id": pl.Utf8})
 
 
 def append_rejects(path: Path, rows: list[dict]) -> int:

@@ -21,7 +21,6 @@ import polars as pl
 
 from braze_migrate.commit.committer import replay_commit
 from braze_migrate.ops.deletes import DATASET as DELETES
-from braze_migrate.ops.deletes import ensure_tables
 from braze_migrate.plan.planner import object_files
 from connectors.state.integrity import (
     UNFINISHED,
@@ -101,9 +100,7 @@ def _abandon_unsent_runs_without_plan(state: Path, ledger: LedgerBase) -> None:
 def _drop_deleted_users(snapshot: Snapshot, ledger: LedgerBase, run_id: str) -> None:
     """Users deleted on behalf of `user_deletes` leave the rebuilt snapshot too, and stay kept out of later
     loads (held, as `deletes.keep_out` holds them) until a run's user_deletes no longer lists them."""
-    ensure_tables(ledger)
-    deleted = pl.DataFrame(ledger._execute("SELECT external_id FROM deleted_users WHERE committed=1").fetchall(),
-                           schema={"external_id": pl.Utf8}, orient="row")
+    deleted = pl.DataFrame({"external_id": ledger.deleted_users(committed=True)}, schema={"external_id": pl.Utf8})
     if deleted.height == 0:
         return
     for part in sorted((snapshot.root / "users").glob("part-*.parquet")):

@@ -42,7 +42,7 @@ def prune(state: Path, ledger: LedgerBase, days: float, *, now: float | None = N
     now = time.time() if now is None else now
     removed = 0
     for run in ledger.runs(limit=1_000_000):
-        if (run.status == "committed" and _age(ledger, run.run_id, run.created_at, now) >= days * DAY
+        if (run.status == "committed" and _age(run, now) >= days * DAY
                 and not _in_doubt(ledger, run.run_id)):
             removed += drop_bodies(state / "runs" / run.run_id / "plan")
     dry_runs = state / "plans"
@@ -56,10 +56,9 @@ def prune(state: Path, ledger: LedgerBase, days: float, *, now: float | None = N
 
 def _in_doubt(ledger: LedgerBase, run_id: str) -> bool:
     """Batches still in doubt keep their bodies: `settle --check` reads what was sent (names, times)."""
-    return ledger._execute("SELECT COUNT(*) FROM batches WHERE run_id=? AND in_doubt=1", (run_id,)).fetchone()[0] > 0
+    return ledger.has_in_doubt(run_id)
 
 
-def _age(ledger: LedgerBase, run_id: str, created_at: float, now: float) -> float:
+def _age(run, now: float) -> float:
     """Seconds since the run was last updated (committed), else since it was created."""
-    row = ledger._execute("SELECT updated_at FROM runs WHERE run_id=?", (run_id,)).fetchone()
-    return now - (row[0] if row and row[0] else created_at)
+    return now - (run.updated_at or run.created_at)

@@ -33,7 +33,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 import orjson
 import polars as pl
@@ -41,22 +40,12 @@ import polars as pl
 from braze_migrate.plan.planner import object_files, scan_batches
 from connectors.state.integrity import journal_for, require_intact
 from connectors.state.ledger_base import LedgerBase
+from connectors.state.settlements import Decision
 from connectors.state.snapshot import Snapshot
 
-Decision = Literal["delivered", "resend"]
 OCCURRENCES = ("events", "purchases")
 WINDOW_DAYS = 90  # Braze's aggregates cover the last 90 days (braze-api.md, "Reading back")
 AUTO_AFTER_S = 600  # writes usually show within 100 ms, but Braze advises waiting minutes before reading back
-AUDIT = """
-CREATE TABLE IF NOT EXISTS settlements (
-    run_id TEXT NOT NULL,
-    batch_no INTEGER NOT NULL,
-    decision TEXT NOT NULL,
-    decided_by TEXT NOT NULL,
-    objects INTEGER NOT NULL,
-    settled_at DOUBLE PRECISION NOT NULL
-)
-"""
 
 
 class SettleError(Exception):
@@ -78,11 +67,7 @@ def held_objects(state: Path, ledger: LedgerBase, run_id: str) -> pl.DataFrame:
     key, external_id, fingerprint, batch_no."""
     plan_dir = Path(state) / "runs" / run_id / "plan"
     files = object_files(plan_dir)
-    doubtful = ledger._execute(
-        'SELECT o.batch_no, o."array", o.idx FROM outcomes o JOIN batches b ON b.run_id=o.run_id AND '
-        "b.batch_no=o.batch_no WHERE o.run_id=? AND o.outcome='pending' AND b.in_doubt=1",
-        (run_id,),
-    ).fetchall()
+    doubtful = ledger.held_outcomes(run_id)
     schema = {"batch_no": pl.Int64, "array": pl.Utf8, "index": pl.Int64}
     pending = pl.DataFrame(doubtful, schema=schema, orient="row")
     if not files or pending.height == 0:
@@ -158,10 +143,7 @@ def auto_settle(state: Path, ledger: LedgerBase, exporter_factory, *, now: float
     from connectors.braze.outcomes import BrazeConfigError
 
     now = time.time() if now is None else now
-    doubtful = ledger._execute(
-        "SELECT DISTINCT r.run_id FROM runs r JOIN batches b ON b.run_id = r.run_id WHERE r.status='committed' "
-        "AND b.in_doubt=1 AND r.updated_at <= ? ORDER BY r.run_id", (now - AUTO_AFTER_S,)).fetchall()
-    runs = [row[0] for row in doubtful if held_objects(state, ledger, row[0]).height]
+    runs = [run_id for run_id in ledger.runs_in_doubt(now - AUTO_AFTER_S) if held_objects(state, ledger, run_id).height]
     if not runs:
         return []
     notes = []
@@ -196,23 +178,8 @@ def _committed_run(ledger: LedgerBase, run_id: str):
 def _record(ledger: LedgerBase, run_id: str, held: pl.DataFrame, decision: Decision, decided_by: str) -> None:
     """The decision in the ledger: what `repair` replays. Delivered: the pending outcomes go (the batch
     acknowledged them); resend: the batch is no longer in doubt, so its pending occurrences are not held."""
-    ledger._execute(AUDIT)
-    per_batch = held.group_by("batch_no").len().rows()
-    with ledger._transaction():
-        for batch_no, n in per_batch:
-            if decision == "delivered":
-                ledger._execute(
-                    'DELETE FROM outcomes WHERE run_id=? AND batch_no=? AND outcome=\'pending\' AND "array" IN '
-                    "('events','purchases')", (run_id, batch_no))
-                left = ledger._execute("SELECT COUNT(*) FROM outcomes WHERE run_id=? AND batch_no=? AND "
-                                       "outcome='pending'", (run_id, batch_no)).fetchone()[0]
-                status = "acknowledged" if left == 0 else "pending"
-                ledger._execute("UPDATE batches SET status=?, in_doubt=0 WHERE run_id=? AND batch_no=?",
-                                (status, run_id, batch_no))
-            else:
-                ledger._execute("UPDATE batches SET in_doubt=0 WHERE run_id=? AND batch_no=?", (run_id, batch_no))
-            ledger._execute("INSERT INTO settlements VALUES (?,?,?,?,?,?)",
-                            (run_id, batch_no, decision, decided_by, n, time.time()))
+    ledger.settle_batches(run_id, [(int(b), int(n)) for b, n in held.group_by("batch_no").len().rows()], decision,
+                          decided_by)
 
 
 def _apply_to_snapshot(state: Path, ledger: LedgerBase, run_id: str, held: pl.DataFrame, decision: Decision) -> None:

@@ -26,16 +26,6 @@ from connectors.state.ledger_base import LedgerBase
 
 Status = Literal["planned", "sending", "acknowledged", "rejected", "pending"]
 FINAL: tuple[Status, ...] = ("acknowledged", "rejected")
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS catalog_batches (
-        run_id TEXT NOT NULL, catalog TEXT NOT NULL, batch_no INTEGER NOT NULL,
-        method TEXT NOT NULL,            -- POST | PATCH | DELETE
-        status TEXT NOT NULL,            -- planned | sending | acknowledged | rejected | pending
-        n_items INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
-        throttled INTEGER NOT NULL DEFAULT 0, reason TEXT, committed INTEGER NOT NULL DEFAULT 0,
-        updated_at DOUBLE PRECISION,
-        PRIMARY KEY (run_id, catalog, batch_no))""",
-)
 
 
 @dataclass(frozen=True)
@@ -56,9 +46,7 @@ class CatalogLedger:
     """Typed operations on `catalog_batches` over a run ledger (SQLite or PostgreSQL)."""
 
     def __init__(self, ledger: LedgerBase) -> None:
-        self.ledger = ledger
-        for sql in SCHEMA:
-            ledger._execute(sql)
+        self.ledger = ledger  # its table, `catalog_batches`, is in connectors/state/schema.py
 
     def record_plan(self, run_id: str, catalog: str, rows: list[tuple[int, str, int]]) -> None:
         """(batch_no, method, n_items) per request, all `planned` (again: idempotent)."""

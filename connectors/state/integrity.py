@@ -22,19 +22,6 @@ from typing import Protocol
 
 import polars as pl
 
-TABLE = """
-CREATE TABLE IF NOT EXISTS snapshot_files (
-    name TEXT PRIMARY KEY,
-    rows BIGINT,
-    size BIGINT,
-    sha256 TEXT,
-    next_rows BIGINT,
-    next_size BIGINT,
-    next_sha256 TEXT,
-    run_id TEXT,
-    updated_at DOUBLE PRECISION
-)
-"""
 # Runs whose plan is still needed to finish them ("planning" ones are thrown away and planned again).
 UNFINISHED = ("planned", "loading", "loaded")
 # Files of the snapshot folder that are not data: temporary files of an interrupted atomic write.
@@ -99,7 +86,6 @@ class SnapshotJournal:
     def __init__(self, ledger: SqlLedger, *, run_id: str | None = None) -> None:
         self.ledger = ledger
         self.run_id = run_id
-        ledger._execute(TABLE)
 
     def intend(self, name: str, digest: Digest) -> None:
         """Before `name` is renamed into place: its new digest becomes the one it may also have."""

@@ -9,10 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from connectors.state.ledger_base import (  # noqa: F401 - re-exported
-    ADDED_BATCH_COLUMNS,
     LEASE_SECONDS,
     OPEN_STATUSES,
-    SCHEMA,
     UNFINISHED_BATCHES,
     Claim,
     LedgerBase,
@@ -32,11 +30,7 @@ class Ledger(LedgerBase):
         self.db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a killed process (the case we test); only power loss may drop the tail.
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA.format(real="REAL"))
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(batches)")}
-        for name, kind in ADDED_BATCH_COLUMNS.items():
-            if name not in columns:
-                self.db.execute(f"ALTER TABLE batches ADD COLUMN {name} {kind.format(real='REAL')}")
+        self._migrate(str(path))
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r})"
@@ -52,6 +46,12 @@ class Ledger(LedgerBase):
 
     def _executemany(self, sql: str, rows: Iterable[tuple]) -> None:
         self.db.executemany(sql, rows)
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

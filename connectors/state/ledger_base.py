@@ -21,80 +21,25 @@ import os
 import socket
 import time
 import uuid
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    source TEXT NOT NULL,
-    source_fingerprint TEXT NOT NULL,
-    status TEXT NOT NULL,            -- planning | planned | held | loading | loaded | committed | abandoned
-    created_at {real} NOT NULL,
-    updated_at {real} NOT NULL,
-    settings TEXT NOT NULL,
-    summary TEXT
-);
-CREATE TABLE IF NOT EXISTS batches (
-    run_id TEXT NOT NULL,
-    batch_no INTEGER NOT NULL,
-    status TEXT NOT NULL,            -- planned | claimed | sending | acknowledged | pending
-    has_events INTEGER NOT NULL,
-    n_objects INTEGER NOT NULL,
-    in_doubt INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    requests INTEGER NOT NULL DEFAULT 0,
-    retries INTEGER NOT NULL DEFAULT 0,
-    throttled INTEGER NOT NULL DEFAULT 0,
-    updated_at {real},
-    owner TEXT,                      -- worker that claimed (then sent) the batch
-    lease_until {real},              -- a claimed/sending batch is the owner's until then
-    PRIMARY KEY (run_id, batch_no)
-);
-CREATE INDEX IF NOT EXISTS batches_unfinished ON batches (run_id, batch_no)
-    WHERE status IN ('planned', 'claimed', 'sending');
-CREATE TABLE IF NOT EXISTS outcomes (
-    run_id TEXT NOT NULL,
-    batch_no INTEGER NOT NULL,
-    "array" TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    outcome TEXT NOT NULL,           -- rejected | pending
-    reason TEXT,
-    PRIMARY KEY (run_id, batch_no, "array", idx)
-);
-CREATE TABLE IF NOT EXISTS workers (
-    worker_id TEXT PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    host TEXT NOT NULL,              -- host name and pid namespace: where `pid` means something
-    pid INTEGER NOT NULL,
-    started_at {real} NOT NULL,
-    seen_at {real} NOT NULL,
-    finished_at {real}
-);
-CREATE TABLE IF NOT EXISTS budget (
-    key TEXT PRIMARY KEY,            -- what the limit applies to, e.g. `users.track@rest.iad-01.braze.com`
-    win BIGINT NOT NULL,             -- the current fixed window: floor(epoch seconds / period)
-    cap INTEGER NOT NULL,            -- permits of that window (the lowest cap any worker asked for)
-    used INTEGER NOT NULL,           -- permits leased in that window
-    granted INTEGER NOT NULL         -- the last lease's grant (what RETURNING hands back)
-);
-"""
-# Columns added to `batches` after the first release: an older state folder gets them on open.
-ADDED_BATCH_COLUMNS = {"owner": "TEXT", "lease_until": "{real}"}
+from connectors.state.deletes import DeleteOps
+from connectors.state.schema import upgrade
+from connectors.state.settlements import SettlementOps
+from connectors.state.sqlbase import LedgerUnavailable, SqlBackend
+
+__all__ = ["LEASE_SECONDS", "OPEN_STATUSES", "UNFINISHED_BATCHES", "Claim", "LedgerBase", "LedgerUnavailable", "Run",
+           "SqlBackend"]
+
 RUN_COLUMNS = "run_id, kind, source, source_fingerprint, status, created_at, updated_at, settings, summary"
 
 OPEN_STATUSES = ("planning", "planned", "held", "loading", "loaded")  # held: by the guards (guards.py)
 UNFINISHED_BATCHES = ("planned", "claimed", "sending")
 # A claim is the owner's for this long after its last heartbeat; a live worker renews it far more often.
 LEASE_SECONDS = 60.0
-
-
-class LedgerUnavailable(Exception):
-    """The ledger database cannot be reached or set up; the message names it without its password."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +52,7 @@ class Run:
     created_at: float
     settings: dict
     summary: dict | None
+    updated_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -117,17 +63,17 @@ class Claim:
     in_doubt: bool
 
 
-class LedgerBase(ABC):
-    """Runs, batches, per-object outcomes, workers and the rate budget, in SQL both backends accept.
+class LedgerBase(SettlementOps, DeleteOps, SqlBackend):
+    """Every operation on the ledger, in SQL both backends accept: runs, batches, per-object outcomes,
+    workers and the rate budget here; settlements and deletes from their modules (connectors/state/).
 
-    A backend supplies the connection (`_execute`, `_executemany`, `_transaction`), its spelling of
-    LEAST/GREATEST and row locking, and whether a statement is a round trip (`REMOTE`).
+    A backend supplies the connection and its dialect (`SqlBackend`) and calls `_migrate` when it opens:
+    the schema is `connectors.state.schema`. Nothing outside connectors/state/ runs SQL on a ledger.
     """
 
-    LEAST = "MIN"
-    GREATEST = "MAX"
-    LOCK_ROWS = ""
-    REMOTE = False  # each statement is a network round trip (PostgreSQL), not an in-process call (SQLite)
+    def _migrate(self, name: str) -> None:
+        """Create the schema, or upgrade one an earlier release wrote, in place (`schema.upgrade`)."""
+        upgrade(self, name)
 
     @abstractmethod
     def close(self) -> None: ...
@@ -136,17 +82,6 @@ class LedgerBase(ABC):
     def reopen(self, *, durable: bool = True) -> LedgerBase:
         """A second connection to the same ledger, for another thread (heartbeat, rate budget). `durable=False`
         may lose its last commits to a database crash: enough for budget leases, never for batches."""
-
-    @abstractmethod
-    def _execute(self, sql: str, params: tuple = ()):
-        """Run one statement (`?` placeholders); returns a cursor."""
-
-    @abstractmethod
-    def _executemany(self, sql: str, rows: Iterable[tuple]) -> None: ...
-
-    @abstractmethod
-    def _transaction(self) -> AbstractContextManager[None]:
-        """A write transaction: committed on exit, rolled back on an exception."""
 
     # runs
     def new_run(self, kind: str, source: str, source_fingerprint: str, settings: dict) -> str:
@@ -236,6 +171,13 @@ class LedgerBase(ABC):
                 (result.status, int(result.in_doubt), result.requests, result.retries, result.throttled,
                  time.time(), run_id, result.batch_no),
             )
+
+    def assume_acknowledged(self, run_id: str) -> int:
+        """Every batch of the run acknowledged without sending it: for benchmarks and fixtures that need the
+        state a complete load leaves, never for a real run. Returns how many batches."""
+        cur = self._execute("UPDATE batches SET status='acknowledged', updated_at=? WHERE run_id=?",
+                            (time.time(), run_id))
+        return cur.rowcount
 
     def batches(self, run_id: str) -> list[dict]:
         cur = self._execute("SELECT * FROM batches WHERE run_id=? ORDER BY batch_no", (run_id,))
@@ -409,4 +351,5 @@ def process_alive(pid: int) -> bool:
 
 
 def _run(row) -> Run:
-    return Run(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[7]), json.loads(row[8]) if row[8] else None)
+    return Run(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[7]), json.loads(row[8]) if row[8] else None,
+               row[6])

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from connectors.state.ledger_base import ADDED_BATCH_COLUMNS, SCHEMA, LedgerBase, LedgerUnavailable
+from connectors.state.ledger_base import LedgerBase, LedgerUnavailable
 
 SCHEMES = ("postgresql", "postgres")
 _PLACEHOLDER = re.compile(r"\?")
@@ -52,6 +52,7 @@ class PgLedger(LedgerBase):
     LEAST = "LEAST"
     GREATEST = "GREATEST"
     LOCK_ROWS = "FOR UPDATE SKIP LOCKED"
+    REAL = "DOUBLE PRECISION"
     REMOTE = True
 
     def __init__(self, url: str, *, connect_timeout: float = 10, durable: bool = True, create: bool = True):
@@ -80,17 +81,8 @@ class PgLedger(LedgerBase):
             self.db.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
         if self.schema:
             self.db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
-        if not create:
-            return
-        with self.db.transaction():
-            # Several workers may start at once on an empty database: one creates, the others wait.
-            self.db.execute("SELECT pg_advisory_xact_lock(hashtext('braze_migrate.ledger.schema'))")
-            for statement in SCHEMA.format(real="DOUBLE PRECISION").split(";"):
-                if statement.strip():
-                    self.db.execute(_strip_comments(statement))
-            for name, kind in ADDED_BATCH_COLUMNS.items():
-                self.db.execute(f"ALTER TABLE batches ADD COLUMN IF NOT EXISTS {name} "
-                                f"{kind.format(real='DOUBLE PRECISION')}")
+        if create:
+            self._migrate(self.redacted)
 
     def close(self) -> None:
         self.db.close()
@@ -110,9 +102,18 @@ class PgLedger(LedgerBase):
         with self.db.transaction():
             yield
 
+    def _tables(self) -> set[str]:
+        rows = self.db.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
+        return {r[0] for r in rows.fetchall()}
 
-def _strip_comments(statement: str) -> str:
-    return "\n".join(line.split("--", 1)[0] for line in statement.splitlines())
+    def _columns(self, table: str) -> set[str]:
+        rows = self.db.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                               "current_schema() AND table_name = %s", (table,))
+        return {r[0] for r in rows.fetchall()}
+
+    def _lock_schema(self) -> None:
+        # Several workers may start at once on an empty database: one migrates, the others wait.
+        self.db.execute("SELECT pg_advisory_xact_lock(hashtext('braze_migrate.ledger.schema'))")
 
 
 def _first_line(exc: BaseException, url: str) -> str:
