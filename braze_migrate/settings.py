@@ -127,7 +127,16 @@ class LoadSettings(BaseSettings):
     delete_max_count: int = option(1000, "hold a run's deletes when they name more users than this", ge=0)
     delete_max_share: float = option(0.1, "hold a run's deletes when they name more than this share of the "
                                      "acknowledged users", ge=0)
-    allow_mass_delete: bool = option(False, "send this run's deletes even over delete_max_count/delete_max_share")
+    allow_mass_delete: bool = option(False, "send this run's deletes even over their guards (users: "
+                                     "delete_max_count/delete_max_share; catalog items: catalog_delete_max_share)")
+    # Catalogs (braze_migrate/ops/catalogs.py): `catalogs/<name>` datasets synced to Braze's catalog item endpoints.
+    catalog_rate_limit: str = option("16000/60s", "requests per period to the catalog item endpoints (Braze: "
+                                     "16,000/min shared by them)")
+    catalog_deletes: bool = option(False, "delete catalog items that the export no longer has (otherwise they are "
+                                   "kept in Braze and counted)", commands=PLAN_COMMANDS)
+    catalog_delete_max_share: float = option(0.1, "hold catalog deletes over this share of a catalog's acknowledged "
+                                             "items (--allow-mass-delete sends them)", commands=PLAN_COMMANDS,
+                                             ge=0, le=1)
     # Verification (`braze-migrate verify`, the `verify` flow and deployment), not the load flows.
     sample: int = option(200, "users to compare (the same users every time)", commands=("verify",), flow=False,
                          ge=1)
@@ -139,7 +148,7 @@ class LoadSettings(BaseSettings):
     ledger_url: SecretStr | None = option(None, "PostgreSQL ledger URL (postgresql://...) shared by workers",
                                           commands=(), flow=False)
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "catalog_rate_limit")
     @classmethod
     def _check_rate(cls, v: str) -> str:
         from connectors.braze.ratelimit import parse_rate

@@ -123,6 +123,7 @@ class RunSummary(BaseModel):
     guards: dict | None = None  # the guard figures (guards.GuardReport.to_dict()) when the run was checked
     message: str | None = None  # a held run: every figure over its threshold and the flag that accepts it
     deletes: dict | None = None  # user deletes of the run (braze_migrate/ops/deletes.py DeleteReport.to_dict())
+    catalogs: list[dict] | None = None  # catalog syncs of the run (braze_migrate/ops/catalogs.py CatalogReport.to_dict())
 
     @property
     def ok(self) -> bool:
@@ -134,7 +135,7 @@ class RunSummary(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` object (and what the ledger stores): today's keys; parallel-only keys when set."""
-        optional = ("workers", "drained_batches", "guards", "message", "deletes")
+        optional = ("workers", "drained_batches", "guards", "message", "deletes", "catalogs")
         return self.model_dump(mode="json", exclude_none=False,
                                exclude={k for k in optional if getattr(self, k) is None})
 

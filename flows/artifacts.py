@@ -20,6 +20,7 @@ from prefect.exceptions import MissingContextError
 from prefect.runtime import deployment, flow_run
 
 from braze_migrate.progress import STAGES, Meter, ProgressEvent, eta_text, summary_text
+from braze_migrate.reporting.terminal import catalog_line
 from braze_migrate.summary import RunSummary
 
 UPDATE_EVERY_S = 2.0  # one API call per couple of seconds, not one per batch
@@ -281,6 +282,8 @@ def report_markdown(summary: RunSummary, deployment_name: str | None = None) -> 
                   f"{len(d['deleted_ids'])} deleted, {len(d['pending_ids'])} pending"
                   + (" — **held by the guard**: " + (s.message or "") if d["held"] else ""), ""]
         lines += [f"- `{eid}`" for eid in d["deleted_ids"][:200]]
+    if s.catalogs:  # catalog syncs (braze_migrate/ops/catalogs.py)
+        lines += ["", "## Catalogs", ""] + [f"-{catalog_line(c)[1:]}" for c in s.catalogs]
     lines += ["", "## What to do", ""]
     for note in s.notes:
         lines.append(f"- Note: {note}")

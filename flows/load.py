@@ -17,6 +17,7 @@ from prefect.states import Completed, Failed, State
 from braze_migrate.plan.guards import GuardReport
 from braze_migrate.plan.planner import UnitsRunner
 from braze_migrate.run import stages
+from braze_migrate.run.catalogs_stage import catalogs_stage
 from braze_migrate.run.engine import Prepared
 from braze_migrate.settings import ConfigError, load_settings, public_options
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
@@ -73,9 +74,16 @@ def commit_task(prepared: Prepared, options: dict, started: float) -> RunSummary
     return stages.commit(prepared, options, started)
 
 
+@task(name="catalogs", cache_policy=NO_CACHE)
+@cleanly
+def catalogs_task(prepared: Prepared, options: dict, summary: RunSummary) -> RunSummary:
+    """Sync the export's catalogs to Braze's catalog item endpoints after the commit (braze_migrate/run/catalogs_stage.py)."""
+    return catalogs_stage(prepared, options, summary)
+
+
 # Called for their results: the load task may end Failed (batches left) and the commit still runs after it.
 TASKS = stages.Stages(plan=called(plan_task), load=called(load_task), commit=called(commit_task),
-                      guard=called(guard_task))
+                      guard=called(guard_task), catalogs=called(catalogs_task))
 
 
 def run(kind: str, source: str, mapping: str | None, options: dict, tasks: stages.Stages = TASKS) -> State:

@@ -28,9 +28,18 @@ def render_text(summary: RunSummary | dict) -> str:
                      + (" (held by the guard)" if d["held"] else "")
                      + (f": {', '.join(d['deleted_ids'][:20])}" + (" ..." if len(d["deleted_ids"]) > 20 else "")
                         if d["deleted_ids"] else ""))
+    for c in s.catalogs or []:  # braze_migrate/ops/catalogs.py
+        lines.append(catalog_line(c))
     lines.append(f"  rejects file: {s.rejects_file} ({s.rejects} entries)")
     for note in s.notes:
         lines.append(f"  note: {note}")
     if s.resume_command:
         lines.append(f"  to resume: {s.resume_command}")
     return "\n".join(lines)
+
+
+def catalog_line(c: dict) -> str:
+    """One catalog's sync in a line (terminal and Prefect run report)."""
+    return (f"  catalog {c['name']}: {c['created']} created, {c['updated']} edited, {c['deleted']} deleted, "
+            f"{c['unchanged']} unchanged, {c['gone_kept']} gone and kept, {c['pending']} pending; "
+            f"{c['requests']} requests" + (f" (held: {c['held']})" if c["held"] else ""))

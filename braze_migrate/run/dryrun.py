@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from braze_migrate import progress
+from braze_migrate.ops import catalogs
 from braze_migrate.plan import guards
 from braze_migrate.plan.checks import write_rules
 from braze_migrate.plan.planner import build_plan, object_files, scan_batches
@@ -82,6 +83,7 @@ def dry_run(settings: LoadSettings, source: str, *, out: str | None = None, mapp
         "datasets": per,
         "user_model": model,
         "deletes": user_model.deletes_preview(source, mapping, state, plan_dir / "deletes-work", settings),
+        "catalogs": catalogs.preview(source, mapping, state, plan_dir, catalogs.CatalogSettings.of(settings)),
         "guards": guards.dry_run_report(state, plan_dir, settings).to_dict(),  # what a run would hold on
     }
 
@@ -104,6 +106,10 @@ def render_text(result: dict) -> str:
         d = result["deletes"]
         lines.append(f"  user deletes: {d['users']} users in {d['requests']} requests"
                      + (" (the guard would hold them: --allow-mass-delete)" if d["held_by_guard"] else ""))
+    for c in result.get("catalogs") or []:
+        lines.append(f"  catalog {c['name']}: {c['requests']} requests ({c['creates']} items to create, {c['edits']} to "
+                     f"edit, {c['deletes']} to delete, {c['unchanged']} unchanged, {c['gone_kept']} gone and kept); "
+                     "0 data points (catalog items are not billed as data points)")
     if result.get("guards") is not None:
         report = guards.GuardReport.from_dict(result["guards"])
         lines.append(guards.render_text(report))

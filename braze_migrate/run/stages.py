@@ -21,6 +21,7 @@ from braze_migrate.plan import guards
 from braze_migrate.plan.guards import GuardReport
 from braze_migrate.plan.planner import UnitsRunner
 from braze_migrate.progress import ProgressSink
+from braze_migrate.run.catalogs_stage import catalogs_stage
 from braze_migrate.run.credentials import resolve_credentials
 from braze_migrate.run.deletes_stage import deletes_stage
 from braze_migrate.run.engine import Engine, Prepared
@@ -150,6 +151,7 @@ class Stages:
     guard: Callable[..., GuardReport | None] = guard
     decide: Decide | None = None
     deletes: Callable[..., RunSummary] = deletes_stage  # user deletes after the commit (braze_migrate/run/deletes_stage.py)
+    catalogs: Callable[..., RunSummary] = catalogs_stage  # catalog sync after them (braze_migrate/run/catalogs_stage.py)
 
 
 def run_load(kind: str, source: str, mapping: str | None, options: Options, stages: Stages = Stages()) -> RunSummary:
@@ -173,6 +175,7 @@ def run_load(kind: str, source: str, mapping: str | None, options: Options, stag
                 report = stages.guard(prepared, options)
             stages.load(prepared, options)
             summary = stages.deletes(prepared, options, stages.commit(prepared, options, started))
+            summary = stages.catalogs(prepared, options, summary)
             return summary if report is None else summary.model_copy(update={"guards": report.to_dict()})
     except (StateInUse, LedgerUnavailable) as exc:
         raise ConfigError(str(exc)) from None

@@ -34,6 +34,7 @@ from connectors.braze.ratelimit import RateLimiter, parse_rate
 
 MAX_ITEMS = 50
 RATE = "16000/60s"  # shared by every asynchronous catalog item endpoint
+LIST_RATE = "50/60s"  # shared by the synchronous catalog endpoints (GET /catalogs among them)
 
 
 @dataclass
@@ -62,6 +63,7 @@ class CatalogClient:
         self.base = endpoint.rstrip("/")
         self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         self.limiter = RateLimiter(parse_rate(rate))
+        self.list_limiter = RateLimiter(parse_rate(LIST_RATE))  # its own budget and headers: another limit
         self.max_attempts, self.max_seconds, self.timeout = max_attempts, max_seconds, timeout
         self.transport = transport
         self.stopped = threading.Event()
@@ -70,7 +72,7 @@ class CatalogClient:
         """{catalog name: its fields [{name, type}]} from GET /catalogs; BrazeConfigError for a bad key or URL."""
         async def run() -> dict:
             async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as http:
-                return await self._request(http, "GET", "/catalogs", None, ItemsResult("pending"))
+                return await self._request(http, "GET", "/catalogs", None, ItemsResult("pending"), self.list_limiter)
 
         try:
             answer = asyncio.run(run())
@@ -94,7 +96,7 @@ class CatalogClient:
                 result = ItemsResult("pending")
                 fatal = None
                 try:
-                    await self._request(http, method, path, body, result)
+                    await self._request(http, method, path, body, result, self.limiter)
                     result.status = "acknowledged"
                 except BrazeRejected as exc:
                     result.status, result.reason = "rejected", exc.braze_message
@@ -107,20 +109,20 @@ class CatalogClient:
                     raise fatal
 
     async def _request(self, http: httpx.AsyncClient, method: str, path: str, body: bytes | None,
-                       result: ItemsResult) -> dict:
-        retrying = braze_retrying(limiter=self.limiter, max_attempts=self.max_attempts, max_seconds=self.max_seconds,
+                       result: ItemsResult, limiter: RateLimiter) -> dict:
+        retrying = braze_retrying(limiter=limiter, max_attempts=self.max_attempts, max_seconds=self.max_seconds,
                                   clock=time.monotonic, stopped=self.stopped)
         url = self.base + path
 
         async def attempt(state: _Try) -> dict:
-            await self.limiter.acquire()
+            await limiter.acquire()
             result.requests += 1
             try:
                 response = await http.request(method, url, content=body, headers=self.headers)
             except TRANSPORT_ERRORS as exc:
                 state.failures += 1
                 raise classify_exception(exc) from None
-            self.limiter.observe(response.status_code, response.headers)
+            limiter.observe(response.status_code, response.headers)
             if response.status_code == 400:
                 raise BrazeRejected([], _error_ids(response.content))
             try:

@@ -89,7 +89,7 @@ class CatalogLedger:
     def unfinished(self) -> list[tuple[str, str]]:
         """(run_id, catalog) of every plan with a request not final, or acknowledged and not committed."""
         rows = self.ledger._execute(
-            "SELECT DISTINCT run_id, catalog FROM catalog_batches WHERE status NOT IN ('acknowledged','rejected') "
+            "SELECT DISTINCT run_id, catalog FROM catalog_batches WHERE status IN ('planned','sending') "
             "OR (status='acknowledged' AND committed=0) ORDER BY run_id, catalog").fetchall()
         return [(r[0], r[1]) for r in rows]
 

@@ -451,6 +451,50 @@ def write_user_model(root: Path) -> None:
                 (out / f"{name}.ndjson").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
+# --- the shop example: orders as eCommerce events and a product catalog --------------------------------
+
+
+SHOP_PRODUCTS = [  # id, title, price, in_stock, released
+    (f"sku-{i:03d}", f"Product {i:03d}", round(4.5 + 3.25 * i, 2), i % 4 != 0, f"2026-0{1 + i % 9}-1{i % 10}T09:00:00Z")
+    for i in range(1, 21)
+]
+
+
+def shop_frames(night: int) -> dict[str, pl.DataFrame]:
+    """Two nights of a shop (README.md, "Shop example"): `purchases` as lines of orders (with
+    `--purchases-as ecommerce`), `order_refunds` on night 2, and the catalog `catalogs/products`: night 2
+    changes one item, adds one and drops one."""
+    lines = []
+    for o in range(1, 9):
+        for k in range(1 + o % 3):  # orders of 1 to 3 lines
+            pid, title, price, _, _ = SHOP_PRODUCTS[(o * 3 + k) % len(SHOP_PRODUCTS)]
+            lines.append({"order_id": f"ord-{o:03d}", "external_id": f"u{o % 5 + 1}", "product_id": pid,
+                          "product_name": title, "variant_id": f"{pid}-std", "quantity": 1 + k, "price": price,
+                          "currency": "EUR", "time": f"2026-11-0{1 + o % 2}T1{o}:00:00Z", "cart_id": f"cart-{o:03d}",
+                          "tax": round(price * 0.2, 2) if k == 0 else None, "source": "web"})
+    lines[-1] = {**lines[-1], "price": -1.0}  # the last order breaks Braze's schema: rejected, never sent
+    out = {"purchases": pl.DataFrame(lines)}
+    products = list(SHOP_PRODUCTS)
+    if night == 2:
+        products[2] = (products[2][0], products[2][1] + " (new edition)", products[2][2], products[2][3], products[2][4])
+        products.pop(7)
+        products.append(("sku-021", "Product 021", 72.75, True, "2026-11-02T09:00:00Z"))
+        out["order_refunds"] = pl.DataFrame([{**lines[0], "refund_id": "ref-001"}]).drop("cart_id", "tax")
+    out["catalogs/products"] = pl.DataFrame(products, schema=["id", "title", "price", "in_stock", "released"],
+                                            orient="row")
+    return out
+
+
+def write_shop(root: Path) -> None:
+    """Write `root`/shop/night1 and night2 (CSV purchases and refunds, the catalog as CSV)."""
+    for night in (1, 2):
+        out = root / "shop" / f"night{night}"
+        _reset(out)
+        (out / "catalogs").mkdir()
+        for name, df in shop_frames(night).items():
+            df.write_csv(out / f"{name}.csv")
+
+
 def write_benchmark(root: Path, n: int, fmt: str, seed: int) -> None:
     """Write clean `root`/day1 and `root`/day2 exports, every dataset one file in `fmt`."""
     rng = Rng(seed)
@@ -649,6 +693,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.users is None and args.out is None:
         write_samples(Path(__file__).resolve().parent)
         write_user_model(Path(__file__).resolve().parent)
+        write_shop(Path(__file__).resolve().parent)
         return
     if args.out is None:
         parser.error("--out is required with --users")
