@@ -15,7 +15,7 @@ import time
 import httpx
 import polars as pl
 
-from braze_migrate import stages
+from braze_migrate.run import stages
 from braze_migrate.settings import load_settings, public_options
 from tests.conftest import API_KEY
 
@@ -108,7 +108,7 @@ def test_a_field_that_differs_from_braze_stops_the_sync_in_one_line(sandbox, tmp
     env = {**os.environ, "BRAZE_REST_ENDPOINT": sandbox.url, "BRAZE_API_KEY": API_KEY,
            "PREFECT_HOME": str(tmp_path / "prefect")}
     src = export(tmp_path / "n1", catalog_night(100))
-    r = subprocess.run([sys.executable, "-m", "cli.main", "backfill", str(src), "--state", str(tmp_path / "state"),
+    r = subprocess.run([sys.executable, "-m", "braze_migrate.cli.main", "backfill", str(src), "--state", str(tmp_path / "state"),
                         "--no-prefect"], capture_output=True, text=True, env=env, timeout=300, check=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     (line,) = [x for x in r.stderr.splitlines() if "catalog" in x]
@@ -122,7 +122,7 @@ def test_kill_9_mid_sync_resends_nothing_acknowledged(sandbox, tmp_path):
     env = {**os.environ, "BRAZE_REST_ENDPOINT": sandbox.url, "BRAZE_API_KEY": API_KEY,
            "PREFECT_HOME": str(tmp_path / "prefect")}
     state, src = tmp_path / "state", export(tmp_path / "n1", catalog_night(5000))
-    cmd = [sys.executable, "-m", "cli.main", "backfill", str(src), "--state", str(state), "--no-prefect", "--json"]
+    cmd = [sys.executable, "-m", "braze_migrate.cli.main", "backfill", str(src), "--state", str(state), "--no-prefect", "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     acked = 0
@@ -151,7 +151,7 @@ def test_kill_9_mid_sync_resends_nothing_acknowledged(sandbox, tmp_path):
 
 
 def test_plan_shows_catalog_requests(tmp_path, monkeypatch):
-    from braze_migrate.dryrun import dry_run
+    from braze_migrate.run.dryrun import dry_run
 
     src = export(tmp_path / "n1", catalog_night(120))
     result = dry_run(load_settings(state=tmp_path / "state"), str(src))
