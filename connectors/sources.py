@@ -160,6 +160,13 @@ def open_source(
     return out
 
 
+def catalog_names(source: str | Path, *, mapping: str | Path | None = None,
+                  environ: MappingABC[str, str] | None = None) -> list[str]:
+    """The catalogs (`catalogs/<name>`) a source holds, from its listing and mapping file; no data is read."""
+    resolved = _resolve(str(source), mapping, os.environ if environ is None else environ)
+    return [name for name in resolved.located if name.startswith(CATALOGS)]
+
+
 def scan_folder(path: str | Path) -> dict[str, Dataset]:
     """Return the datasets present in local folder `path`, keyed by name; absent datasets are left out.
 

@@ -157,3 +157,21 @@ def test_plan_shows_catalog_requests(tmp_path, monkeypatch):
     result = dry_run(load_settings(state=tmp_path / "state"), str(src))
     (c,) = result["catalogs"]
     assert (c["name"], c["requests"], c["creates"], c["data_points"]) == ("products", 3, 120, 0)
+
+
+def test_a_mapping_file_names_a_catalog_and_maps_its_id(tmp_path):
+    from connectors.errors import SourceError
+    from connectors.sources import catalog_names, open_source
+
+    pl.DataFrame({"SKU": ["a-1", "b-2"], "title": ["A", "B"]}).write_csv(tmp_path / "skus.csv")
+    (tmp_path / "m.yaml").write_text("catalogs:\n  products:\n    path: skus.csv\n    columns: {id: SKU}\n")
+    assert catalog_names(tmp_path / "m.yaml") == ["catalogs/products"]
+    frame = open_source(tmp_path / "m.yaml", work_dir=tmp_path / "w")["catalogs/products"].frame.collect()
+    assert frame.select("id", "title").rows() == [("a-1", "A"), ("b-2", "B")]
+    (tmp_path / "bad.yaml").write_text("catalogs:\n  products:\n    path: skus.csv\n    columns: {id: SKUU}\n")
+    try:
+        open_source(tmp_path / "bad.yaml", work_dir=tmp_path / "w")
+    except SourceError as exc:
+        assert "line 4 (catalogs.products.columns.id): column 'SKUU' is not in the export" in str(exc)
+    else:
+        raise AssertionError("a mapped column that does not exist must fail")

@@ -24,7 +24,7 @@ import polars as pl
 
 from braze_migrate.settings import ConfigError
 from connectors.braze.catalogs import CatalogClient, ItemsResult
-from connectors.sources import CATALOGS, open_source, reading
+from connectors.sources import CATALOGS, catalog_names, open_source, reading
 from connectors.state.catalogs import CatalogLedger, replace_acked, scan_acked
 from transforms import catalogs as items
 from transforms.csv_typing import apply_csv_types, infer_csv_types
@@ -95,7 +95,9 @@ class _Planned:
 
 def read_catalogs(source: str, mapping: str | None, work_dir: Path) -> dict[str, pl.DataFrame]:
     """Every catalog of the source by name, collected (CSV typed from its values, like users)."""
-    out = {}
+    out: dict[str, pl.DataFrame] = {}
+    if not catalog_names(source, mapping=mapping):
+        return out  # the other datasets are not read again
     for name, ds in open_source(source, mapping=mapping, work_dir=work_dir).items():
         if not name.startswith(CATALOGS):
             continue
@@ -114,10 +116,10 @@ def check_fields(catalogs: dict[str, pl.DataFrame], braze: dict[str, list[dict]]
         raise CatalogMismatch("; ".join(problems))
 
 
-def plan_catalog(run_dir: Path, run_id: str, state: Path, name: str, frame: pl.DataFrame, ledger: CatalogLedger,
-                 settings: CatalogSettings, *, record: bool = True) -> _Planned:
+def plan_catalog(run_dir: Path, run_id: str, state: Path, name: str, frame: pl.DataFrame,
+                 ledger: CatalogLedger | None, settings: CatalogSettings) -> _Planned:
     """Normalize, diff against the acknowledged items and pack one catalog; write its requests and the values
-    the snapshot takes, and record the requests (`record=False`: a dry run)."""
+    the snapshot takes, and record the requests (`ledger=None`: a dry run records nothing)."""
     report = CatalogReport(name, read=frame.height)
     norm = items.normalize_items(frame.lazy(), name)
     good, rejects = pl.collect_all([norm.good, norm.rejects])
@@ -144,7 +146,7 @@ def plan_catalog(run_dir: Path, run_id: str, state: Path, name: str, frame: pl.D
     good.join(written, on=items.ID, how="semi").drop("_file", "_row", "fingerprint").write_parquet(
         folder / f"{name}-items.parquet")
     requests.write_parquet(folder / f"{name}.parquet")
-    if record:
+    if ledger is not None:
         ledger.record_plan(run_id, name, [(b, m, n) for b, m, n in requests.select("batch_no", "method", "n_items").iter_rows()])
     return _Planned(report, requests)
 
@@ -160,7 +162,7 @@ def apply_catalog(run_dir: Path, run_id: str, name: str, ledger: CatalogLedger, 
         ledger.mark_sending(run_id, name, batch_no)
 
     def result(batch_no: int, r: ItemsResult) -> None:
-        ledger.record_result(run_id, name, batch_no, r.status, requests=r.requests, throttled=r.throttled,  # type: ignore[arg-type]
+        ledger.record_result(run_id, name, batch_no, r.status, requests=r.requests, throttled=r.throttled,
                              reason=r.reason)
 
     if todo:
@@ -240,7 +242,7 @@ def preview(source: str, mapping: str | None, state: Path, work_dir: Path, setti
     and Braze is not asked. Catalog items are not data points (those are measured on user profiles)."""
     out = []
     for name, frame in read_catalogs(source, mapping, work_dir / "catalogs").items():
-        planned = plan_catalog(work_dir, "", state, name, frame, None, settings, record=False)
+        planned = plan_catalog(work_dir, "", state, name, frame, None, settings)
         by = dict(planned.requests.group_by("method").agg(pl.col("n_items").sum()).iter_rows())
         out.append({**planned.report.to_dict(), "requests": planned.requests.height, "creates": by.get("POST", 0),
                     "edits": by.get("PATCH", 0), "deletes": by.get("DELETE", 0), "data_points": 0})
