@@ -90,3 +90,14 @@ def test_refunds_and_cancellations_and_order_level_columns(sandbox, tmp_path):
     assert got["ecommerce.order_placed"]["source"] == "web"
     assert got["ecommerce.order_refunded"]["source"] == "pos" and got["ecommerce.order_refunded"]["order_id"] == "o1"
     assert got["ecommerce.order_cancelled"]["cancel_reason"] == "customer_request"
+
+
+def test_plan_shows_orders_requests_and_data_points(tmp_path):
+    from braze_migrate.run.dryrun import dry_run, render_text
+
+    result = dry_run(load_settings(state=tmp_path / "state", purchases_as="ecommerce"), str(export(tmp_path / "d1")))
+    orders = result["datasets"]["orders"]
+    # o1 and o2: each event is one data point plus its top-level properties (order_id, total_value, currency,
+    # products, source); o3 and o4 are rejected.
+    assert (orders["read"], orders["to_send"], orders["data_points"], orders["rejected_rows"]) == (4, 2, 12, 2)
+    assert result["requests"] == 1 and "orders" in render_text(result)
