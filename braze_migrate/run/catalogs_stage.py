@@ -7,9 +7,7 @@ from pathlib import Path
 
 from braze_migrate.ops.catalogs import CatalogSettings, sync_catalogs
 from braze_migrate.ops.deletes import append_rejects
-from braze_migrate.run.credentials import resolve_credentials
-from braze_migrate.run.engine import Engine
-from braze_migrate.settings import load_settings
+from braze_migrate.run.after_commit import after_commit
 from braze_migrate.summary import Buckets, RunStatus
 from connectors.braze.catalogs import CatalogClient
 from connectors.sources import CATALOGS
@@ -21,21 +19,16 @@ def catalogs_stage(prepared, options, summary):
     without an answer INCOMPLETE, each with the command that goes on."""
     if summary.status not in (RunStatus.COMPLETED, RunStatus.INCOMPLETE):
         return summary  # a stopped load resumes first; the catalogs come after it
-    settings = load_settings(**options)
-    engine = Engine(settings)
-    try:
-        run = engine.ledger.run(prepared.run_id)
-        mapping = (run.settings or {}).get("mapping")
-        endpoint, api_key = resolve_credentials(settings)
-        cs = CatalogSettings.of(settings)
-        client = CatalogClient(endpoint, api_key, rate=cs.rate_limit, max_attempts=cs.max_attempts,
+    with after_commit(prepared, options) as done:
+        cs = CatalogSettings.of(done.settings)
+        client = CatalogClient(done.endpoint, done.api_key, rate=cs.rate_limit, max_attempts=cs.max_attempts,
                                max_seconds=cs.max_retry_seconds, timeout=cs.timeout_seconds)
-        reports = sync_catalogs(prepared.run_id, engine.state / "runs", engine.state, run.source, mapping,
-                                engine.ledger, client, cs)
+        state = done.engine.state
+        reports = sync_catalogs(prepared.run_id, state / "runs", state, done.run.source, done.mapping,
+                                done.engine.ledger, client, cs)
         if not reports:
             return summary
-        command = (f"braze-migrate {run.kind} {run.source}" + (f" --mapping {mapping}" if mapping else "")
-                   + f" --state {engine.state}")
+        command = done.command
         datasets = dict(summary.datasets)
         for r in reports:
             acked = r.created + r.updated
@@ -56,7 +49,5 @@ def catalogs_stage(prepared, options, summary):
                           notes=[*summary.notes, ("catalogs: requests without an answer from Braze; the next "
                                                   "run sends them again")])
         summary = summary.model_copy(update=update)
-        engine.ledger.set_run_status(prepared.run_id, "committed", summary.to_json())
+        done.record(summary)
         return summary
-    finally:
-        engine.close()

@@ -6,9 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from braze_migrate.ops.deletes import DATASET, DeleteReport, DeleteSettings, append_rejects, run_deletes
-from braze_migrate.run.credentials import resolve_credentials
-from braze_migrate.run.engine import Engine
-from braze_migrate.settings import load_settings
+from braze_migrate.run.after_commit import after_commit
 from braze_migrate.summary import Buckets, RunStatus
 
 
@@ -17,18 +15,12 @@ def deletes_stage(prepared, options, summary):
     a held or unfinished delete makes the run HELD or INCOMPLETE with the command that goes on."""
     if summary.status not in (RunStatus.COMPLETED, RunStatus.INCOMPLETE):
         return summary  # a stopped load resumes first; its deletes come after it
-    settings = load_settings(**options)
-    engine = Engine(settings)
-    try:
-        run = engine.ledger.run(prepared.run_id)
-        mapping = (run.settings or {}).get("mapping")
-        endpoint, api_key = resolve_credentials(settings)
-        report = run_deletes(prepared.run_id, prepared.plan_dir, engine.state, run.source, mapping, engine.ledger,
-                             endpoint, api_key, DeleteSettings.of(settings))
+    with after_commit(prepared, options) as done:
+        report = run_deletes(prepared.run_id, prepared.plan_dir, done.engine.state, done.run.source, done.mapping,
+                             done.engine.ledger, done.endpoint, done.api_key, DeleteSettings.of(done.settings))
         if report is None:
             return summary
-        command = (f"braze-migrate {run.kind} {run.source}" + (f" --mapping {mapping}" if mapping else "")
-                   + f" --state {engine.state}")
+        command = done.command
         update: dict = {"deletes": report.to_dict()}
         if report.held:
             update.update(status=RunStatus.HELD, message=report.message,
@@ -43,10 +35,8 @@ def deletes_stage(prepared, options, summary):
             update["rejects"] = summary.rejects + append_rejects(Path(summary.rejects_file), report.rejected_rows)
         update["datasets"] = {**summary.datasets, DATASET: _buckets(summary.datasets.get(DATASET), report)}
         summary = summary.model_copy(update=update)
-        engine.ledger.set_run_status(prepared.run_id, "committed", summary.to_json())
+        done.record(summary)
         return summary
-    finally:
-        engine.close()
 
 
 def _buckets(before, report: DeleteReport):
