@@ -18,7 +18,9 @@ are imported inside the functions that use them, which keeps a local scan free o
 
 from __future__ import annotations
 
+import contextlib
 import glob as globbing
+import gzip
 import hashlib
 import os
 import re
@@ -688,14 +690,71 @@ def _reader(loc: _Located, resolved: _Resolved) -> Callable[[int], Iterator[pl.D
     def read(rows: int) -> Iterator[pl.DataFrame]:
         for f in loc.files:
             partitions = _partition_values(f, loc.root) if hive else None
-            if loc.format == "parquet" and options is None:
-                values = [pl.lit(v, dtype=pl.String).alias(k) for k, v in (partitions or {}).items()]
-                yield from _numbered((b.with_columns(values) for b in _parquet_batches([f], rows)), f)
-            else:
+            if options is not None:  # object stores: Polars' streaming engine
                 lf = _scan_one(f, loc.format, options=options, separator=separator, partitions=partitions)
                 yield from _streamed(lf, rows)
+                continue
+            if loc.format == "parquet":
+                batches = _parquet_batches([f], rows)
+            else:
+                batches = _text_batches(f, loc.format, separator)
+            values = [pl.lit(v, dtype=pl.String).alias(k) for k, v in (partitions or {}).items()]
+            yield from _numbered((b.with_columns(values) for b in batches), f)
 
     return read
+
+
+# Bytes of a CSV or NDJSON file parsed at a time.
+TEXT_BLOCK = 8 << 20
+
+
+def _text_batches(f: str, fmt: str, separator: str) -> Iterator[pl.DataFrame]:
+    """A local CSV or NDJSON file (optionally .gz) parsed by Polars TEXT_BLOCK bytes at a time, each block cut
+    at the end of a record, so the rows and their types are those of reading the file whole: CSV as text
+    under the header's column names, NDJSON with the columns inferred from the whole file."""
+    head = _scan_one(f, fmt, separator=separator).collect_schema()
+    names = [c for c in head if c not in ORIGIN_COLUMNS]
+    quoted = fmt == "csv"
+    opener = gzip.open if f.lower().endswith(COMPRESSED) else open
+    with opener(f, "rb") as fh:
+        rest = _after_header(fh) if quoted else b""
+        while True:
+            block = fh.read(TEXT_BLOCK)
+            data = rest + block
+            cut = _record_end(data, quoted=quoted) if block else len(data) - 1
+            chunk, rest = data[: cut + 1], data[cut + 1 :]
+            if chunk:
+                with contextlib.suppress(pl.exceptions.NoDataError):
+                    yield _parse(chunk, fmt, names, head, separator)
+            if not block:
+                return
+
+
+def _after_header(fh) -> bytes:
+    """Read past a CSV file's header line (its names come from the whole-file scan); the bytes read after it."""
+    data = b""
+    while True:
+        block = fh.read(TEXT_BLOCK)
+        data += block
+        end = _record_end(data, quoted=True, first=True)
+        if end >= 0 or not block:
+            return data[end + 1 :] if end >= 0 else b""
+
+
+def _record_end(data: bytes, *, quoted: bool, first: bool = False) -> int:
+    """Index of the last (or `first`) newline of `data` that ends a record, outside CSV quotes; -1 if none.
+    Blocks start at a record's start, so a newline is inside quotes when an odd number of quotes precede it."""
+    end = data.find(b"\n") if first else data.rfind(b"\n")
+    while quoted and end >= 0 and data.count(b'"', 0, end) % 2:
+        end = data.find(b"\n", end + 1) if first else data.rfind(b"\n", 0, end)
+    return end
+
+
+def _parse(chunk: bytes, fmt: str, names: list[str], head: pl.Schema, separator: str) -> pl.DataFrame:
+    if fmt == "csv":
+        return pl.read_csv(chunk, has_header=False, new_columns=names, infer_schema=False, encoding="utf8",
+                           separator=separator)
+    return pl.read_ndjson(chunk, schema={c: head[c] for c in names})
 
 
 def _parts_reader(parts: list[Path], label: str) -> Callable[[int], Iterator[pl.DataFrame]]:

@@ -3,6 +3,7 @@ inside one Parquet row group, and a backfill of them is exact against the sandbo
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import polars as pl
@@ -47,6 +48,34 @@ def test_batches_cut_inside_one_row_group_and_keep_order_and_row_numbers(tmp_pat
     whole = pl.concat(batches)
     assert whole.equals(ds.frame.collect())
     assert whole["_row"].to_list() == list(range(1, 2501))
+
+
+HOSTILE_CSV = ('\ufeffexternal_id,note,tag,note\n1,,"",x\n2,"multi\nline ""quoted""",é ü 😀,NULL\n'
+               '3,N/A, padded ,\n\n' + "".join(f'u{i},"a,b\nc",{i},\n' for i in range(400)))
+
+
+@pytest.mark.parametrize("name", ["users.csv", "users.csv.gz", "users.ndjson"])
+def test_csv_and_ndjson_are_parsed_in_blocks_with_the_rows_of_the_whole_file(name, tmp_path, monkeypatch):
+    """Blocks cut at record ends only (never inside quotes), so quoted newlines, doubled quotes, a byte-order
+    mark, blank lines and duplicate header names come out exactly as Polars reads the whole file."""
+    import gzip
+
+    from connectors import sources
+
+    monkeypatch.setattr(sources, "TEXT_BLOCK", 97)  # many blocks, most of them cut inside a quoted field
+    if name.endswith(".ndjson"):
+        rows = [{"external_id": f"u{i}", "n": i, "nested": {"a": [i]} if i % 3 else None,
+                 **({"late": "x"} if i == 350 else {})} for i in range(400)]
+        text = "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n"
+    else:
+        text = HOSTILE_CSV
+    data = text.encode()
+    (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    ds = scan_folder(tmp_path)["users"]
+    whole = ds.frame.collect()
+    batches = list(iter_batches(ds, 50))
+    assert len(batches) > 5 and pl.concat(batches).equals(whole)
+    assert whole.height >= 400
 
 
 @pytest.mark.parametrize("fmt", ["csv", "ndjson"])
