@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import obstore
 import obstore.exceptions
@@ -208,14 +209,33 @@ def explain(err: BaseException, uri: str, options: StoreOptions, action: str = "
     return SourceError(f"could not {action} {uri}: {reason}: {todo}")
 
 
+def download(uri: str, options: StoreOptions, target: Path) -> Path:
+    """Stream one object into the local file `target`, a chunk at a time (memory holds one chunk)."""
+    scheme, bucket, key = split(uri)
+    try:
+        result = obstore.get(_store(scheme, bucket, options), key)
+        with open(target, "wb") as fh:
+            fh.writelines(result.stream(min_chunk_size=DOWNLOAD_CHUNK))
+    except (obstore.exceptions.BaseError, OSError, ValueError) as exc:
+        raise explain(exc, uri, options, "read") from None
+    return target
+
+
+DOWNLOAD_CHUNK = 8 << 20
+
+
+def _store(scheme: str, bucket: str, options: StoreOptions):
+    return from_url(
+        f"{scheme}://{bucket}",
+        config=options.config,
+        client_options={"allow_http": True} if options.allow_http else None,
+        retry_config=RETRY,
+    )
+
+
 def _list(scheme: str, bucket: str, prefix: str, options: StoreOptions, uri: str) -> list[StoreObject]:
     try:
-        store = from_url(
-            f"{scheme}://{bucket}",
-            config=options.config,
-            client_options={"allow_http": True} if options.allow_http else None,
-            retry_config=RETRY,
-        )
+        store = _store(scheme, bucket, options)
         found = []
         for batch in obstore.list(store, prefix=prefix or None, chunk_size=1000):
             found.extend(

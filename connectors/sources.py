@@ -24,6 +24,7 @@ import gzip
 import hashlib
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from collections.abc import Mapping as MappingABC
 from contextlib import contextmanager
@@ -84,8 +85,8 @@ def iter_batches(dataset: Dataset, rows: int) -> Iterator[pl.DataFrame]:
     schema = dataset.frame.collect_schema()
     raw = dataset.reader(rows) if dataset.reader is not None else _streamed(dataset.frame, rows)
     for batch in raw:
-        if batch.height:
-            yield conform(batch, schema)
+        for offset in range(0, batch.height, rows):  # CSV and NDJSON blocks are cut by bytes: cut them by rows
+            yield conform(batch.slice(offset, rows), schema)
 
 
 def conform(batch: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
@@ -687,19 +688,26 @@ def _reader(loc: _Located, resolved: _Resolved) -> Callable[[int], Iterator[pl.D
     hive = spec is not None and spec.hive_columns and loc.root is not None
     options = resolved.options.get(_scheme(loc.files[0]) or "")
 
+    def local(path: str, label: str, rows: int) -> Iterator[pl.DataFrame]:
+        partitions = _partition_values(label, loc.root) if hive else None
+        if loc.format == "parquet":
+            batches = parquet_batches([path], rows)
+        else:
+            batches = _text_batches(path, loc.format, separator)
+        values = [pl.lit(v, dtype=pl.String).alias(k) for k, v in (partitions or {}).items()]
+        yield from _numbered((b.with_columns(values) for b in batches), label)
+
     def read(rows: int) -> Iterator[pl.DataFrame]:
         for f in loc.files:
-            partitions = _partition_values(f, loc.root) if hive else None
-            if options is not None:  # object stores: Polars' streaming engine
-                lf = _scan_one(f, loc.format, options=options, separator=separator, partitions=partitions)
-                yield from _streamed(lf, rows)
+            if options is None:
+                yield from local(f, f, rows)
                 continue
-            if loc.format == "parquet":
-                batches = _parquet_batches([f], rows)
-            else:
-                batches = _text_batches(f, loc.format, separator)
-            values = [pl.lit(v, dtype=pl.String).alias(k) for k, v in (partitions or {}).items()]
-            yield from _numbered((b.with_columns(values) for b in batches), f)
+            from connectors.objectstore import download
+
+            # An object is streamed to a temporary local file, then read like one: one object on disk at a time.
+            with tempfile.TemporaryDirectory(prefix="braze-migrate-") as tmp:
+                path = download(f, options, Path(tmp) / f.rsplit("/", 1)[-1])
+                yield from local(str(path), f, rows)
 
     return read
 
@@ -759,7 +767,7 @@ def _parse(chunk: bytes, fmt: str, names: list[str], head: pl.Schema, separator:
 
 def _parts_reader(parts: list[Path], label: str) -> Callable[[int], Iterator[pl.DataFrame]]:
     """The batches of spooled Parquet parts read as one result named `label` (a query's rows, numbered on)."""
-    return lambda rows: _numbered(_parquet_batches([str(p) for p in parts], rows), label)
+    return lambda rows: _numbered(parquet_batches([str(p) for p in parts], rows), label)
 
 
 def _streamed(lf: pl.LazyFrame, rows: int) -> Iterator[pl.DataFrame]:
@@ -771,7 +779,7 @@ def _streamed(lf: pl.LazyFrame, rows: int) -> Iterator[pl.DataFrame]:
 PARQUET_BUFFER = 1 << 22
 
 
-def _parquet_batches(files: list[str], rows: int) -> Iterator[pl.DataFrame]:
+def parquet_batches(files: list[str], rows: int) -> Iterator[pl.DataFrame]:
     """Local Parquet files `rows` rows at a time, also inside one row group."""
     import pyarrow.parquet as pq
 

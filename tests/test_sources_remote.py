@@ -21,7 +21,7 @@ from braze_migrate.plan import planner
 from braze_migrate.run.engine import Engine
 from braze_migrate.settings import load_settings
 from connectors.mapping import MappingError
-from connectors.sources import SourceError, open_source, scan_folder, source_fingerprint
+from connectors.sources import SourceError, iter_batches, open_source, scan_folder, source_fingerprint
 from tests.conftest import API_KEY
 from tests.test_sql_source import postgres_tables
 from transforms.csv_typing import parse_datetime
@@ -324,6 +324,17 @@ def test_an_s3_prefix_follows_the_local_layout_rules(bucket, tmp_path):
     assert remote["push_tokens"].files[0] == f"s3://{bucket}/day1/push_tokens/part-0001.csv"
     for name in local:
         assert remote[name].frame.collect().drop("_file").equals(local[name].frame.collect().drop("_file"))
+
+
+def test_objects_are_read_in_batches_with_the_rows_of_their_frames(bucket, tmp_path):
+    """Each object is streamed to a temporary local file and read in bounded batches like a local one."""
+    source = upload_folder(bucket, DAY1, "day1")
+    remote = open_source(source, work_dir=tmp_path)
+    for name, ds in remote.items():
+        batches = list(iter_batches(ds, 2))
+        assert max(b.height for b in batches) <= 2
+        assert pl.concat(batches).equals(ds.frame.collect()), name
+        assert batches[0]["_file"][0].startswith(f"s3://{bucket}/day1/")
 
 
 def test_the_fingerprint_of_a_prefix_follows_its_objects(bucket, tmp_path):

@@ -41,7 +41,7 @@ from braze_migrate.plan import seen
 from braze_migrate.plan.checks import read_order_source, read_rules
 from braze_migrate.plan.contract import read_contract
 from braze_migrate.progress import ProgressEvent, ProgressSink
-from connectors.sources import CATALOGS, Dataset, iter_batches, open_source, reading
+from connectors.sources import CATALOGS, Dataset, iter_batches, open_source, parquet_batches, reading
 from connectors.state.snapshot import Snapshot, partition_of
 from transforms import deltas, ecommerce, normalize, suspicious, type_contract
 from transforms.csv_typing import infer_csv_types
@@ -346,7 +346,7 @@ def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partiti
         acked = snapshot.scan(name)
         n_acked = int(acked.select(pl.len()).collect().item())
         if n_acked:
-            _spool_batches(acked.collect_batches(chunk_size=BATCH_ROWS), pl.col("key"), parts,
+            _spool_batches(parquet_batches([str(snapshot.path(name))], BATCH_ROWS), pl.col("key"), parts,
                            work / f"acked-{name}")
         files[name] = list(ds.files)
         units += [{"dataset": name, "part": q, "parts": parts} for q in range(parts)]
