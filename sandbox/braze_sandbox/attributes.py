@@ -6,7 +6,8 @@ names and strings are trimmed and silently truncated; names starting with `$` ar
 `null` removes; `{"inc": n}`; arrays are sets with a maximum length that drops the oldest;
 nested objects overwrite unless `_merge_objects`, and one invalid nested value drops that
 attribute's update (silently, as Braze does; counted in the stats); arrays of objects change item by
-item with `$add`, `$remove`, `$update` (applied in that order) and stay within 100 KB.
+item with `$add`, `$remove`, `$update` (applied in that order), an `$update` overwriting the item
+unless `_merge_objects`, and stay within 100 KB. docs/braze-fidelity.md lists each rule with its page.
 """
 
 from __future__ import annotations
@@ -124,12 +125,11 @@ def _custom(update: AttributeUpdate, name: str, value: Any, rules: Rules) -> str
         update.ops.append(("del", name, None))
         update.data_points += 1
     elif type(value) is list:
+        if any(type(v) is dict for v in value):
+            return _objects_array(update, name, value)
         values = _array_values(value, rules)
         if values is None:
             return errors.BAD_ARRAY_VALUE
-        if any(type(v) is dict for v in values) and len(orjson.dumps(values)) > MAX_NESTED_BYTES:
-            update.nested_dropped += 1  # an array of objects over 100 KB: dropped, the request still succeeds
-            return None
         update.custom[name] = values[-rules.max_array_length :]
         update.data_points += 1
     elif "inc" in value and len(value) == 1:
@@ -160,7 +160,21 @@ def _custom(update: AttributeUpdate, name: str, value: Any, rules: Rules) -> str
         update.nested_dropped += 1
     else:
         update.ops.append(("object", name, value))
-        update.data_points += max(1, datapoints.nested_object(value))
+        update.data_points += datapoints.whole_value(value)
+    return None
+
+
+def _objects_array(update: AttributeUpdate, name: str, value: list) -> str | None:
+    """An array of objects set whole: no limit on the number of items, at most 100 KB (Array of objects,
+    "Limitations"); an item breaking the nested-object rules or a value over 100 KB drops the attribute's
+    update while the request succeeds. Items are kept as sent: Braze does not make them unique."""
+    if not all(type(v) is dict for v in value):
+        return errors.BAD_ARRAY_VALUE
+    if not all(_nested_ok(v) for v in value) or len(orjson.dumps(value)) > MAX_NESTED_BYTES:
+        update.nested_dropped += 1
+        return None
+    update.custom[name] = value
+    update.data_points += datapoints.whole_value(value)
     return None
 
 
@@ -203,7 +217,9 @@ def _apply_items(current: Any, ops: tuple, merge: bool) -> list | None:
     for key, value, new_object in updates:
         for i, item in enumerate(items):
             if key in item and item[key] == value and type(item[key]) is type(value):
-                items[i] = _deep_merge(item, new_object) if merge else {**item, **new_object}
+                # "You must set `_merge_objects` to true, or your objects will be overwritten.
+                # `_merge_objects` is false by default." (Array of objects, "API example", Update)
+                items[i] = _deep_merge(item, new_object) if merge else dict(new_object)
     return None if len(orjson.dumps(items)) > MAX_NESTED_BYTES else items
 
 
@@ -352,7 +368,10 @@ def _deep_merge(into: dict, new: dict) -> dict:
     return merged
 
 
-def _apply(store: Store, profile: Profile, update: AttributeUpdate, max_array: int) -> None:
+def _apply(store: Store, profile: Profile, update: AttributeUpdate, max_array: int) -> int:
+    """Write the update on one profile; return the data points of changes dropped as over 100 KB (only
+    known once the stored value is at hand: nothing written, nothing billed)."""
+    unwritten = 0
     fields = update.fields
     if fields:
         if None in fields.values():
@@ -386,36 +405,46 @@ def _apply(store: Store, profile: Profile, update: AttributeUpdate, max_array: i
             custom[name] = [x for x in items if value_key(x) not in gone][-max_array:]
         elif op == "merge":
             current = custom.get(name)
-            custom[name] = _deep_merge(current, value) if type(current) is dict else value
+            merged = _deep_merge(current, value) if type(current) is dict else value
+            # "If an update causes the object to exceed 100 KB, Braze drops the update, and the attribute
+            # is unchanged." (Nested custom attributes, "Considerations")
+            if len(orjson.dumps(merged)) <= MAX_NESTED_BYTES:
+                custom[name] = merged
+            else:
+                unwritten += datapoints.whole_value(value)
         elif op == "items" or op == "merge_items":
             items = _apply_items(custom.get(name), value, op == "merge_items")
-            if items is not None:
+            if items is None:
+                unwritten += datapoints.item_operations(*value)
+            else:
                 custom[name] = items
         elif op == "groups":
             profile.fields["subscription_groups"] = {**profile.fields.get("subscription_groups", {}), **value}
+    return unwritten
 
 
-def apply_attributes(store: Store, update: AttributeUpdate, max_array: int) -> int:
-    """Write the update; return how many profiles it wrote (0: no profile and none may be created).
+def apply_attributes(store: Store, update: AttributeUpdate, max_array: int) -> tuple[int, int]:
+    """Write the update; return (profiles written, data points billed). No profile written (none exists and
+    none may be created) bills nothing.
 
     An anonymous push-token import writes one new profile per token Braze does not know yet.
     """
     if update.ident[0] == "anonymous":
-        written = 0
+        written = points = 0
         for app_id, token, device_id in update.tokens:
             if (app_id, token) in store.token_owner:
                 continue
             profile = store.new_anonymous()
             store.add_token(profile, app_id, token, device_id)
-            _apply(store, profile, update, max_array)
+            points += update.data_points - _apply(store, profile, update, max_array)
             store.touch(profile)
             written += 1
-        return written
+        return written, points
     profile = store.resolve(update.ident, update.create)
     if profile is None:
-        return 0
-    _apply(store, profile, update, max_array)
+        return 0, 0
+    points = update.data_points - _apply(store, profile, update, max_array)
     for app_id, token, device_id in update.tokens:
         store.add_token(profile, app_id, token, device_id)
     store.touch(profile)
-    return 1
+    return 1, points

@@ -1,7 +1,8 @@
 """`POST /users/delete`: remove profiles by external_id, braze_id or user alias, at most 50 per request.
 
-Braze answers `{"deleted": n, "message": "success"}` (201) where `n` counts the profiles it found and
-removed; an identifier it does not know is not an error (deleting is idempotent). More than 50
+Braze answers `{"deleted": n, "message": "success"}` (201) where `n` is the "number of user IDs queued for
+deletion" (its page, "Response"): every identifier sent, known or not; an identifier it does not know is not an
+error (deleting is idempotent). More than 50
 identifiers in one request, or a body without any, is a 400. Deletion is not billable.
 """
 
@@ -42,10 +43,8 @@ def process_delete(body: object, store: Store, max_ids: int = MAX_IDS) -> tuple[
         if type(alias) is not dict or type(alias.get("alias_name")) is not str or type(alias.get("alias_label")) is not str:
             return _bad("user_aliases must be {alias_name, alias_label}")
         idents.append(("alias", (alias["alias_name"], alias["alias_label"])))
-    deleted = 0
     for ident in idents:
         profile = store.find(ident)
         if profile is not None:
             store.delete(profile)
-            deleted += 1
-    return 201, {"deleted": deleted, "message": "success"}
+    return 201, {"deleted": len(idents), "message": "success"}

@@ -64,8 +64,8 @@ def process_track(body: object, store: Store, rules: Rules, mode: str, stats: St
         if error:
             found.append(_error(error, "attributes", index))
             continue
-        written = apply_attributes(store, update, max_array)
-        points += update.data_points * written
+        written, billed = apply_attributes(store, update, max_array)
+        points += billed
         nested_dropped += update.nested_dropped
         dropped += not written
         done["attributes"] += 1

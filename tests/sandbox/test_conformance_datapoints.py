@@ -42,9 +42,12 @@ def test_rule_whole_array_costs_one_incremental_values_one_each(api):
     assert points(api, attributes=[attrs(tags={"add": ["d", "e"], "remove": ["a"]})]) == 3
 
 
-def test_rule_each_nested_key_costs_one(api):
-    """Rule: each key of a nested object costs one data point."""
-    assert points(api, attributes=[attrs(book={"title": "Dune", "meta": {"year": 1965, "pages": 1}})]) == 4
+def test_rule_each_nested_key_holding_a_value_costs_one(api):
+    """Rule: each key of a nested object holding a value costs one data point; a key holding an object is
+    counted through its own keys ("counts as seven (7) data points",
+    https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/nested_custom_attribute_support/,
+    "Data points")."""
+    assert points(api, attributes=[attrs(book={"title": "Dune", "meta": {"year": 1965, "pages": 1}})]) == 3
 
 
 def test_rule_event_and_purchase_cost_one_plus_property_keys(api):
