@@ -33,16 +33,20 @@ def test_missing_configuration_is_one_line_naming_both_variables(tmp_path):
 
 
 def test_wrong_api_key_stops_within_seconds_with_one_line_and_no_key(braze_env, tmp_path):
+    """The key is checked once a batch is ready to go (a run with nothing to send sends no request): the
+    probe's 401 stops the run before any batch is sent, in one error line after the progress lines."""
     src = write_export(tmp_path / "export", "parquet")
     env = {**os.environ, "BRAZE_API_KEY": "wrong-key-1234"}
+    before = braze_env.stats()["requests"]
     started = time.monotonic()
-    done = cli("backfill", src, "--state", tmp_path / "s", env=env)
+    done = cli("backfill", src, "--state", tmp_path / "s", "--no-prefect", env=env)
     elapsed = time.monotonic() - started
     assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert "BRAZE_API_KEY" in lines[0] and "BRAZE_REST_ENDPOINT" in lines[0]
+    errors = [line for line in done.stderr.strip().splitlines() if not line.startswith("[braze-migrate]")]
+    assert len(errors) == 1, done.stderr
+    assert "BRAZE_API_KEY" in errors[0] and "BRAZE_REST_ENDPOINT" in errors[0]
     assert "wrong-key-1234" not in done.stderr + done.stdout and "Traceback" not in done.stderr
+    assert braze_env.stats()["requests"] - before == 1  # the credentials check, no batch
     assert elapsed < 30  # generous for a loaded CI machine; measured well under 5 s
 
 

@@ -39,7 +39,7 @@ def test_struct_fields_unified_by_polars_are_not_sent_as_null_keys():
     sent, _ = night(good(lf))
     assert sent["a"][0]["book"] == {"a": 2}
     assert sent["b"][0]["book"] == {"a": 1, "b": {"c": 2}}
-    assert sent["b"][1] == 3  # one data point per nested key
+    assert sent["b"][1] == 2  # one data point per key holding a value: a and b.c (b counts through its keys)
 
 
 def test_event_properties_keep_only_the_keys_of_their_row():
@@ -58,7 +58,7 @@ def test_nested_object_partial_change_sends_only_changed_keys_with_merge_objects
     sent, _ = night(n2, snap)
     obj, points = sent["a"]
     assert obj == {"external_id": "a", "book": {"meta": {"year": 1966}}, "_merge_objects": True}
-    assert points == 2
+    assert points == 1
 
 
 def test_nested_object_that_lost_a_key_is_sent_whole_without_merge():
@@ -84,7 +84,8 @@ def test_array_of_objects_first_load_whole_then_one_operation_per_changed_item()
 
     sent, snap2 = night(good(ndjson([{"external_id": "a", "pets[id]": pets(20, changed={7: "Rex"})}])), snap)
     assert sent["a"] == ({"external_id": "a", "pets": {"$update": [
-        {"$identifier_key": "id", "$identifier_value": 7, "$new_object": {"name": "Rex"}}]}}, 1)
+        {"$identifier_key": "id", "$identifier_value": 7, "$new_object": {"name": "Rex"}}]},
+        "_merge_objects": True}, 1)
 
     sent, snap3 = night(good(ndjson([{"external_id": "a", "pets[id]": pets(20, changed={7: "Rex"}, drop=3)}])), snap2)
     assert sent["a"][0]["pets"] == {"$remove": [{"$identifier_key": "id", "$identifier_value": 3}]}
@@ -92,6 +93,37 @@ def test_array_of_objects_first_load_whole_then_one_operation_per_changed_item()
     sent, _ = night(good(ndjson([{"external_id": "a", "pets[id]": pets(20, changed={7: "Rex"}, drop=3, add=40)}])),
                     snap3)
     assert sent["a"] == ({"external_id": "a", "pets": {"$add": [{"id": 40, "name": "new", "kind": "cat"}]}}, 3)
+
+
+def test_an_item_that_lost_a_key_is_removed_by_a_value_only_it_holds_and_added_again():
+    """Braze applies Add, then Remove: the old item is removed by the key it loses (a value no other item
+    holds), so the re-added item survives; billed 1 removal + its 2 values."""
+    items = [{"id": 1, "name": "Luna", "age": 16}, {"id": 2, "name": "Rex", "age": 3}]
+    _, snap = night(good(ndjson([{"external_id": "a", "pets[id]": items}])))
+    sent, _ = night(good(ndjson([{"external_id": "a", "pets[id]": [{"id": 1, "name": "Luna"}, items[1]]}])), snap)
+    assert sent["a"] == ({"external_id": "a", "pets": {"$add": [{"id": 1, "name": "Luna"}],
+                                                      "$remove": [{"$identifier_key": "age", "$identifier_value": 16}]}},
+                         3)
+
+
+def test_an_item_that_lost_a_key_without_a_value_only_it_holds_sends_the_whole_array():
+    """No key tells the old item from the others after the Add: the whole array is sent (billed per value)."""
+    items = [{"id": 1, "kind": "dog", "vet": {"city": "Oslo"}}, {"id": 2, "kind": "dog"}]
+    _, snap = night(good(ndjson([{"external_id": "a", "pets[id]": items}])))
+    new = [{"id": 1, "kind": "dog", "vet": {}}, items[1]]
+    sent, _ = night(good(ndjson([{"external_id": "a", "pets[id]": new, "book": {"t": 1}}])), snap)
+    assert sent["a"][0]["pets"] == [{"id": 1, "kind": "dog", "vet": {}}, {"id": 2, "kind": "dog"}]
+    assert sent["a"][1] == 5 + 1
+
+
+def test_an_update_next_to_an_object_replaced_whole_sends_the_whole_array():
+    """One `_merge_objects` flag per attributes object: a nested object that lost a key needs it off, and an
+    `$update` without it would overwrite the item, so the array goes whole."""
+    _, snap = night(good(ndjson([{"external_id": "a", "pets[id]": pets(2), "book": {"t": 1, "isbn": "x"}}])))
+    sent, _ = night(good(ndjson([{"external_id": "a", "pets[id]": pets(2, changed={1: "Rex"}), "book": {"t": 1}}])),
+                    snap)
+    assert sent["a"] == ({"external_id": "a", "pets": pets(2, changed={1: "Rex"}),
+                          "book": {"t": 1}}, 6 + 1)
 
 
 def test_array_of_objects_without_unique_ids_is_rejected_as_a_cell():

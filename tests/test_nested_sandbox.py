@@ -19,11 +19,14 @@ BOOK = pl.Struct({"title": pl.String, "meta": pl.Struct({"year": pl.Int64, "page
 GROUPS = pl.List(pl.Struct({"id": pl.String, "state": pl.String}))
 
 
-def pets(changed: dict | None = None, drop: int | None = None, add: int | None = None) -> list[dict]:
+def pets(changed: dict | None = None, drop: int | None = None, add: int | None = None,
+         lose: dict | None = None) -> list[dict]:
     items = [{"id": i, "name": f"pet{i}", "kind": "dog", "vet": {"city": "Oslo"} if i % 2 else None}
              for i in range(20)]
     for i, name in (changed or {}).items():
         items[i]["name"] = name
+    for i, key in (lose or {}).items():
+        items[i][key] = None
     items = [p for p in items if p["id"] != drop]
     if add is not None:
         items.append({"id": add, "name": "new", "kind": "cat", "vet": None})
@@ -72,6 +75,10 @@ def test_each_night_sends_only_what_changed_and_the_profile_equals_the_export(sa
         (pets(changed={7: "Rex"}, drop=3), 1966, g1),              # one $remove; book.meta.year merged
         (pets(changed={7: "Rex"}, drop=3, add=40), 1966,           # one $add; one group changed
          [{"id": "g-news", "state": "unsubscribed"}, g1[1]]),
+        (pets(changed={7: "Rex"}, drop=3, add=40, lose={5: "name"}), 1966,  # item 5 lost its name: removed by
+         [{"id": "g-news", "state": "unsubscribed"}, g1[1]]),               # it and added again
+        (pets(changed={7: "Rex"}, drop=3, add=40, lose={5: "name", 9: "vet"}), 1966,  # item 9 lost its vet: no
+         [{"id": "g-news", "state": "unsubscribed"}, g1[1]]),                        # key only it holds: whole
     ]
     points = []
     for i, (items, year, groups) in enumerate(nights):
@@ -83,7 +90,8 @@ def test_each_night_sends_only_what_changed_and_the_profile_equals_the_export(sa
         sent = sent_attributes(state, summary["run_id"])
         if i == 1:
             assert sent == {"a": {"external_id": "a", "pets": {"$update": [
-                {"$identifier_key": "id", "$identifier_value": 7, "$new_object": {"name": "Rex"}}]}}}
+                {"$identifier_key": "id", "$identifier_value": 7, "$new_object": {"name": "Rex"}}]},
+                "_merge_objects": True}}
         if i == 2:
             assert sent == {"a": {"external_id": "a", "pets": {"$remove": [
                 {"$identifier_key": "id", "$identifier_value": 3}]}, "book": {"meta": {"year": 1966}},
@@ -92,14 +100,23 @@ def test_each_night_sends_only_what_changed_and_the_profile_equals_the_export(sa
             assert sent == {"a": {"external_id": "a", "pets": {"$add": [{"id": 40, "name": "new", "kind": "cat"}]},
                                   "subscription_groups": [{"subscription_group_id": "g-news",
                                                            "subscription_state": "unsubscribed"}]}}
+        if i == 4:
+            assert sent == {"a": {"external_id": "a", "pets": {
+                "$add": [{"id": 5, "kind": "dog", "vet": {"city": "Oslo"}}],
+                "$remove": [{"$identifier_key": "name", "$identifier_value": "pet5"}]}}}
+        if i == 5:
+            assert sent == {"a": {"external_id": "a", "pets": [
+                {k: v for k, v in p.items() if v is not None} for p in items]}}
         a = sandbox.profile("a")
         assert {p["id"]: p for p in a["custom_attributes"]["pets"]} == exported(items)
         assert a["custom_attributes"]["book"] == {"title": "Dune", "meta": {"year": year, "pages": 412}}
         assert a["subscription_groups"] == {g["id"]: g["state"] for g in groups}
     assert sandbox.profile("b")["custom_attributes"] == {"pets": []}
-    # planned = billed: night 1 a's whole array (1) + book (4 keys) and b's empty array (1); then 1 changed key;
-    # 1 removed item + meta.year under _merge_objects (meta, year); the 3 keys of the added item.
-    assert points == [(6, 6), (1, 1), (3, 3), (3, 3)]
+    # planned = billed: night 1 a's whole array (20 items x 3 values + 10 vet cities) + book (3 values) and b's
+    # empty array (1); then 1 changed key; 1 removed item + meta.year under _merge_objects; the 3 values of the
+    # added item; 1 removal criterion + the 3 values of item 5 added again; the whole array (20 items x 3 values
+    # less the name of 5, plus the vet cities of 1, 5, 7, 11, 13, 15, 17 and 19).
+    assert points == [(74, 74), (1, 1), (2, 2), (3, 3), (4, 4), (67, 67)]
 
 
 def test_verify_compares_nested_values_and_arrays_of_objects(sandbox, tmp_path):

@@ -1,5 +1,6 @@
 """data/samples/user_model: exactly what generate.py writes, and two nights of it through the CLI and the
-sandbox leave Braze holding what the export says (nested objects, pets by id, groups, the erasure)."""
+sandbox leave Braze holding what the export says (nested objects, pets by id, groups, the erasure), billed
+exactly the data points the plan counted."""
 
 from __future__ import annotations
 
@@ -36,11 +37,13 @@ def test_two_nights_of_the_user_model_sample_through_the_sandbox(sandbox, tmp_pa
            "PREFECT_HOME": str(tmp_path / "prefect"), "BRAZE_MIGRATE_DELETE_MAX_SHARE": "1"}
     state = tmp_path / "state"
     for night, kind in ((1, "backfill"), (2, "sync")):
+        billed = sandbox.stats()["data_points"]
         r = subprocess.run([sys.executable, "-m", "braze_migrate.cli.main", kind, str(SAMPLES / "user_model" / f"night{night}"),
                             "--state", str(state), "--no-prefect", "--json"],
                            capture_output=True, text=True, env=env, timeout=300, check=False)
         assert r.returncode == 0, r.stderr[-2000:]
         summary = json.loads(r.stdout)
+        assert summary["data_points"]["sent"] == sandbox.stats()["data_points"] - billed  # planned = billed
         rows = {u["external_id"]: u for u in _generator().user_model_frames(night)["users"]}
         for eid in ("u1", "u2", "u3", "u4", "u5") + (("u6",) if night == 1 else ()):
             custom = sandbox.profile(eid)["custom_attributes"]
@@ -78,7 +81,7 @@ def test_plan_shows_requests_and_data_points_of_each_part_of_the_user_model(sand
     model = plan["user_model"]
     assert model["arrays_of_objects"] == {"objects": 3, "whole": 0, "$add": 1, "$remove": 1, "$update": 1,
                                           "data_points": 3 + 1 + 1}
-    assert model["nested_objects"] == {"objects": 1, "merged": 1, "whole": 0, "data_points": 2}
+    assert model["nested_objects"] == {"objects": 1, "merged": 1, "whole": 0, "data_points": 1}
     assert model["subscription_groups"] == {"objects": 1, "groups": 1, "data_points": 0}
     assert plan["deletes"] == {"users": 1, "requests": 1, "rejected_rows": 1, "data_points": 0,
                                "held_by_guard": False}

@@ -138,7 +138,7 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     joined = joined.with_columns(stage)
 
     # Stage 2: what changed, whether this user's nested objects can be merged, the fragments and their cost.
-    changed, is_obj, obj_mode = {}, {}, {}
+    changed, is_obj, obj_mode, array_mode = {}, {}, {}, {}
     for c in attrs:
         now, before, ch = pl.col(_NOW + c), befores[c], pl.col(_CH + c)
         if c == "subscription_groups":
@@ -149,6 +149,7 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
         elif nested.keyed_array(c) is not None:
             is_obj[c] = pl.lit(False)
             changed[c] = ch.struct.field("text").is_not_null() | (now.is_null() & before.is_not_null())
+            array_mode[c] = pl.when(now.is_not_null() & changed[c]).then(ch.struct.field("mode"))
         elif snapshot_empty:
             is_obj[c] = now.str.starts_with("{").fill_null(False)
             changed[c] = now.is_not_null()
@@ -156,7 +157,12 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
             is_obj[c] = now.str.starts_with("{").fill_null(False)
             changed[c] = pl.when(is_obj[c]).then(ch.struct.field("text").is_not_null()).otherwise(now.ne_missing(before))
             obj_mode[c] = pl.when(is_obj[c] & changed[c]).then(ch.struct.field("mode"))
-    any_merge = pl.any_horizontal([m == "merge" for m in obj_mode.values()]) if obj_mode else pl.lit(False)
+    # One `_merge_objects` flag covers the whole attributes object: it is set when a nested object is patched or
+    # an array item updated by `$update` (without it Braze overwrites the object, or the item, with what is
+    # sent), unless a nested object must be replaced whole (it lost a key: a merge would keep that key). Then
+    # every patch is sent whole instead: objects as tonight's value, arrays as the whole array.
+    modes = [*obj_mode.values(), *array_mode.values()]
+    any_merge = pl.any_horizontal([m == "merge" for m in modes]) if modes else pl.lit(False)
     any_set = pl.any_horizontal([m == "set" for m in obj_mode.values()]) if obj_mode else pl.lit(False)
     merging = (any_merge.fill_null(False) & ~any_set.fill_null(False)).alias("_merging")
     joined = joined.with_columns(merging, *[changed[c].fill_null(False).alias(_CHANGED + c) for c in attrs])
@@ -165,7 +171,12 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     for c in attrs:
         now, ch, did = pl.col(_NOW + c), pl.col(_CH + c), pl.col(_CHANGED + c)
         name = pl.lit(json.dumps(nested.braze_name(c), ensure_ascii=False) + ":")
-        if nested.keyed_array(c) is not None or c == "subscription_groups":
+        if nested.keyed_array(c) is not None:
+            whole = (ch.struct.field("mode") == "merge") & ~pl.col("_merging")
+            value = pl.when(now.is_null()).then(pl.lit("null")).when(whole).then(now).otherwise(ch.struct.field("text"))
+            cost = (pl.when(now.is_null()).then(pl.lit(1, pl.Int64)).when(whole).then(ch.struct.field("whole_points"))
+                    .otherwise(ch.struct.field("data_points")))
+        elif c == "subscription_groups":
             value = pl.when(now.is_null()).then(pl.lit("null")).otherwise(ch.struct.field("text"))
             cost = pl.when(now.is_null()).then(pl.lit(1, pl.Int64)).otherwise(ch.struct.field("data_points"))
         elif snapshot_empty:
@@ -338,20 +349,26 @@ _KEY = r'"(?:[^"\\]|\\.)*"\s*:'  # a JSON object key: a whole string token follo
 
 
 def _object_points(v: pl.Expr) -> pl.Expr:
-    """Data points of a nested object sent whole: one per key at every depth, at least 1 (nested.key_count's
-    count, read from the JSON text: a string value's escaped quotes never end a key token)."""
-    obj = pl.when(v.str.starts_with("{")).then(v)  # the regexes run on objects only, not on every value
-    keys = obj.str.count_matches(_KEY).cast(pl.Int64) - obj.str.count_matches(r'"\$time"\s*:').cast(pl.Int64)
+    """Data points of a nested object or an array of objects sent whole, at least 1: nested.key_count's count
+    read from the JSON text. Every key, less the `$time` keys (a date is one value), less the keys holding a
+    non-empty object that is not a date or a list of objects (they count through their own keys). A string
+    value's escaped quotes never end a key token; no pattern consumes the key that follows a `{`."""
+    obj = pl.when(v.str.starts_with("{") | v.str.starts_with("[")).then(v)  # objects and arrays only
+
+    def n(pattern: str) -> pl.Expr:
+        return obj.str.count_matches(pattern).cast(pl.Int64)
+
+    objects = n(_KEY + r"\s*\{") - n(_KEY + r"\s*\{\s*\}") - n(_KEY + r'\s*\{\s*"\$time"\s*:')
+    keys = n(_KEY) - n(r'"\$time"\s*:') - objects - n(_KEY + r"\s*\[\s*\{")
     return pl.max_horizontal(keys, pl.lit(1, pl.Int64))
 
 
 def _attribute_cost(column: str) -> pl.Expr:
-    """What sending one attribute whole costs: 1, or one per nested key of an object (Braze's billing; a
-    `{"$time": ...}` is a value); an array of objects set whole costs 1."""
+    """What sending one attribute whole costs: 1, or for a nested object or an array of objects one per value
+    it holds (nested.key_count)."""
     v = pl.col(column)
-    if nested.keyed_array(column) is not None:
-        return v.is_not_null().cast(pl.Int64)
-    return pl.when(v.str.starts_with("{")).then(_object_points(v)).otherwise(v.is_not_null().cast(pl.Int64))
+    nested_value = v.str.starts_with("{") | (v.str.starts_with("[{") if nested.keyed_array(column) else False)
+    return pl.when(nested_value).then(_object_points(v)).otherwise(v.is_not_null().cast(pl.Int64))
 
 
 def user_points(schema: pl.Schema) -> pl.Expr:

@@ -1,9 +1,10 @@
 """Key-level changes of nested attributes: objects merged key by key, arrays of objects diffed by item id.
 
-Braze bills one data point per nested key written and overwrites a nested object unless the attributes
-object says `"_merge_objects": true`; an array of objects is changed item by item with `$add`, `$remove` and
-`$update` (braze-api.md, "Attributes object"). What changed is found by comparing tonight's JSON text of an
-attribute with the acknowledged one from the snapshot.
+Braze bills one data point per nested key holding a value, and overwrites a nested object, or an item an
+`$update` names, unless the attributes object says `"_merge_objects": true`; an array of objects is changed
+item by item with `$add`, `$remove` and `$update`, applied in that order (docs/braze-fidelity.md names each
+page). What changed is found by comparing tonight's JSON text of an attribute with the acknowledged one from
+the snapshot.
 
 Why orjson and not Polars here: the values of one attribute have different keys from row to row, and
 Polars decodes JSON only into one fixed schema, which invents a `null` for every key a row does not have —
@@ -25,9 +26,10 @@ KEYED_ARRAY = re.compile(r"^(?P<name>.+)\[(?P<key>[^\[\]]+)\]$")
 items identified by their `id` key (the mapping file's `arrays_of_objects` renames a column to this form)."""
 
 CHANGE_DTYPE = pl.Struct({"text": pl.String, "data_points": pl.Int64, "mode": pl.String, "whole_points": pl.Int64})
-"""`text`: the JSON to send for the attribute and `data_points` what it costs; `mode`: `merge` (a patch,
-valid only with `_merge_objects`), `set` (the whole value) or `ops` (array item operations, valid with or
-without `_merge_objects`); `whole_points`: what sending the whole value instead costs."""
+"""`text`: the JSON to send for the attribute and `data_points` what it costs; `mode`: `merge` (a patch, or
+item operations with an `$update`: valid only with `_merge_objects`), `set` (the whole value) or `ops` (item
+operations without `$update`, valid with or without `_merge_objects`); `whole_points`: what sending the whole
+value instead costs."""
 
 
 def keyed_array(column: str) -> tuple[str, str] | None:
@@ -43,14 +45,25 @@ def braze_name(column: str) -> str:
 
 
 def key_count(value: Any) -> int:
-    """Data points of a nested value: one per key at every depth (a `{"$time": ...}` is a value)."""
+    """Data points of a nested value: one per key holding a value, at every depth. A key holding an object
+    counts through that object's keys (Braze's example object with `play_analytics: {count,
+    top_10_listeners}` and five other keys "counts as seven (7) data points", Nested custom attributes, "Data
+    points"); a `{"$time": ...}` is a value; the objects of a list count their keys ("Creating a new array
+    logs one data point for each attribute in an object", Array of objects, "Data points")."""
     if type(value) is dict:
-        if len(value) == 1 and "$time" in value:
-            return 0
-        return sum(1 + key_count(v) for v in value.values())
+        if _is_time(value):
+            return 1
+        return sum(key_count(v) if _holds_values(v) else 1 for v in value.values())
     if type(value) is list:
-        return sum(key_count(v) for v in value)
+        return sum(key_count(v) for v in value if type(v) is dict)
     return 0
+
+
+def _holds_values(value: Any) -> bool:
+    """A value counted through its keys: a non-empty object that is not a date, or a list holding objects."""
+    if type(value) is dict:
+        return bool(value) and not _is_time(value)
+    return type(value) is list and any(type(v) is dict for v in value)
 
 
 def object_change(old: pl.Expr, new: pl.Expr) -> pl.Expr:
@@ -68,9 +81,11 @@ def array_change(old: pl.Expr, new: pl.Expr, key: str) -> pl.Expr:
     """The change of an array of objects identified by `key`, as CHANGE_DTYPE.
 
     `$add` for new ids (the whole item), `$remove` for ids gone, `$update` with only the changed keys for
-    changed items (mode `ops`); ids are disjoint between the three, so Braze's Add → Remove → Update order
-    gives the export's items. The whole array (mode `set`, one data point) on first load, when an item lost
-    a key (an update cannot remove one), or when ids are missing or repeated.
+    changed items (mode `merge`: to be sent with `_merge_objects`, or the array whole); an item that lost a
+    key is removed by a key and value only it holds and added again whole. Every `$remove` matches only the
+    items it means after the Add, so Braze's Add → Remove → Update order gives the export's items (a re-added
+    item moves to the end). The whole array (mode `set`, billed per value) on first load, when no such key
+    exists, or when ids are missing or repeated.
     """
     return _changes(old, new, lambda o, n: _array_change(o, n, key))
 
@@ -184,12 +199,14 @@ def _map_distinct(s: pl.Series, fn) -> pl.Series:
 Change = tuple[str | None, int, str | None, int]
 
 
-def _whole_points(value: Any, *, array: bool = False) -> int:
-    return 1 if array else max(1, key_count(value))
+def _whole_points(value: Any) -> int:
+    """A nested object or array of objects set whole: its values, at least one (writing `{}` or `[]` is a
+    write)."""
+    return max(1, key_count(value))
 
 
-def _whole(text: str, value: Any, *, array: bool = False) -> Change:
-    points = _whole_points(value, array=array)
+def _whole(text: str, value: Any) -> Change:
+    points = _whole_points(value)
     return text, points, "set", points
 
 
@@ -230,23 +247,53 @@ def _array_change(old_text: str | None, new_text: str, key: str) -> Change:
     new_items = _by_id(new, key)
     old_items = _by_id(old, key)
     if new_items is None or old_items is None:
-        return _whole(new_text, new, array=True)
+        return _whole(new_text, new)
     adds = [item for i, item in new_items.items() if i not in old_items]
     removes = [{"$identifier_key": key, "$identifier_value": i} for i in old_items if i not in new_items]
-    updates = []
+    updates, replaced = [], []
     for i, item in new_items.items():
         before = old_items.get(i)
         if before is None or _same(before, item):
             continue
         patch, lost = _patch(before, item)
         if lost:
-            return _whole(new_text, new, array=True)
-        updates.append({"$identifier_key": key, "$identifier_value": i, "$new_object": patch})
+            replaced.append((before, item))
+        else:
+            updates.append({"$identifier_key": key, "$identifier_value": i, "$new_object": patch})
+    # An item that lost a key: "`$update` can't be used to remove a nested property from an object inside an
+    # array. To do this, you'll need to remove the entire item from the array and then add the object without
+    # that specific key (using a combination of `$remove` and `$add`)" (Array of objects, "API example" >
+    # Update). But "Braze processes them in the following order: 1. Add 2. Remove 3. Update ... you cannot
+    # rely on `$remove` followed by `$add` as an upsert" ("Operation processing order"): removed by its id,
+    # the re-added item would go too. So the old item is removed by a key and value that only it holds among
+    # the items after the Add (a key it loses or whose value changes), and the export's item is added whole;
+    # without such a key the whole array is sent (one request, exactly the export's array, billed per value).
+    after_add = list(old_items.values()) + adds + [item for _, item in replaced]
+    for before, item in replaced:
+        criterion = _only_match(before, item, after_add)
+        if criterion is None:
+            return _whole(new_text, new)
+        removes.append({"$identifier_key": criterion[0], "$identifier_value": criterion[1]})
+        adds.append(item)
     ops = {name: items for name, items in (("$add", adds), ("$remove", removes), ("$update", updates)) if items}
     if not ops:
         return _NO_CHANGE  # the same items (another order or key order): nothing to change by id
     points = sum(key_count(a) for a in adds) + len(removes) + sum(key_count(u["$new_object"]) for u in updates)
-    return orjson.dumps(ops).decode(), points, "ops", 1
+    # Without `_merge_objects` an `$update` overwrites the item with `$new_object` ("You must set
+    # `_merge_objects` to true, or your objects will be overwritten"): item operations with an `$update` are
+    # valid only in a merging attributes object (mode `merge`); the caller sends the whole array otherwise.
+    return orjson.dumps(ops).decode(), points, "merge" if updates else "ops", _whole_points(new)
+
+
+def _only_match(before: dict, item: dict, items: list[dict]) -> tuple[str, Any] | None:
+    """A (key, value) of `before` that `item` does not have and that no other of `items` matches (a string or
+    whole-number value; `1` and `1.0` count as matching, to be safe), or None."""
+    for k, v in before.items():
+        if type(v) not in (str, int) or (k in item and _same(item[k], v)):
+            continue
+        if sum(1 for other in items if k in other and _same(other[k], v)) == 1:
+            return k, v
+    return None
 
 
 def _groups_change(old_text: str | None, new_text: str) -> Change:
@@ -286,7 +333,11 @@ def _loads(text: str | None) -> Any:
 
 
 def _is_object(value: Any) -> bool:
-    return type(value) is dict and not (len(value) == 1 and "$time" in value)
+    return type(value) is dict and not _is_time(value)
+
+
+def _is_time(value: dict) -> bool:
+    return len(value) == 1 and "$time" in value
 
 
 def _same(a: Any, b: Any) -> bool:

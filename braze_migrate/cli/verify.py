@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from braze_migrate.cli.options import add_option_flags, settings_from_args
-from braze_migrate.load.preflight import check_credentials
+from braze_migrate.load.preflight import EXPORT_PROBE, check_credentials
 from braze_migrate.ops import verify as logic
 from braze_migrate.run.credentials import resolve_credentials
 from braze_migrate.settings import ConfigError
@@ -37,9 +37,8 @@ def run(args: argparse.Namespace) -> int:
     endpoint, api_key = resolve_credentials()
     if "://" not in args.source and not Path(args.source).exists():
         raise ConfigError(f"source {args.source!r} does not exist: pass the export folder that was loaded")
-    # An unreachable endpoint or a refused key: one line now, not retries for minutes (an empty export
-    # request reads nothing).
-    check_credentials(endpoint, api_key, path="/users/export/ids", body={"external_ids": []})
+    # An unreachable endpoint or a refused key: one line now, not retries for minutes.
+    check_credentials(endpoint, api_key, path="/users/export/ids", body=EXPORT_PROBE)
     if args.no_prefect:
         report = logic.verify(args.source, state, settings.sample, endpoint=endpoint, api_key=api_key,
                               since=logic.since_days(settings.event_window_days), mapping=args.mapping).to_dict()

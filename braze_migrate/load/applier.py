@@ -23,6 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
+from braze_migrate.load.preflight import check_credentials
 from braze_migrate.plan.planner import scan_batches
 from braze_migrate.settings import LoadSettings
 from connectors.braze.client import BatchRequest, BrazeLoader
@@ -243,8 +244,12 @@ def apply_plan(run_id: str, plan_dir: Path, ledger: LedgerBase, settings: LoadSe
         stats = WorkerStats(worker_id=worker_id)
         bodies = PlanBodies(plan_dir)
         stack.callback(bodies.close)
+        checked = transport is not None  # an injected transport (exact fault sequences) scripts every answer
         while True:
             ledger.expire_dead_owners(run_id)
+            if not checked and ledger.claimable(run_id):
+                check_credentials(endpoint, api_key)  # once, when a batch is ready: nothing to send, no request
+                checked = True
             claims = ClaimedBatches(ledger, run_id, worker_id, bodies, block or settings.concurrency)
             _merge(stats, loader.run_sync(claims, on_sending=writer.sending, on_result=on_result))
             ledger.release(run_id, worker_id)

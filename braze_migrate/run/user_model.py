@@ -1,9 +1,10 @@
 """What a plan sends of Braze's richer user model, for `braze-migrate plan`: nested objects (merged or
 whole), arrays of objects (item operations or whole), subscription groups, and the run's user deletes.
 
-Data points follow Braze's billing as the sandbox applies it (braze-api.md "Data points"): one per nested key
-written, one per whole array, the keys of each added or updated item and one per removed item; subscription
-groups and deletes are free. Read from the planned request bodies, which `plan` walks anyway to write them.
+Data points follow Braze's billing (docs/braze-fidelity.md): one per nested key holding a value, for an array
+of objects set whole one per value of its items, the values of each added item and of each `$new_object`, one
+per removal criterion; subscription groups and deletes are free. Read from the planned request bodies, which
+`plan` walks anyway to write them.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def add_body(breakdown: dict, body: dict) -> None:
                 b = breakdown["arrays_of_objects"]
                 b["objects"] += 1
                 b["whole"] += 1
-                b["data_points"] += 1
+                b["data_points"] += max(1, key_count(value))
             elif isinstance(value, dict) and not _is_time(value) and name not in ("push_tokens", "user_alias"):
                 b = breakdown["nested_objects"]
                 b["objects"] += 1
