@@ -132,3 +132,14 @@ def test_verify_compares_nested_values_and_arrays_of_objects(sandbox, tmp_path):
     report = v.verify(str(src), state, 10, endpoint=sandbox.url, api_key=API_KEY)
     assert sorted((m.field, m.kind) for m in report.mismatches) == [("book", "value_different"),
                                                                      ("pets[id]", "value_different")]
+
+
+def test_the_sample_nights_bill_what_the_plan_counted(sandbox, tmp_path):
+    """data/samples day1 then day2 (a nested `preferences` object among plain attributes, events, purchases and
+    tokens): each night the sandbox bills exactly the data points the plan counted."""
+    samples = Path(__file__).resolve().parents[1] / "data" / "samples"
+    state = tmp_path / "state"
+    for kind, day in (("backfill", "day1"), ("sync", "day2")):
+        before = sandbox.stats()["data_points"]
+        summary = load(kind, samples / day, state, sandbox, tmp_path)
+        assert summary["data_points"]["sent"] == sandbox.stats()["data_points"] - before > 0
