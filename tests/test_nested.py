@@ -179,3 +179,23 @@ def test_mapping_names_an_array_of_objects_that_is_not_there(tmp_path):
     problems = check_columns(m, "users", pl.Schema({"external_id": pl.String, "pets": pl.String}), "u.csv")
     assert "column 'petz' is not in the export of users" in str(m.error(problems))
     assert isinstance(m.error(problems), MappingError)
+
+
+def test_the_cost_read_from_json_text_equals_the_cost_of_the_value():
+    """deltas._object_points (regexes over the JSON text, used on first loads) and nested.key_count (the parsed
+    value) bill the same: keys holding objects count through their keys, dates are one value, `{}` and `[]`
+    are values, escaped quotes never make a key."""
+    from transforms.deltas import _object_points
+    from transforms.nested import key_count
+
+    values = [
+        {"song_name": "Solea", "artist_name": "Miles Davis", "album_name": "Sketches of Spain", "year_released": 1960,
+         "genre": "Jazz", "play_analytics": {"count": 1000, "top_10_listeners": True}},
+        {"a": {"b": {"c": 1, "d": {"$time": "2020-01-01"}}}, "e": {}, "f": [], "g": ["x", "y"]},
+        {"k": "va\"l\": {\"x\": 1}", "pets": [{"id": 1, "vet": {"city": "Oslo"}}, {"id": 2}]},
+        [{"id": 1, "type": "dog", "breed": "beagle", "name": "Gus"}, {"id": 2, "when": {"$time": "2020-05-28"}}],
+        {},
+    ]
+    texts = pl.Series("v", [json.dumps(v) for v in values])
+    got = pl.DataFrame({"v": texts}).select(_object_points(pl.col("v")))["v"].to_list()
+    assert got == [max(1, key_count(v)) for v in values] == [7, 5, 4, 6, 1]
