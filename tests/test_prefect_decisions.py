@@ -203,7 +203,8 @@ def test_guarded_nightly_run_pauses_and_an_answer_through_the_api_sends_the_held
         planned = sum(b["n_objects"] for b in ledger.batches(newest.run_id))
     finally:
         ledger.close()
-    assert newest.status == "committed" and sent(sandbox_server) - before == planned
+    # The planned objects and the credentials check's one object (counted processed, and dropped: no such user).
+    assert newest.status == "committed" and sent(sandbox_server) - before == planned + 2
 
 
 def test_unanswered_decision_ends_failed_sends_nothing_and_a_retry_asks_again(served, receiver, backfilled, sandbox_server, tmp_path):
