@@ -11,13 +11,6 @@ import copy
 
 from tests.sandbox.helpers import error_types
 
-ARRAYS = "https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/array_of_objects/"
-NESTED = "https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/nested_custom_attribute_support/"
-TRACK = "https://www.braze.com/docs/api/endpoints/user_data/post_user_track/"
-DELETE = "https://www.braze.com/docs/api/endpoints/user_data/post_user_delete/"
-POINTS = "https://www.braze.com/docs/user_guide/data/data_points/"
-TOKENS = "https://www.braze.com/docs/user_guide/message_building_by_channel/push/push_token_migration/"
-
 PETS = [
     {"id": 1, "type": "dog", "breed": "beagle", "name": "Gus"},
     {"id": 2, "type": "cat", "breed": "calico", "name": "Gerald"},
@@ -56,7 +49,8 @@ def with_pets(api, items: list[dict]) -> None:
 
 
 def test_array_of_objects_create_bills_each_attribute_of_each_object(api):
-    """ARRAYS, "API example" > Create, and "Data points" > Create: "Creating a new array logs one data point
+    """https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/array_of_objects/
+    "API example" > Create, and "Data points" > Create: "Creating a new array logs one data point
     for each attribute in an object. This example logs eight data points"."""
     r, points = post(api, {"attributes": [{"external_id": "user_id", "pets": PETS}]})
     assert r.status_code == 201 and "errors" not in r.json()
@@ -64,7 +58,8 @@ def test_array_of_objects_create_bills_each_attribute_of_each_object(api):
 
 
 def test_array_of_objects_add_appends_the_items(api):
-    """ARRAYS, "API example" > Add: "adding three more pet objects to the user's pets array". The page's
+    """https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/array_of_objects/
+    "API example" > Add: "adding three more pet objects to the user's pets array". The page's
     "Data points" section gives no figure for `$add`; billed like creating the items (4 attributes x 3)."""
     with_pets(api, PETS)
     r, points = post(api, {"attributes": [{"external_id": "user_id", "pets": {"$add": MORE_PETS}}]})
@@ -72,7 +67,8 @@ def test_array_of_objects_add_appends_the_items(api):
 
 
 def test_array_of_objects_update_with_merge_objects_keeps_the_other_fields(api):
-    """ARRAYS, "API example" > Update: "Since the `_merge_objects` parameter is set to `true`, all other fields
+    """https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/array_of_objects/
+    "API example" > Update: "Since the `_merge_objects` parameter is set to `true`, all other fields
     for these two objects remain the same"; "Data points" > Update: "This example logs two data points"."""
     with_pets(api, PETS + MORE_PETS)
     body = {"attributes": [{"external_id": "user_id", "_merge_objects": True, "pets": {"$update": UPDATE_4_AND_5}}]}
@@ -83,7 +79,8 @@ def test_array_of_objects_update_with_merge_objects_keeps_the_other_fields(api):
 
 
 def test_array_of_objects_update_without_merge_objects_overwrites_the_items(api):
-    """ARRAYS, "API example" > Update, the warning: "You must set `_merge_objects` to true, or your objects will
+    """https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/array_of_objects/
+    "API example" > Update, the warning: "You must set `_merge_objects` to true, or your objects will
     be overwritten. `_merge_objects` is false by default." The same request without the flag leaves each
     matched item as its `$new_object`; billed as the Update example (one per property sent)."""
     with_pets(api, PETS + MORE_PETS)
@@ -93,7 +90,8 @@ def test_array_of_objects_update_without_merge_objects_overwrites_the_items(api)
 
 
 def test_array_of_objects_remove_by_key_and_value_bills_each_criterion(api):
-    """ARRAYS, "API example" > Remove: removes "any object in the pets array that has an id with a value of 1,
+    """https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/array_of_objects/
+    "API example" > Remove: removes "any object in the pets array that has an id with a value of 1,
     an id with a value of 2, and a type with a value of dog ... all matching objects will be removed";
     "Data points" > Remove: "This example logs three data points, even though you may be removing multiple
     dogs"."""
@@ -106,7 +104,8 @@ def test_array_of_objects_remove_by_key_and_value_bills_each_criterion(api):
 
 
 def test_array_of_objects_operations_run_add_then_remove_then_update(api):
-    """ARRAYS, "API example" > "Operation processing order": "Braze processes them in the following order:
+    """https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/array_of_objects/
+    "API example" > "Operation processing order": "Braze processes them in the following order:
     1. Add 2. Remove 3. Update ... if you try to remove an object and add a new object with the same
     identifier in a single request, the add happens first, then the remove may delete what you just added."
     The update of the added item then finds it (Update runs last); billed 4 + 1 + 1."""
@@ -122,7 +121,8 @@ def test_array_of_objects_operations_run_add_then_remove_then_update(api):
 
 
 def test_array_of_objects_over_100_kb_drops_the_update_with_success(api):
-    """ARRAYS, "Limitations": "Arrays of objects have no limit on the number of items but do have a maximum
+    """https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/array_of_objects/
+    "Limitations": "Arrays of objects have no limit on the number of items but do have a maximum
     size of 100 KB. If an update (such as `$add` or `$update`) causes the array to exceed this limit, Braze
     drops the update, and the attribute is unchanged. The API request still returns a success response."
     600 small items (over the 500 of a simple array) are kept; nothing is billed for a dropped update."""
@@ -136,7 +136,8 @@ def test_array_of_objects_over_100_kb_drops_the_update_with_success(api):
 
 
 def test_array_of_objects_timestamps_use_time(api):
-    """ARRAYS, "API example" > Timestamps: "use the `$time` format"; an invalid one drops the whole attribute
+    """https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/array_of_objects/
+    "API example" > Timestamps: "use the `$time` format"; an invalid one drops the whole attribute
     ("Invalid nested custom attributes": "When a nested custom attribute contains any invalid values (such as
     invalid time formats or null values), Braze drops all nested custom attribute updates")."""
     item = {"item_name": "T-shirt", "price": 19.99, "purchase_time": {"$time": "2020-05-28"}}
@@ -149,7 +150,8 @@ def test_array_of_objects_timestamps_use_time(api):
 
 
 def test_nested_object_create_bills_each_key_holding_a_value(api):
-    """NESTED, "API example" > Create and "Data points": "Any key that is sent consumes a data point. For
+    """https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/nested_custom_attribute_support/
+    "API example" > Create and "Data points": "Any key that is sent consumes a data point. For
     example, this object initialized in the user profile counts as seven (7) data points" (the Create object
     with `year_released`: `play_analytics` itself is not counted, its two keys are)."""
     song = {**SONG, "year_released": 1960}
@@ -158,7 +160,8 @@ def test_nested_object_create_bills_each_key_holding_a_value(api):
 
 
 def test_nested_object_update_with_merge_objects_deep_merges(api):
-    """NESTED, "API example" > Update: with `"_merge_objects": true` "This will deep merge your update with the
+    """https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/nested_custom_attribute_support/
+    "API example" > Update: with `"_merge_objects": true` "This will deep merge your update with the
     existing object data"; the page prints the resulting object. One key sent, one data point."""
     post(api, {"attributes": [{"external_id": "user_id", "most_played_song": SONG}]})
     body = {"attributes": [{"external_id": "user_id", "_merge_objects": True, "most_played_song": {"year_released": 1960}}]}
@@ -170,7 +173,8 @@ def test_nested_object_update_with_merge_objects_deep_merges(api):
 
 
 def test_nested_object_update_without_merge_objects_overwrites(api):
-    """NESTED, "API example" > Update, the warning: "You must set `_merge_objects` to `true`, or your objects
+    """https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/nested_custom_attribute_support/
+    "API example" > Update, the warning: "You must set `_merge_objects` to `true`, or your objects
     will be overwritten. `_merge_objects` is `false` by default." """
     post(api, {"attributes": [{"external_id": "user_id", "most_played_song": SONG}]})
     r, points = post(api, {"attributes": [{"external_id": "user_id", "most_played_song": {"year_released": 1960}}]})
@@ -179,7 +183,8 @@ def test_nested_object_update_without_merge_objects_overwrites(api):
 
 
 def test_nested_object_delete_with_null_costs_one(api):
-    """NESTED, "API example" > Delete: "send a POST to users/track with the custom attribute object set to
+    """https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/nested_custom_attribute_support/
+    "API example" > Delete: "send a POST to users/track with the custom attribute object set to
     `null`"; "Data points": "Updating a custom attribute object to `null` also consumes a data point"."""
     post(api, {"attributes": [{"external_id": "user_id", "most_played_song": SONG}]})
     r, points = post(api, {"attributes": [{"external_id": "user_id", "most_played_song": None}]})
@@ -187,7 +192,8 @@ def test_nested_object_delete_with_null_costs_one(api):
 
 
 def test_nested_object_dates_are_time_objects(api):
-    """NESTED, "Capturing dates as object properties": the "Important Dates" example; "if the value for `$time`
+    """https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/nested_custom_attribute_support/
+    "Capturing dates as object properties": the "Important Dates" example; "if the value for `$time`
     in a nested custom attribute isn't formatted correctly, the entire nested custom attribute won't be
     updated"."""
     dates = {"birthday": {"$time": "1980-01-01"}, "wedding_anniversary": {"$time": "2020-05-28"}}
@@ -200,11 +206,12 @@ def test_nested_object_dates_are_time_objects(api):
 
 
 def test_nested_object_invalid_keys_and_values_are_dropped_with_201(api):
-    """NESTED, "Considerations": "Key names cannot contain spaces. Periods (`.`) and dollar signs (`$`) aren't
-    supported characters"; TRACK, "How does /users/track handle invalid nested custom attributes?": "all
-    nested custom attribute updates in the request will be dropped from processing. This applies to all
-    nested structures within that specific attribute." The request still succeeds; the other attributes
-    of the object are written and billed."""
+    """https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/nested_custom_attribute_support/
+    "Considerations": "Key names cannot contain spaces. Periods (`.`) and dollar signs (`$`) aren't
+    supported characters"; and https://www.braze.com/docs/api/endpoints/user_data/post_user_track/
+    "How does /users/track handle invalid nested custom attributes?": "all nested custom attribute updates in
+    the request will be dropped from processing. This applies to all nested structures within that specific
+    attribute." The request still succeeds; the other attributes of the object are written and billed."""
     for bad in ({"song name": "Solea"}, {"song.name": "Solea"}, {"$song": "Solea"}, {"song_name": None}):
         r, points = post(api, {"attributes": [{"external_id": "user_id", "most_played_song": bad, "plan": "gold"}]})
         assert r.status_code == 201 and "errors" not in r.json() and points == 1
@@ -212,7 +219,8 @@ def test_nested_object_invalid_keys_and_values_are_dropped_with_201(api):
 
 
 def test_nested_object_over_100_kb_drops_the_update(api):
-    """NESTED, "Considerations": "Objects have a maximum size of 100 KB. If an update causes the object to exceed
+    """https://www.braze.com/docs/user_guide/data/custom_data/custom_attributes/nested_custom_attribute_support/
+    "Considerations": "Objects have a maximum size of 100 KB. If an update causes the object to exceed
     100 KB, Braze drops the update, and the attribute is unchanged." Also for a merge whose result grows
     past it."""
     post(api, {"attributes": [{"external_id": "user_id", "notes": {"a": "x" * 60_000}}]})
@@ -223,11 +231,13 @@ def test_nested_object_over_100_kb_drops_the_update(api):
 
 
 def test_track_by_email_example_with_events_and_purchases(api):
-    """TRACK, "Example requests" > "Update a user profile by email address": the email identifies (and, with no
+    """https://www.braze.com/docs/api/endpoints/user_data/post_user_track/
+    "Example requests" > "Update a user profile by email address": the email identifies (and, with no
     profile yet, creates an email-only user: "What happens if no profile with the email address currently
-    exists?"). POINTS, "Billable data points": each custom attribute (4), each event and purchase with each of
-    its properties (1 + 2, and 1 + 5); the identifying email is not an attribute written. The second event names
-    an alias with no profile and no `_update_existing_only: false`: processed, nothing created, nothing billed."""
+    exists?"). And https://www.braze.com/docs/user_guide/data/data_points/ "Billable data points": each custom
+    attribute (4), each event and purchase with each of its properties (1 + 2, and 1 + 5); the identifying email
+    is not an attribute written. The second event names an alias with no profile and no
+    `_update_existing_only: false`: processed, nothing created, nothing billed."""
     body = {
         "attributes": [{"email": "test@braze.com", "string_attribute": "fruit", "boolean_attribute_1": True,
                         "integer_attribute": 26, "array_attribute": ["banana", "apple"]}],
@@ -257,9 +267,11 @@ def test_track_by_email_example_with_events_and_purchases(api):
 
 
 def test_track_set_subscription_groups_example(api):
-    """TRACK, "Example requests" > "Set subscription groups": creates the user with its email, email_subscribe
-    and three group states. POINTS, "Consumption count": "Subscription state changes globally and around
-    subscription groups" log no data points; the email costs one."""
+    """https://www.braze.com/docs/api/endpoints/user_data/post_user_track/
+    "Example requests" > "Set subscription groups": creates the user with its email, email_subscribe
+    and three group states. And https://www.braze.com/docs/user_guide/data/data_points/ "Consumption count":
+    "Subscription state changes globally and around subscription groups" log no data points; the email costs
+    one."""
     body = {"attributes": [{
         "external_id": "user_identifier", "email": "example@email.com", "email_subscribe": "subscribed",
         "subscription_groups": [
@@ -277,7 +289,8 @@ def test_track_set_subscription_groups_example(api):
 
 
 def test_track_alias_only_user_example(api):
-    """TRACK, "Example request to create an alias-only user": with `_update_existing_only: false` the alias-only
+    """https://www.braze.com/docs/api/endpoints/user_data/post_user_track/
+    "Example request to create an alias-only user": with `_update_existing_only: false` the alias-only
     profile is created; "If this value is omitted, the alias-only user profile will not be created"."""
     alias = {"alias_name": "example_name", "alias_label": "example_label"}
     r, _ = post(api, {"attributes": [{"user_alias": alias, "email": "email@example.com"}]})
@@ -289,10 +302,12 @@ def test_track_alias_only_user_example(api):
 
 
 def test_push_token_import_without_external_id_example(api):
-    """TOKENS, "Migration via API" > "External ID missing": `push_token_import: true`, no external_id, one
+    """https://www.braze.com/docs/user_guide/message_building_by_channel/push/push_token_migration/
+    "Migration via API" > "External ID missing": `push_token_import: true`, no external_id, one
     temporary anonymous profile per token ("If the token already exists in Braze, the request is ignored").
-    The page's placeholders are filled with two distinct tokens. Push tokens are not billable (POINTS,
-    "Definition"); email, country, language and the custom attributes are (4 and 5)."""
+    The page's placeholders are filled with two distinct tokens. Push tokens are not billable
+    (https://www.braze.com/docs/user_guide/data/data_points/ "Definition"); email, country, language and the
+    custom attributes are (4 and 5)."""
     body = {"attributes": [
         {"push_token_import": True, "email": "braze.test1@testbraze.com", "country": "US", "language": "en",
          "YOUR_CUSTOM_ATTRIBUTE": "YOUR_VALUE",
@@ -311,7 +326,8 @@ def test_push_token_import_without_external_id_example(api):
 
 
 def test_track_without_any_object_is_a_400(api):
-    """TRACK, "Request body": every array is optional, but a request must carry data: with none the answer is
+    """https://www.braze.com/docs/api/endpoints/user_data/post_user_track/
+    "Request body": every array is optional, but a request must carry data: with none the answer is
     a fatal error ("Message with fatal errors"), so a client's empty probe lands in the API usage log as a
     failure. Braze's message: "Valid data must be provided in the 'attributes', 'events', or 'purchases'
     fields."."""
@@ -322,9 +338,11 @@ def test_track_without_any_object_is_a_400(api):
 
 
 def test_delete_example_answers_the_ids_queued(api):
-    """DELETE, "Example request" and "Response": `{"deleted": number of user IDs queued for deletion}`; the
-    profiles and their attributes are gone. POINTS, "Consumption count": "Deleting users from Braze" logs no
-    data point. (The page allows one kind of identifier per request; the example's external_ids are used.)"""
+    """https://www.braze.com/docs/api/endpoints/user_data/post_user_delete/
+    "Example request" and "Response": `{"deleted": number of user IDs queued for deletion}`; the
+    profiles and their attributes are gone. And https://www.braze.com/docs/user_guide/data/data_points/
+    "Consumption count": "Deleting users from Braze" logs no data point. (The page allows one kind of
+    identifier per request; the example's external_ids are used.)"""
     for eid in ("external_identifier1", "external_identifier2"):
         post(api, {"attributes": [{"external_id": eid, "plan": "gold"}]})
     before = api.stats()["data_points"]
@@ -334,7 +352,8 @@ def test_delete_example_answers_the_ids_queued(api):
 
 
 def test_rejected_object_is_named_and_the_rest_processed(api):
-    """TRACK, "Successful message with non-fatal errors": "any data not affected by an error in the `errors`
+    """https://www.braze.com/docs/api/endpoints/user_data/post_user_track/
+    "Successful message with non-fatal errors": "any data not affected by an error in the `errors`
     array will still be processed"."""
     r, points = post(api, {"attributes": [{"external_id": "a", "email": "not-an-email", "plan": "gold"},
                                           {"external_id": "b", "plan": "gold"}]})
