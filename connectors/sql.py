@@ -48,6 +48,8 @@ DRIVERS = {
 # PostgreSQL types the server casts before the driver reads them: to text (the driver would hand over
 # their binary wire format, or an extension type) or to double precision.
 _PG_AS_FLOAT = {"numeric"}
+# Types whose `::text` cast is their output text (others, such as inet, go through format('%s', ...)).
+_PG_TEXT_CAST = {"json", "jsonb", "uuid"}
 _PG_NATIVE = {
     "bool", "int2", "int4", "int8", "oid", "float4", "float8", "text", "varchar", "bpchar", "name", "date",
     "timestamp", "timestamptz", "time", "bytea",
@@ -267,7 +269,7 @@ class _Postgres(_Adbc):
             else:
                 cast = "text"
             name = _ident(f.name)
-            if cast == "text" and not array:
+            if cast == "text" and not array and base not in _PG_TEXT_CAST:
                 # The type's own output text (as psql shows it): `::text` is a different cast for some (inet).
                 casts.append(f"CASE WHEN {name} IS NULL THEN NULL ELSE format('%s', {name}) END AS {name}")
             elif cast:
