@@ -11,9 +11,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 
 import httpx
 import polars as pl
+import psycopg
+import pytest
 
 from braze_migrate.run import stages
 from braze_migrate.settings import load_settings, public_options
@@ -175,3 +178,42 @@ def test_a_mapping_file_names_a_catalog_and_maps_its_id(tmp_path):
         assert "line 4 (catalogs.products.columns.id): column 'SKUU' is not in the export" in str(exc)
     else:
         raise AssertionError("a mapped column that does not exist must fail")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_ledger(request, tmp_path):
+    """A fresh ledger on each backend (PostgreSQL in a schema of its own, dropped after)."""
+    from connectors.state.ledger import Ledger
+    from connectors.state.ledger_pg import PgLedger
+
+    if request.param == "sqlite":
+        led = Ledger(tmp_path / "ledger.sqlite")
+        yield led
+        led.close()
+        return
+    server = request.getfixturevalue("pg_server")
+    schema = f"bm_test_{uuid.uuid4().hex[:10]}"
+    led = PgLedger(f"{server}?schema={schema}")
+    yield led
+    led.close()
+    with psycopg.connect(server, autocommit=True) as con:
+        con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_catalog_ledger_operations_on_both_backends(any_ledger):
+    from connectors.state.catalogs import CatalogLedger
+
+    book = CatalogLedger(any_ledger)
+    book.record_plan("r1", "products", [(0, "POST", 50), (1, "PATCH", 3)])
+    book.record_plan("r1", "products", [(0, "POST", 50), (1, "PATCH", 3)])  # recorded again: idempotent
+    book.mark_sending("r1", "products", 0)
+    assert book.unfinished() == [("r1", "products")]
+    book.record_result("r1", "products", 0, "acknowledged", requests=2, throttled=1, reason=None)
+    book.mark_sending("r1", "products", 1)
+    book.record_result("r1", "products", 1, "rejected", requests=1, throttled=0, reason="invalid-fields")
+    assert book.unfinished() == [("r1", "products")]  # acknowledged, not yet in the snapshot
+    book.mark_committed("r1", "products", [0])
+    assert book.unfinished() == []
+    (a, b) = book.batches("r1", "products")
+    assert (a.status, a.requests, a.throttled, a.committed) == ("acknowledged", 2, 1, True)
+    assert (b.status, b.reason, b.committed) == ("rejected", "invalid-fields", False)
