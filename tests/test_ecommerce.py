@@ -101,3 +101,15 @@ def test_plan_shows_orders_requests_and_data_points(tmp_path):
     # products, source); o3 and o4 are rejected.
     assert (orders["read"], orders["to_send"], orders["data_points"], orders["rejected_rows"]) == (4, 2, 12, 2)
     assert result["requests"] == 1 and "orders" in render_text(result)
+
+
+def test_order_lines_without_the_option_say_which_option_reads_them(tmp_path):
+    from braze_migrate.run.dryrun import dry_run
+    from transforms.normalize import NormalizeError
+
+    try:
+        dry_run(load_settings(state=tmp_path / "state"), str(export(tmp_path / "d1")))
+    except NormalizeError as exc:
+        assert "required column 'purchase_id' is missing" in str(exc) and "--purchases-as ecommerce" in str(exc)
+    else:
+        raise AssertionError("order lines planned as purchase objects must fail in one line")

@@ -397,7 +397,13 @@ def _check_schemas(data: dict[str, Dataset], order_source: str | None = None) ->
             normalize.normalize_users(data["users"].frame, None, files=data["users"].files)
     for name, ds in _occurrence_datasets(data, order_source is not None).items():
         with reading(ds):
-            _normalize(name, ds.frame, ds.files, order_source)
+            try:
+                _normalize(name, ds.frame, ds.files, order_source)
+            except normalize.NormalizeError as exc:
+                if name == "purchases" and "order_id" in ds.frame.collect_schema():
+                    raise normalize.NormalizeError(f"{exc} (rows with an order_id are lines of orders: send them "
+                                                   "as eCommerce events with --purchases-as ecommerce)") from None
+                raise
 
 
 def _spool_batches(batches: Iterable[pl.DataFrame], key: pl.Expr, parts: int, target: Path) -> None:
