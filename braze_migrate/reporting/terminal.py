@@ -9,14 +9,15 @@ from braze_migrate.summary import RunSummary
 def render_text(summary: RunSummary | dict) -> str:
     """The human summary printed at the end of a run (from the run, or from its `--json` object)."""
     s = RunSummary.coerce(summary)
+    w = max([12, *map(len, s.datasets)])  # `order_cancellations`, `catalogs/<name>`
     lines = [
         f"run {s.run_id} ({s.kind} of {s.source}): {s.status.upper()}",
         (f"  requests {s.requests}  batches {s.batches}  retries {s.retries}  "
          f"throttled (429) {s.throttled}  in doubt {len(s.in_doubt)}  duration {s.duration_s:.1f}s"),
-        f"  {'dataset':<12}{'read':>8}{'acked':>8}{'rejected':>10}{'unchanged':>11}{'pending':>9}{'bad cells':>11}",
+        f"  {'dataset':<{w}}{'read':>8}{'acked':>8}{'rejected':>10}{'unchanged':>11}{'pending':>9}{'bad cells':>11}",
     ]
     for name, b in s.datasets.items():
-        lines.append(f"  {name:<12}{b.read:>8}{b.acknowledged:>8}{b.rejected:>10}{b.unchanged:>11}"
+        lines.append(f"  {name:<{w}}{b.read:>8}{b.acknowledged:>8}{b.rejected:>10}{b.unchanged:>11}"
                      f"{b.pending:>9}{b.rejected_cells:>11}")
     lines.append(f"  data points sent {s.data_points.sent} (a full resend would cost {s.data_points.full_resend}); "
                  f"requests {s.requests} (a full resend needs at least {s.requests_full_resend})")

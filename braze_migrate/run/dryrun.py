@@ -89,15 +89,16 @@ def dry_run(settings: LoadSettings, source: str, *, out: str | None = None, mapp
 
 
 def render_text(result: dict) -> str:
+    w = max([12, *map(len, result["datasets"])])  # `order_cancellations` and the like
     lines = [
         (f"plan for {result['source']}: {result['requests']} requests, {result['objects']} objects, "
          f"{result['data_points']} data points (a full resend: {result['full_resend']['requests']} requests, "
          f"{result['full_resend']['data_points']} data points)"),
-        (f"  {'dataset':<12}{'read':>8}{'to send':>9}{'points':>8}{'unchanged':>11}{'held':>6}{'bad rows':>10}"
+        (f"  {'dataset':<{w}}{'read':>8}{'to send':>9}{'points':>8}{'unchanged':>11}{'held':>6}{'bad rows':>10}"
          f"{'bad cells':>11}"),
     ]
     for name, d in result["datasets"].items():
-        lines.append(f"  {name:<12}{d['read']:>8}{d['to_send']:>9}{d['data_points']:>8}{d['unchanged']:>11}"
+        lines.append(f"  {name:<{w}}{d['read']:>8}{d['to_send']:>9}{d['data_points']:>8}{d['unchanged']:>11}"
                      f"{d['held']:>6}{d['rejected_rows']:>10}{d['rejected_cells']:>11}")
     for feature, counts in (result.get("user_model") or {}).items():
         if counts.get("objects"):
