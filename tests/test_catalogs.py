@@ -151,6 +151,17 @@ def test_kill_9_mid_sync_resends_nothing_acknowledged(sandbox, tmp_path):
     assert len(got["catalogs"]["products"]["items"]) == N // 2
     second = json.loads(r.stdout)
     assert second["catalogs"] == [] or second["catalogs"][0]["batches"] == 0
+    # The next night (1% changed, 0.5% new, 0.5% gone, with deletes) sends exactly those changes.
+    night2 = catalog_night(N // 2, night=2)
+    r = subprocess.run([*cmd[:3], "sync", str(export(tmp_path / "n2", night2)), *cmd[5:], "--catalog-deletes"],
+                       capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (report,) = json.loads(r.stdout)["catalogs"]
+    assert (report["created"], report["updated"], report["deleted"]) == (25, 50, 25)
+    after = held(sandbox)
+    assert after["items"]["POST"] - got["items"]["POST"] == 25 and after["items"]["PATCH"] == 50
+    assert after["items"]["DELETE"] == 25
+    assert sorted(after["catalogs"]["products"]["items"]) == sorted(night2["id"].to_list())
 
 
 def test_plan_shows_catalog_requests(tmp_path, monkeypatch):

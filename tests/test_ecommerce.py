@@ -113,3 +113,27 @@ def test_order_lines_without_the_option_say_which_option_reads_them(tmp_path):
         assert "required column 'purchase_id' is missing" in str(exc) and "--purchases-as ecommerce" in str(exc)
     else:
         raise AssertionError("order lines planned as purchase objects must fail in one line")
+
+
+def test_a_mapping_file_maps_warehouse_columns_onto_the_order_columns(tmp_path):
+    from connectors.mapping import MappingError
+    from connectors.sources import open_source
+
+    src = tmp_path / "wh"
+    src.mkdir()
+    cols = {"ORDER_NO": "order_id", "CUSTOMER": "external_id", "SKU": "product_id", "TITLE": "product_name",
+            "VARIANT": "variant_id", "QTY": "quantity", "UNIT_PRICE": "price", "CCY": "currency"}
+    frame = pl.DataFrame([dict(zip(cols, line)) for line in LINES[:3]]).with_columns(ORDERED_AT=pl.lit(T))
+    frame.write_csv(src / "purchases.csv")
+    mapping = tmp_path / "m.yaml"
+    columns = "\n".join(f"      {target}: {column}" for column, target in {**cols, "ORDERED_AT": "time"}.items())
+    mapping.write_text(f"datasets:\n  purchases:\n    columns:\n{columns}\n")
+    data = open_source(src, mapping=mapping, work_dir=tmp_path / "w")
+    assert {"order_id", "product_name", "variant_id", "price", "time"} <= set(data["purchases"].frame.collect_schema())
+    mapping.write_text(f"datasets:\n  purchases:\n    columns:\n{columns}\n      varient_id: VARIANT\n")
+    try:
+        open_source(src, mapping=mapping, work_dir=tmp_path / "w")
+    except MappingError as exc:
+        assert "'varient_id' is not a column of purchases; did you mean 'variant_id'?" in str(exc)
+    else:
+        raise AssertionError("a misspelt order column must fail in one line")
