@@ -4,33 +4,24 @@
 Pages: braze.com/docs/api/endpoints/catalogs/catalog_management/synchronous/get_list_catalogs and
 catalog_items/asynchronous/{post_create,patch,delete}_catalog_items_bulk. The item endpoints answer 202
 `{"message": "success"}` (queued), 400 with `errors[{id, message}]` for a request Braze refuses whole, 404 for
-an unknown catalog; they share 16,000 requests per minute. Uses the track client's pieces: the one retry
-layer (transient errors only, bounded), the rate limiter (budget plus `X-RateLimit-*` headers and 429 pauses)
-and the outcome classifier. Writing items is idempotent, so a request whose answer was lost is sent again.
+an unknown catalog; they share 16,000 requests per minute. Requests go through connectors/braze/single.py (the
+track client's one retry layer, a rate limiter and the outcome classifier). Writing items is idempotent, so a
+request whose answer was lost is sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import orjson
 
-from connectors.braze.client import TRANSPORT_ERRORS, braze_retrying, with_retries
-from connectors.braze.outcomes import (
-    BrazeConfigError,
-    BrazeError,
-    BrazeRejected,
-    BrazeThrottled,
-    BrazeTransientError,
-    classify,
-    classify_exception,
-)
+from connectors.braze.outcomes import BrazeConfigError, BrazeError, BrazeRejected
 from connectors.braze.ratelimit import RateLimiter, parse_rate
+from connectors.braze.single import Counts, send_one
 
 MAX_ITEMS = 50
 RATE = "16000/60s"  # shared by every asynchronous catalog item endpoint
@@ -46,12 +37,6 @@ class ItemsResult:
     reason: str | None = None
     requests: int = 0
     throttled: int = 0
-
-
-@dataclass
-class _Try:
-    failures: int = 0
-    started: float = field(default_factory=time.monotonic)
 
 
 class CatalogClient:
@@ -110,32 +95,19 @@ class CatalogClient:
 
     async def _request(self, http: httpx.AsyncClient, method: str, path: str, body: bytes | None,
                        result: ItemsResult, limiter: RateLimiter) -> dict:
-        retrying = braze_retrying(limiter=limiter, max_attempts=self.max_attempts, max_seconds=self.max_seconds,
-                                  clock=time.monotonic, stopped=self.stopped)
-        url = self.base + path
+        counts = Counts()
+        try:
+            return await send_one(http, method, self.base + path, body, self.headers, limiter, counts,
+                                  max_attempts=self.max_attempts, max_seconds=self.max_seconds, stopped=self.stopped,
+                                  refuse=_refused)
+        finally:
+            result.requests, result.throttled = result.requests + counts.requests, result.throttled + counts.throttled
 
-        async def attempt(state: _Try) -> dict:
-            await limiter.acquire()
-            result.requests += 1
-            try:
-                response = await http.request(method, url, content=body, headers=self.headers)
-            except TRANSPORT_ERRORS as exc:
-                state.failures += 1
-                raise classify_exception(exc) from None
-            limiter.observe(response.status_code, response.headers)
-            if response.status_code == 400:
-                raise BrazeRejected([], _error_ids(response.content))
-            try:
-                classify(response.status_code, response.content, response.headers)
-            except BrazeThrottled:
-                result.throttled += 1
-                raise
-            except BrazeTransientError:
-                state.failures += 1
-                raise
-            return orjson.loads(response.content)
 
-        return await with_retries(retrying, asyncio.sleep, attempt, _Try())
+def _refused(response: httpx.Response) -> None:
+    """A 400 names Braze's error ids (`request-includes-too-many-items`, ...): the reason kept for the batch."""
+    if response.status_code == 400:
+        raise BrazeRejected([], _error_ids(response.content))
 
 
 def _error_ids(content: bytes) -> str:

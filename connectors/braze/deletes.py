@@ -11,24 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import orjson
 
-from connectors.braze.client import TRANSPORT_ERRORS, braze_retrying, with_retries
 from connectors.braze.outcomes import (
     BrazeConfigError,
     BrazeError,
     BrazeRejected,
-    BrazeThrottled,
-    BrazeTransientError,
-    classify,
-    classify_exception,
 )
 from connectors.braze.ratelimit import RateLimiter, parse_rate
+from connectors.braze.single import Counts, send_one
 
 PATH = "/users/delete"
 MAX_IDS = 50
@@ -45,12 +40,6 @@ class DeleteResult:
     requests: int = 0
     retries: int = 0
     throttled: int = 0
-
-
-@dataclass
-class _Try:
-    failures: int = 0
-    started: float = field(default_factory=time.monotonic)
 
 
 class DeleteClient:
@@ -84,33 +73,12 @@ class DeleteClient:
 
     async def _send(self, http: httpx.AsyncClient, ids: list[str]) -> tuple[DeleteResult, BrazeError | None]:
         result = DeleteResult("pending")
+        counts = Counts()
         body = orjson.dumps({"external_ids": ids})
-        retrying = braze_retrying(limiter=self.limiter, max_attempts=self.max_attempts, max_seconds=self.max_seconds,
-                                  clock=time.monotonic, stopped=self.stopped)
-
-        async def attempt(state: _Try) -> dict:
-            await self.limiter.acquire()
-            result.requests += 1
-            if result.requests > 1:
-                result.retries += 1
-            try:
-                response = await http.post(self.url, content=body, headers=self.headers)
-            except TRANSPORT_ERRORS as exc:
-                state.failures += 1
-                raise classify_exception(exc) from None
-            self.limiter.observe(response.status_code, response.headers)
-            try:
-                classify(response.status_code, response.content, response.headers)
-            except BrazeThrottled:
-                result.throttled += 1
-                raise
-            except BrazeTransientError:
-                state.failures += 1
-                raise
-            return orjson.loads(response.content)
-
         try:
-            answer = await with_retries(retrying, asyncio.sleep, attempt, _Try())
+            answer = await send_one(http, "POST", self.url, body, self.headers, self.limiter, counts,
+                                    max_attempts=self.max_attempts, max_seconds=self.max_seconds,
+                                    stopped=self.stopped)
         except BrazeRejected as exc:
             result.status, result.reason = "rejected", str(exc)
             return result, None
@@ -120,6 +88,8 @@ class DeleteClient:
         except BrazeError as exc:
             result.reason = str(exc)
             return result, None
+        finally:
+            result.requests, result.retries, result.throttled = counts.requests, counts.retries, counts.throttled
         result.status = "acknowledged"
         deleted = answer.get("deleted")
         result.deleted = deleted if isinstance(deleted, int) else None
