@@ -5,13 +5,11 @@ that break Braze's schema are rejected with a reason and never sent; refunds and
 from __future__ import annotations
 
 import csv
-import time
 
 import polars as pl
 
-from braze_migrate.run.engine import Engine
 from braze_migrate.settings import load_settings
-from tests.conftest import API_KEY
+from tests.test_backfill import run as run_engine
 
 T = "2024-05-01T12:00:00Z"
 LINES = [  # order_id, external_id, product_id, product_name, variant_id, quantity, price, currency
@@ -36,13 +34,7 @@ def export(folder, lines=LINES, **extra):
 
 
 def run(kind, source, state, url, **opts):
-    engine = Engine(load_settings(state=state, purchases_as="ecommerce", **opts))
-    try:
-        prepared = engine.prepare(kind, str(source))
-        engine.apply(prepared, url, API_KEY)
-        return engine.finish(prepared, started=time.monotonic())
-    finally:
-        engine.close()
+    return run_engine(kind, source, state, url, purchases_as="ecommerce", **opts)
 
 
 def events_of(sandbox, external_id):
