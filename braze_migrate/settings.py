@@ -112,6 +112,14 @@ class LoadSettings(BaseSettings):
     accept_type_change: list[str] = option(
         [], "attributes that may take another type than the one Braze acknowledged (a deliberate change); "
         "otherwise a cell of another type is rejected", commands=LOAD_COMMANDS)
+    # Tonight's export (connectors/readiness.py): read the folder only once the warehouse says it is complete.
+    ready_marker: str = option(
+        "", "file that tells the export is complete: a flag (_SUCCESS) or a manifest (a name ending in .json, "
+        "listing files, row counts and sha256, which are checked); empty: read the source as it is")
+    ready_deadline: int = option(7200, "seconds to wait for the readiness marker before the run ends Failed", ge=0)
+    ready_poll_seconds: float = option(30.0, "seconds between two looks for the readiness marker", gt=0)
+    skip_unchanged: bool = option(True, "an export identical to the last completed run's (same fingerprint) is "
+                                  "not planned again: the run completes, sending nothing, 'unchanged since run X'")
     # Purchases as Braze's eCommerce recommended events (transforms/ecommerce.py): one ecommerce.order_placed per
     # order instead of one purchase object per row; order_refunds and order_cancellations are read then too.
     purchases_as: Literal["purchases", "ecommerce"] = option(

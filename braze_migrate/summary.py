@@ -124,6 +124,10 @@ class RunSummary(BaseModel):
     message: str | None = None  # a held run: every figure over its threshold and the flag that accepts it
     deletes: dict | None = None  # user deletes of the run (braze_migrate/ops/deletes.py DeleteReport.to_dict())
     catalogs: list[dict] | None = None  # catalog syncs of the run (braze_migrate/ops/catalogs.py CatalogReport.to_dict())
+    unchanged_since: str | None = None  # the export is the one run X completed: nothing planned, nothing sent
+    waited_s: float | None = None  # seconds spent waiting (for the export, for a decision): not in duration_s
+    decisions: list[dict] | None = None  # guard/in-doubt decisions: what was asked, the answer, who, when
+    export: str | None = None  # readiness: which marker was found after how long (connectors/readiness.py)
 
     @property
     def ok(self) -> bool:
@@ -135,7 +139,8 @@ class RunSummary(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` object (and what the ledger stores): today's keys; parallel-only keys when set."""
-        optional = ("workers", "drained_batches", "guards", "message", "deletes", "catalogs")
+        optional = ("workers", "drained_batches", "guards", "message", "deletes", "catalogs", "unchanged_since",
+                    "waited_s", "decisions", "export")
         return self.model_dump(mode="json", exclude_none=False,
                                exclude={k for k in optional if getattr(self, k) is None})
 

@@ -64,7 +64,7 @@ def test_a_night_with_three_erasures_deletes_exactly_those_users(sandbox, tmp_pa
     assert summary["datasets"]["user_deletes"]["acknowledged"] == 3
     assert _snapshot_ids(state) == set(IDS) - set(gone)
     assert sandbox.stats()["requests_by_endpoint"]["/users/delete"] == 1
-    code, again = _run("sync", tmp_path / "d2", state, env)
+    code, again = _run("sync", tmp_path / "d2", state, env, "--no-skip-unchanged")  # the deletes path itself
     assert code == 0 and again["deletes"]["requested"] == 0 and again["deletes"]["already_deleted"] == 3
     assert sandbox.stats()["requests_by_endpoint"]["/users/delete"] == 1
 

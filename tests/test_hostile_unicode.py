@@ -82,7 +82,7 @@ def test_non_ascii_everywhere_loads_exactly_and_a_rerun_sends_nothing(sandbox, t
     assert [e["name"] for e in profiles["emoji-🦄-ok"]["events"]] == ["🦄"]
     assert profiles["tab\tnew\nline"]["events"][0]["properties"] == {"lieu": "café", "ключ": "значение"}
 
-    again = _cli("sync", str(src), "--state", state, "--no-prefect", "--json", env=env)
+    again = _cli("sync", str(src), "--state", state, "--no-prefect", "--json", "--no-skip-unchanged", env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     summary = json.loads(again.stdout)
     assert summary["datasets"]["users"]["unchanged"] == len(HOSTILE)

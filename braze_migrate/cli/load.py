@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import date, datetime
 
 from braze_migrate.cli.exits import EXIT_HELD, EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING
 from braze_migrate.cli.options import add_option_flags, settings_from_args
@@ -16,6 +17,8 @@ from braze_migrate.run import stages
 from braze_migrate.run.credentials import resolve_credentials
 from braze_migrate.settings import ConfigError, public_options
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
+from connectors import readiness
+from connectors.errors import SourceError
 
 COMMANDS = {"backfill": "load an export's history into Braze",
             "sync": "send only what changed since the last acknowledged load"}
@@ -27,6 +30,9 @@ def add_parser(subparsers, command: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(command, help=COMMANDS[command])
     add_source_arguments(p)
     add_option_flags(p, command)
+    p.add_argument("--date", type=_day, metavar="YYYY-MM-DD",
+                   help="the logical date a templated source is filled with (s3://b/braze/{date:%%Y-%%m-%%d}/; "
+                        "tokens {date}, {yesterday}); default: today")
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON object on stdout")
     p.add_argument("--no-prefect", action="store_true", help="run the same stages without Prefect (no UI record)")
     return p
@@ -35,17 +41,29 @@ def add_parser(subparsers, command: str) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, args.command)
     resolve_credentials(settings)  # missing settings: one line now, before reading the export
-    require_source(args.source, args.mapping)
+    try:
+        source = readiness.resolve(args.source, args.date or datetime.now().astimezone().date())
+    except SourceError as exc:
+        raise ConfigError(str(exc)) from None
+    if not settings.ready_marker:  # with a marker the folder may not exist yet: the run waits for it
+        require_source(source, args.mapping)
     options = public_options(settings)
     with showing():  # on stderr: a bar on a terminal, periodic lines elsewhere; stdout keeps --json clean
         if args.no_prefect:
-            summary = stages.run_load(args.command, args.source, args.mapping, options)
+            summary = stages.run_load(args.command, source, args.mapping, options)
         else:
-            summary = run_flow(args.command, args.source, args.mapping, options)
+            summary = run_flow(args.command, source, args.mapping, options)
     print(json.dumps(summary.to_json(), sort_keys=True) if args.json else
           held_text(summary) if summary.status is RunStatus.HELD and not (summary.deletes or {}).get("held")
           else render_text(summary) + (f"\nbraze-migrate: {summary.message}" if summary.message else ""))
     return EXIT_CODES[summary.status]
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: write it as YYYY-MM-DD") from None
 
 
 def held_text(summary: RunSummary) -> str:

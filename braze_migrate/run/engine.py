@@ -26,10 +26,10 @@ from braze_migrate.plan.contract import accept_type_changes
 from braze_migrate.plan.planner import UnitsRunner, build_plan, plan_complete, scan_batches
 from braze_migrate.progress import ProgressEvent, ProgressSink
 from braze_migrate.run.pipeline import plan_and_apply
-from braze_migrate.settings import ConfigError, LoadSettings
+from braze_migrate.settings import ConfigError, LoadSettings, flag_options
 from braze_migrate.summary import DataPoints, RunStatus, RunSummary, UnreadFile
 from connectors.errors import SourceError
-from connectors.sources import source_fingerprint, unread_files
+from connectors.sources import is_mapping_file, listed_datasets, source_fingerprint, unread_files
 from connectors.state.integrity import require_intact
 from connectors.state.ledger_base import LedgerBase, LedgerUnavailable
 from connectors.state.ledgers import open_ledger
@@ -48,6 +48,7 @@ class Prepared:
     resumed: bool
     batches: int
     notes: list[str] = field(default_factory=list)
+    unchanged: dict | None = None  # the export is the one the last completed run loaded: its summary, final
 
 
 class Engine:
@@ -106,14 +107,16 @@ class Engine:
         s = self.settings
         if s.auto_settle:  # held occurrences Braze's answers can decide are settled before anything is planned
             notes += auto_settle(self.state, self.ledger, partial(_exporter, s))
+        fingerprint = source_fingerprint(source, mapping)
+        if s.skip_unchanged and (since := self._unchanged_since(source, mapping, fingerprint)) is not None:
+            return self._unchanged(kind, source, mapping, fingerprint, since, notes)
         unread = unread_files(source, mapping=mapping)
         if s.strict and unread:
             raise SourceError(f"{len(unread)} file(s) of the export are not read (--strict): {unread[0].path}: "
                               f"{unread[0].reason}; rename or remove them, or drop --strict")
         if s.accept_type_change:
             accept_type_changes(self.state, self.ledger, s.accept_type_change)
-        run_id = self.ledger.new_run(kind, source, source_fingerprint(source, mapping),
-                                     {**_public_settings(s), "mapping": mapping})
+        run_id = self.ledger.new_run(kind, source, fingerprint, {**_public_settings(s), "mapping": mapping})
         plan_dir = self.run_dir(run_id) / "plan"
         write_rules(plan_dir, s, datetime.now(UTC).date())
         if plan_while_loading and self._pipelined():
@@ -133,6 +136,37 @@ class Engine:
         ))
         self.ledger.set_run_status(run_id, "planned")
         return Prepared(run_id, plan_dir, False, info.batches, notes)
+
+    def _unchanged_since(self, source: str, mapping: str | None, fingerprint: str) -> str | None:
+        """The run that first loaded this very export, when the last committed run completed it with the same
+        plan settings (a run left pending, or another mapping or batch size, plans again). Files only: a SQL
+        source's fingerprint is its queries, not its data, so it is always planned."""
+        if is_mapping_file(source):
+            return None
+        last = next((r for r in self.ledger.runs(limit=50) if r.status == "committed"), None)
+        if last is None or last.source_fingerprint != fingerprint or not last.summary:
+            return None
+        if last.summary.get("status") != RunStatus.COMPLETED.value:
+            return None
+        deletes = last.summary.get("deletes")
+        if "user_deletes" in listed_datasets(source, mapping) and (
+                not deletes or deletes.get("held") or deletes.get("pending_ids")):
+            return None  # its deletes did not finish (stopped after the commit, or held): the run goes on with them
+        now = _public_settings(self.settings)
+        if any((last.settings or {}).get(name) != now.get(name) for name in flag_options("plan")):
+            return None
+        return last.summary.get("unchanged_since") or last.run_id
+
+    def _unchanged(self, kind: str, source: str, mapping: str | None, fingerprint: str, since: str,
+                   notes: list[str]) -> Prepared:
+        """Record a run that sends nothing: the export is the one run `since` completed."""
+        run_id = self.ledger.new_run(kind, source, fingerprint, {**_public_settings(self.settings), "mapping": mapping})
+        message = f"unchanged since run {since}: the export is the one that run loaded; nothing was sent"
+        summary = RunSummary(run_id=run_id, kind=kind, source=source, state=str(self.state),
+                             status=RunStatus.COMPLETED, unchanged_since=since, message=message,
+                             notes=[*notes, message])
+        self.record(summary)
+        return Prepared(run_id, self.run_dir(run_id) / "plan", False, 0, summary.notes, unchanged=summary.to_json())
 
     def _pipelined(self) -> bool:
         """A first load into this state (no run committed yet) is planned while it loads (pipeline.py)."""
