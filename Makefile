@@ -28,8 +28,9 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q
 
+# PREFECT_UI_URL: the address alerts link runs to (without it every alert says "Run: None").
 ui: venv
-	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
+	PREFECT_UI_URL=$${PREFECT_UI_URL:-http://127.0.0.1:4200} $(BIN)/prefect server start --host 127.0.0.1 --port 4200
 
 bench: venv
 	$(BIN)/python -m bench --big

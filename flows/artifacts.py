@@ -6,8 +6,11 @@ per flow (`backfill-*`, `sync-*`, `verify-*`) so each deployment's artifacts for
 
 from __future__ import annotations
 
+import json
+import logging
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 from prefect import get_run_logger
 from prefect.artifacts import (
@@ -27,6 +30,24 @@ UPDATE_EVERY_S = 2.0  # one API call per couple of seconds, not one per batch
 LOG_EVERY_S = 30.0  # a plain progress line in the run's logs (and a worker's output): per stage, not per batch
 MAX_TABLE_ROWS = 500  # a table artifact is one JSON document: the CLI's --json output has every row
 BUCKET_COLUMNS = ("read", "acknowledged", "rejected", "unchanged", "pending", "rejected_cells")
+
+
+@contextmanager
+def forwarding(name: str) -> Iterator[None]:
+    """WARNINGs of the logger `name` (and its children) into this task's run logs, from whichever thread logs
+    them: the Braze client's "not answering" lines reach the Prefect UI, not only the worker's terminal."""
+    run_logger = get_run_logger()
+
+    class Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            run_logger.log(record.levelno, "%s", record.getMessage())
+
+    handler, logger = Forward(logging.WARNING), logging.getLogger(name)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 class Progress:
@@ -152,9 +173,47 @@ def progress_markdown(meters: dict[str, Meter], run_id: str | None, current: Met
     return "\n".join([head, "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
 
-def intent_line(kind: str, source: str, mapping: str | None, options: dict) -> str:
+class Waiting:
+    """The progress artifact of a run waiting for its export's readiness marker (`<kind>-readiness`): how long it
+    has waited of the deadline, what it looks for, where. A sink for `connectors.readiness.wait_ready`."""
+
+    def __init__(self, source: str, marker: str, kind: str | None = None, clock=time.monotonic):
+        kind = kind or flow_run.get_flow_name() or "load"
+        self.source, self.marker, self._clock = source, marker, clock
+        self._last: float | None = None
+        self._logged: float | None = None
+        self.artifact_id = create_progress_artifact(progress=0.0, key=f"{kind}-readiness", _sync=True,
+                                                    description=f"**Waiting** for `{marker}` in `{source}`")
+
+    def __call__(self, waited: float, deadline: float, what: str) -> None:
+        now = self._clock()
+        found = what.endswith("found")
+        if self._logged is None or now - self._logged >= LOG_EVERY_S or found:
+            self._logged = now
+            with suppress(MissingContextError):
+                get_run_logger().info("readiness: %s in %s (%s of %s)", what, self.source, _clock_text(waited),
+                                      _clock_text(deadline))
+        if not found and self._last is not None and now - self._last < UPDATE_EVERY_S:
+            return
+        self._last = now
+        pct = 100.0 if found else min(99.0, round(100.0 * waited / deadline, 1)) if deadline else 0.0
+        head = (f"**Ready**: `{self.marker}` found after {_clock_text(waited)}" if found else
+                f"**Waiting** for `{self.marker}`: {_clock_text(waited)} of {_clock_text(deadline)}")
+        text = "\n".join([head, "", "| | |", "|---|---|", f"| export | `{self.source}` |",
+                          f"| marker | `{self.marker}` |", f"| waited | {_clock_text(waited)} |",
+                          f"| deadline | {_clock_text(deadline)} (then the run ends Failed) |"])
+        update_progress_artifact(self.artifact_id, pct, description=text, _sync=True)
+
+
+def _clock_text(seconds: float) -> str:
+    return eta_text(seconds).removeprefix("ETA ")
+
+
+def intent_line(kind: str, source: str, mapping: str | None, options: dict, logical=None) -> str:
     """The run's first log line: what it will do (source, state, plan size when a plan exists, limit)."""
     via = f" (mapping {mapping})" if mapping else ""
+    if logical is not None:
+        via += f" for {logical.isoformat()}"
     try:
         size = _plan_size(options)
     except Exception as exc:  # noqa: BLE001 - a log line never fails the run; the stages report the error
@@ -232,6 +291,10 @@ def publish_summary(summary: RunSummary) -> None:
 
 def headline(summary: RunSummary) -> str:
     """One line for artifact lists: outcome, where the rows went, and whether something is left to do."""
+    if summary.unchanged_since:
+        return f"{summary.status}: unchanged since run {summary.unchanged_since}, nothing sent"
+    if summary.status == "held":
+        return f"held: nothing sent, {summary.batches:,} batches waiting for a decision"
     line = (f"{summary.status}: {summary.total('acknowledged')} of {summary.total('read')} rows acknowledged, "
             f"{summary.total('unchanged')} unchanged, {summary.total('rejected')} rejected, "
             f"{summary.total('pending')} pending")
@@ -242,6 +305,10 @@ def report_markdown(summary: RunSummary, deployment_name: str | None = None) -> 
     """The run report: headline, what it cost, what went wrong, what to do (from the CLI, and from
     Prefect when the run came from the deployment `deployment_name`)."""
     s = summary
+    if s.unchanged_since:
+        return unchanged_markdown(s)
+    if s.status == "held":
+        return held_markdown(s, deployment_name)
     dp = s.data_points
     duration = s.duration_s or 0.0
     throughput = s.requests / duration if duration else 0.0
@@ -261,8 +328,11 @@ def report_markdown(summary: RunSummary, deployment_name: str | None = None) -> 
         f"| in-doubt batches | {len(s.in_doubt)} |",
         (f"| data points sent | {dp.sent} (a full resend would cost {dp.full_resend}: "
          f"{dp.full_resend - dp.sent} saved) |"),
-        f"| duration | {duration:.1f} s |",
+        f"| duration | {duration:.1f} s" + (" (waiting apart, below)" if s.waited_s else "") + " |",
         f"| throughput | {throughput:.1f} requests/s |",
+        *([f"| waited | {s.waited_s:.1f} s (for the export, for a decision): not in duration nor throughput |"]
+          if s.waited_s else []),
+        *([f"| export | {s.export} |"] if s.export else []),
         f"| rejects file | `{s.rejects_file}` ({s.rejects} entries) |",
         "",
         "## Rows per bucket",
@@ -272,6 +342,7 @@ def report_markdown(summary: RunSummary, deployment_name: str | None = None) -> 
     ]
     lines += [f"| {r['dataset']} | {r['read']} | {r['acknowledged']} | {r['rejected']} | {r['unchanged']} | "
               f"{r['pending']} | {r['rejected_cells']} |" for r in bucket_rows(s)]
+    lines += decisions_markdown(s)
     if s.in_doubt:
         lines += ["", "## In doubt (sent, then no definite answer: may have landed)", ""]
         lines += [f"- batch {b.batch_no}: {b.events} events, {b.purchases} purchases: {b.action}"
@@ -300,6 +371,51 @@ def report_markdown(summary: RunSummary, deployment_name: str | None = None) -> 
                      f"`{s.rejects_file}`, fix them in the warehouse; the next run sends the fixes.")
     if not s.resume_command and not rejected:
         lines.append("- Nothing: every row was acknowledged by Braze or unchanged.")
+    return "\n".join(lines)
+
+
+def decisions_markdown(s: RunSummary) -> list[str]:
+    """The decisions a person took during the run: what was asked, the answer, who, when, how long it waited."""
+    if not s.decisions:
+        return []
+    lines = ["", "## Decisions", "", "| asked | answer | by | at | waited |", "|---|---|---|---|---:|"]
+    lines += [f"| {d['asked']} | {d['decision'] or 'nobody answered: held'} | {d['by']} | {d['at']} | "
+              f"{d['waited_s']:.0f} s |" for d in s.decisions]
+    return lines
+
+
+def unchanged_markdown(s: RunSummary) -> str:
+    """The report of a run whose export is the one an earlier run completed: nothing planned, nothing sent."""
+    return "\n".join([
+        f"# {s.kind} {s.run_id}: unchanged since run {s.unchanged_since}", "",
+        (f"**Nothing was sent.** The export `{s.source}` is identical to the one run `{s.unchanged_since}` loaded "
+        "and completed (same files, sizes and modification times, same mapping and plan settings)."), "",
+        *([f"Export: {s.export}", ""] if s.export else []),
+        "## What to do", "",
+        "- If tonight's export should be new, check the warehouse's export job: it did not write a new export.",
+        "- To plan it again anyway: `-p skip_unchanged=false` (deployment) or `--no-skip-unchanged` (CLI).",
+    ])
+
+
+def held_markdown(s: RunSummary, deployment_name: str | None = None) -> str:
+    """The report of a run the guards held: nothing sent, what was held, how to accept it exactly."""
+    from braze_migrate.plan import guards
+
+    report = guards.GuardReport.from_dict(s.guards or {})
+    accept = report.accept_value()
+    lines = [f"# {s.kind} {s.run_id}: held, nothing was sent", "",
+             f"Source `{s.source}`, state `{s.state}`: {s.batches:,} batches planned and kept, none sent.", "",
+             "## What was held", ""]
+    lines += [f"- {f.text()}" for f in report.held]
+    lines += decisions_markdown(s)
+    lines += ["", "## To accept it (the held plan is sent exactly as planned, not planned again)", ""]
+    if s.resume_command:
+        lines.append(f"- From the CLI: `{s.resume_command}`")
+    if deployment_name:
+        lines.append(f"- From Prefect (a new run of the deployment): `prefect deployment run '{deployment_name}' "
+                     f"-p source={s.source} -p state={s.state} -p 'accept={json.dumps(accept.split(','))}'`")
+    lines += ["", ("If the export is broken instead, fix it upstream and run again: the held plan, of which "
+              "nothing was sent, is dropped and the fixed export planned afresh.")]
     return "\n".join(lines)
 
 

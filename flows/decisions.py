@@ -30,6 +30,7 @@ from pydantic import Field
 from braze_migrate.errors import user_message
 from braze_migrate.plan.guards import GuardReport
 from braze_migrate.run.engine import Prepared
+from braze_migrate.run.stages import Answer, now_iso
 from braze_migrate.settings import ConfigError
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
 
@@ -37,11 +38,17 @@ POLL_SECONDS = 2
 PAUSE_GRACE_S = 600  # the server-side pause outlives our wait by this much (see `ask`)
 
 
+GUARD_CHOICES = "accept or hold"
+IN_DOUBT_CHOICES = "resend or hold"
+BY_HELP = "your name or team: recorded with the decision in the run's logs and report"
+
+
 class GuardDecision(RunInput):
     """Tonight's export moves more values than a normal night (figures above)."""
 
     decision: Literal["hold", "accept"] = Field(
         "hold", description="accept: send the held plan exactly as planned; hold: send nothing, end Failed")
+    answered_by: str = Field("", description=BY_HELP, max_length=80)
 
 
 class InDoubtDecision(RunInput):
@@ -49,6 +56,7 @@ class InDoubtDecision(RunInput):
 
     decision: Literal["hold", "resend"] = Field(
         "hold", description="resend: send them again, accepting possible duplicates; hold: keep them pending")
+    answered_by: str = Field("", description=BY_HELP, max_length=80)
 
 
 def in_deployment() -> bool:
@@ -57,8 +65,10 @@ def in_deployment() -> bool:
     return bool(ctx and ctx.flow_run and ctx.flow_run.deployment_id)
 
 
-def ask(form: type[RunInput], description: str, timeout_s: int, message: str | None = None) -> str | None:
-    """Pause this flow run until someone answers the form: their decision, or None after `timeout_s`.
+def ask(form: type[RunInput], description: str, timeout_s: int, message: str | None = None,
+        asked: str = "") -> Answer:
+    """Pause this flow run until someone answers the form: their decision (None after `timeout_s`), who gave
+    it and when, logged as one line.
 
     As `pause_flow_run(wait_for_input=form)` does, except that the pause the server sees lasts `PAUSE_GRACE_S`
     longer than this wait: once a pause expires the server replaces whatever state the run proposes by its own
@@ -76,48 +86,74 @@ def ask(form: type[RunInput], description: str, timeout_s: int, message: str | N
         form = form.with_initial_data(description=description)
         form.save(keyset)
         get_run_logger().info("waiting up to %d s for a decision in the Prefect UI (the run page's form)", timeout_s)
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        deadline = started + timeout_s
         while time.monotonic() < deadline:
             time.sleep(POLL_SECONDS)
             run = client.read_flow_run(ctx.flow_run.id)
             if run.state is not None and run.state.is_running():
-                return form.load(keyset).decision
-    get_run_logger().warning("nobody answered within %d s: holding, nothing is sent", timeout_s)
-    return None
+                given = form.load(keyset)
+                answer = Answer(asked, given.decision, given.answered_by.strip() or "someone in the Prefect UI "
+                                "(no name given)", now_iso(), round(time.monotonic() - started, 1))
+                get_run_logger().info("%s", answer.line())
+                return answer
+    answer = Answer(asked, None, "nobody", now_iso(), round(time.monotonic() - started, 1))
+    get_run_logger().warning("nobody answered within %d s: holding, nothing is sent (%s)", timeout_s, answer.line())
+    return answer
 
 
-def guard_decider(timeout_s: int) -> Callable[[GuardReport, Prepared], str | None]:
-    """The `decide` of a flow's stages: a deployment run asks; a CLI run holds (the CLI prints the command)."""
+def guard_decider(timeout_s: int) -> Callable[[GuardReport, Prepared], Answer]:
+    """The `decide` of a flow's stages: a deployment run asks; a CLI run holds (the CLI prints the command).
+    The `guards` artifact is written when the run is held and again once it is decided, so it never says
+    "held" of a run that was accepted."""
 
-    def decide(report: GuardReport, prepared: Prepared) -> str | None:
+    def decide(report: GuardReport, prepared: Prepared) -> Answer:
         markdown = guards_markdown(report, prepared)
         create_markdown_artifact(markdown, key="guards", description="guard figures of the held plan")
         get_run_logger().warning("%s", report.message())
         if not in_deployment():
-            return "hold"
-        return ask(GuardDecision, markdown, timeout_s, message=report.message())
+            answer = Answer(report.message(), "hold", "the command line (a CLI run never waits)", now_iso())
+            get_run_logger().info("%s", answer.line())
+        else:
+            answer = ask(GuardDecision, markdown, timeout_s,
+                         message=f"{report.message()} — answer {GUARD_CHOICES} on the run page",
+                         asked="the guards' hold of run " + prepared.run_id)
+        create_markdown_artifact(guards_markdown(report, prepared, answer), key="guards",
+                                 description=f"guard figures: {answer.decision or 'nobody answered'}")
+        return answer
 
     return decide
 
 
-def ask_in_doubt(summary: RunSummary, timeout_s: int) -> str | None:
-    """A deployment run that ends with events/purchases in doubt asks whether to resend them."""
+def ask_in_doubt(summary: RunSummary, timeout_s: int) -> Answer | None:
+    """A deployment run that ends with events/purchases in doubt asks whether to resend them (None: not asked)."""
     held = [b for b in summary.in_doubt if "held" in b.action]
     if not held or not in_deployment() or summary.status is not RunStatus.INCOMPLETE:
-        return "hold"
+        return None
     lines = [(f"**{len(held)} batches** of run `{summary.run_id}` were sent without a definite answer from Braze "
              "(5xx, timeout): their events and purchases may already be in Braze, so they are held."),
              "", "| batch | events | purchases |", "|---:|---:|---:|",
              *(f"| {b.batch_no} | {b.events} | {b.purchases} |" for b in held), "",
              ("**resend** sends them again (duplicates possible inside these batches); **hold** keeps them pending "
              f"(later: `{summary.resume_command}`).")]
-    return ask(InDoubtDecision, "\n".join(lines), timeout_s,
-               message=f"{len(held)} batches of run {summary.run_id} in doubt: resend them, or keep holding")
+    answer = ask(InDoubtDecision, "\n".join(lines), timeout_s, asked=f"{len(held)} in-doubt batches of run "
+                 f"{summary.run_id}", message=f"{len(held)} batches of run {summary.run_id} in doubt: answer "
+                 f"{IN_DOUBT_CHOICES} on the run page")
+    return answer
 
 
-def guards_markdown(report: GuardReport, prepared: Prepared) -> str:
-    """The figures over their thresholds and every column's shares, as the form's and artifact's text."""
-    lines = [f"**Held: nothing was sent.** Run `{prepared.run_id}` ({prepared.batches} batches planned).", ""]
+def guards_markdown(report: GuardReport, prepared: Prepared, answer: Answer | None = None) -> str:
+    """The figures over their thresholds and every column's shares, as the form's and artifact's text; with
+    the answer once decided (who, when, after how long)."""
+    if answer is None:
+        head = f"**Held: nothing was sent yet.** Run `{prepared.run_id}` ({prepared.batches} batches planned)."
+    elif answer.decision == "accept":
+        head = (f"**Accepted by {answer.by} at {answer.at}** (after {answer.waited_s:.0f} s): run "
+                f"`{prepared.run_id}` sends its {prepared.batches} planned batches exactly as planned.")
+    else:
+        head = (f"**Held: nothing was sent.** Run `{prepared.run_id}` ({prepared.batches} batches planned): "
+                f"{answer.decision or 'nobody answered'} ({answer.by}, {answer.at}).")
+    lines = [head, ""]
     lines += [f"- {f.text()}" for f in report.held]
     lines += ["", ("**accept** sends the held plan exactly as planned; **hold** ends the run Failed (fix the export "
               "and run again)."), "", "| column | users | unset | share | changed | share |",

@@ -8,6 +8,7 @@ Retries live in the Braze client alone (one retry layer); tasks have none, so at
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -21,12 +22,30 @@ from braze_migrate.run.catalogs_stage import catalogs_stage
 from braze_migrate.run.engine import Prepared
 from braze_migrate.settings import ConfigError, load_settings, public_options
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
-from flows import artifacts, decisions
+from connectors import readiness
+from flows import artifacts, decisions, tonight
 from flows.decisions import called, cleanly
 from flows.options import with_options
 
-SOURCE_HELP = "export folder, object-store URI (s3://, gs://, az://) or mapping file"
+SOURCE_HELP = ("export folder, object-store URI (s3://, gs://, az://) or mapping file; may name the run's date: "
+               "s3://bucket/braze/{date:%Y-%m-%d}/ (tokens {date}, {yesterday}, any strftime format)")
 MAPPING_HELP = "mapping file for a folder or URI source (docs/sources.md)"
+DATE_HELP = ("the logical date the source's {date} is filled with (YYYY-MM-DD); unset: the run's scheduled time "
+             "in its schedule's time zone")
+
+
+@task(name="ready", cache_policy=NO_CACHE)
+@cleanly
+def ready_task(source: str, options: dict) -> readiness.Ready:
+    """Wait for the export's readiness marker (`ready_marker`), checking a manifest; its progress artifact
+    (`<kind>-readiness`) shows the wait against the deadline. Past it: Failed with one line."""
+    marker = options.get("ready_marker")
+    if not marker:
+        return readiness.Ready(source, None)
+    waiting = artifacts.Waiting(source, marker)
+    ready = stages.ready(source, options, on_wait=waiting)
+    get_run_logger().info("export ready: %s", ready.line)
+    return ready
 
 
 @task(name="plan", cache_policy=NO_CACHE)
@@ -57,11 +76,12 @@ def load_task(prepared: Prepared, options: dict) -> int | State:
     """Send the plan's unacknowledged batches; progress goes to a progress artifact. Ends Failed (this task,
     not a later one) when batches are left pending or unsent; the commit still runs and says what to do."""
     progress = artifacts.Progress(prepared.run_id)
-    batches = stages.load(prepared, options, on_progress=progress)
+    with artifacts.forwarding("connectors.braze"):  # "Braze is not answering: ..." while retries fail
+        batches = stages.load(prepared, options, on_progress=progress)
     progress.finish()
-    left = stages.left_over(prepared, options)
+    left, total = stages.left_over(prepared, options)
     if left:
-        message = (f"{left} of {prepared.batches} batches not acknowledged (pending or in doubt): the run's summary "
+        message = (f"{left} of {total} batches not acknowledged (pending or in doubt): the run's summary "
                    "says how to resume")
         return Failed(message=message, data=decisions.FailedWith(message, batches))
     return batches
@@ -83,22 +103,32 @@ def catalogs_task(prepared: Prepared, options: dict, summary: RunSummary) -> Run
 
 # Called for their results: the load task may end Failed (batches left) and the commit still runs after it.
 TASKS = stages.Stages(plan=called(plan_task), load=called(load_task), commit=called(commit_task),
-                      guard=called(guard_task), catalogs=called(catalogs_task))
+                      guard=called(guard_task), catalogs=called(catalogs_task), ready=called(ready_task))
 
 
-def run(kind: str, source: str, mapping: str | None, options: dict, tasks: stages.Stages = TASKS) -> State:
-    """The body of the load flows: the stages as tasks (`tasks`: the parallel flows swap the load), a person's
-    decision when a deployment run is held or left events in doubt, and user errors as a Failed state with one
-    line (no traceback)."""
+def run(kind: str, source: str, mapping: str | None, options: dict, tasks: stages.Stages = TASKS,
+        day: date | str | None = None) -> State:
+    """The body of the load flows: tonight's source (its template filled with the logical date `day`), the stages
+    as tasks (`tasks`: the parallel flows swap the load), a person's decision when a deployment run is held or
+    left events in doubt, and user errors as a Failed state with one line (no traceback)."""
     try:
         options = flow_options(options)
         check_configured(options)
-        get_run_logger().info("%s", artifacts.intent_line(kind, source, mapping, options))
+        logical = tonight.logical_date(day)
+        source = readiness.resolve(source, logical)
+        tonight.rename(tonight.run_name(kind, logical, options["state"]))
+        get_run_logger().info("%s", artifacts.intent_line(kind, source, mapping, options, logical))
         timeout = options["decision_timeout"]
-        tasks = replace(tasks, decide=decisions.guard_decider(timeout))
+        tasks = replace(tasks, decide=decisions.guard_decider(timeout), plan=_named(tasks.plan, kind, logical,
+                                                                                        options["state"]))
         summary = stages.run_load(kind, source, mapping, options, tasks)
-        if decisions.ask_in_doubt(summary, timeout) == "resend":
+        answer = decisions.ask_in_doubt(summary, timeout)
+        if answer is not None and answer.decision == "resend":
             summary = stages.run_load(kind, source, mapping, {**options, "in_doubt": "resend"}, tasks)
+        if answer is not None:
+            summary = summary.model_copy(update={
+                "decisions": [*(summary.decisions or []), vars(answer)],
+                "waited_s": (summary.waited_s or 0.0) + answer.waited_s})
     except Exception as exc:
         state = decisions.failed(exc)
         if state is None:
@@ -106,6 +136,17 @@ def run(kind: str, source: str, mapping: str | None, options: dict, tasks: stage
         get_run_logger().error("%s", state.message)
         return state
     return finish(summary)
+
+
+def _named(plan, kind: str, logical: date, state: str):
+    """The plan stage, renaming the flow run with the run id once it is known."""
+
+    def plan_and_name(*args, **kwargs):
+        prepared = plan(*args, **kwargs)
+        tonight.rename(tonight.run_name(kind, logical, state, prepared.run_id))
+        return prepared
+
+    return plan_and_name
 
 
 def check_configured(options: dict) -> None:
@@ -133,6 +174,9 @@ def finish(summary: RunSummary) -> State:
                 summary.status, summary.requests, summary.total("rejected"), summary.total("pending"))
     if summary.rejects:
         logger.warning("%d rejected rows or cells: see %s", summary.rejects, summary.rejects_file)
+    if summary.unchanged_since:
+        logger.info("%s", summary.message)
+        return Completed(message=summary.message, data=summary)
     if summary.status is RunStatus.HELD:
         return Failed(message=summary.message, data=RunUnfinished(summary.message, summary))
     if summary.status is not RunStatus.COMPLETED:
@@ -141,15 +185,15 @@ def finish(summary: RunSummary) -> State:
     return Completed(message="completed", data=summary)
 
 
-@flow(name="backfill", flow_run_name="backfill-{source}", log_prints=False)
-@with_options(source=SOURCE_HELP, mapping=MAPPING_HELP)
-def backfill(source: str, mapping: str | None = None, **options) -> State:
+@flow(name="backfill", flow_run_name=tonight.initial_name, log_prints=False)
+@with_options(source=SOURCE_HELP, mapping=MAPPING_HELP, date=DATE_HELP)
+def backfill(source: str, mapping: str | None = None, date: date | None = None, **options) -> State:
     """Load an export's history into Braze (deltas against the state folder, so re-running sends nothing new)."""
-    return run("backfill", source, mapping, options)
+    return run("backfill", source, mapping, options, day=date)
 
 
-@flow(name="sync", flow_run_name="sync-{source}", log_prints=False)
-@with_options(source=SOURCE_HELP, mapping=MAPPING_HELP)
-def sync(source: str, mapping: str | None = None, **options) -> State:
+@flow(name="sync", flow_run_name=tonight.initial_name, log_prints=False)
+@with_options(source=SOURCE_HELP, mapping=MAPPING_HELP, date=DATE_HELP)
+def sync(source: str, mapping: str | None = None, date: date | None = None, **options) -> State:
     """Nightly: send only what changed since the last acknowledged load, never an occurrence twice."""
-    return run("sync", source, mapping, options)
+    return run("sync", source, mapping, options, day=date)

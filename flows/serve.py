@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig
+from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 from prefect.settings import PREFECT_API_URL
 
@@ -47,6 +48,7 @@ def deployments(prefect_file: Path = PREFECT_FILE, names: list[str] | None = Non
         out.append(load_flow(d["entrypoint"]).to_deployment(
             name=d["name"], description=d.get("description"), tags=d.get("tags"),
             parameters=d.get("parameters") or {}, schedules=schedules or None, concurrency_limit=limit,
+            triggers=[DeploymentEventTrigger(**t) for t in d.get("triggers") or ()] or None,
         ))
     if names and len(out) != len(set(names)):
         raise SystemExit(f"unknown deployment name in {names}: see {prefect_file}")

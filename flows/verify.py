@@ -6,6 +6,8 @@ carry them never persist or cache their results, and only ids, field names and c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed
@@ -14,6 +16,7 @@ from braze_migrate.ops import verify as logic
 from braze_migrate.run.credentials import resolve_credentials
 from braze_migrate.settings import load_settings
 from flows import artifacts
+from flows.decisions import in_deployment
 
 
 @task(name="expect", cache_policy=NO_CACHE, persist_result=False)
@@ -59,6 +62,11 @@ def verify(source: str, mapping: str | None = None, state: str | None = None, sa
     """
     settings = load_settings(state=state, sample=sample, event_window_days=event_window_days)
     state, sample, event_window_days = str(settings.state), settings.sample, settings.event_window_days
+    if in_deployment() and not Path(state).is_absolute():  # never a state folder inside the worker's checkout
+        message = (f"this deployment's state folder is {state!r}, not an absolute path: set its `state` parameter "
+                   "(`-p state=/srv/braze-migrate/state`) or BRAZE_MIGRATE_STATE on the worker")
+        get_run_logger().error("%s", message)
+        return Failed(message=message)
     expectations = expect_task(source, mapping, state, sample, event_window_days)
     read = read_back_task(expectations)
     report = compare_task(source, expectations, read)

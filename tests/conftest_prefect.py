@@ -88,7 +88,7 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILE")}
-    env.update(QUIET, PREFECT_HOME=str(home))
+    env.update(QUIET, PREFECT_HOME=str(home), PREFECT_UI_URL=f"http://127.0.0.1:{port}")  # alerts link runs
     log = home / "server.log"
     started = time.monotonic()
     with open(log, "wb") as out:

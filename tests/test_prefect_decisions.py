@@ -10,6 +10,7 @@ exactly the held plan. A run that fails ends Failed with its message and no trac
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -187,16 +188,19 @@ def test_guarded_nightly_run_pauses_and_an_answer_through_the_api_sends_the_held
     run = run_deployment("sync/nightly-sync", timeout=0, parameters={
         "source": str(broken), "state": str(backfilled), "decision_timeout": RUN_TIMEOUT_S})
     with get_client(sync_client=True) as client:
-        wait_for_state(client, run.id, "Paused")
-        alert = receiver.wait_for(f"sync-{broken} is held")  # the name the run gives itself when it starts
+        paused = wait_for_state(client, run.id, "Paused")
+        assert re.fullmatch(r"sync-\d{4}-\d\d-\d\d-state-\d{8}T\d{6}-[0-9a-f]{6}", paused.name), paused.name
+        alert = receiver.wait_for(f"{paused.name} is held")  # kind, logical date, state folder, run id
         assert "waiting for a decision" in alert["body"] and "email: " in alert["body"]  # the figures too
-        receiver.wait_for(f"sync-{broken} has not finished")  # the deadline (here seconds) went by
+        assert "accept or hold" in alert["body"] and "/runs/flow-run/" in alert["body"]  # the form's choices, a link
+        receiver.wait_for(f"{paused.name} has not finished")  # the deadline (here seconds) went by
         assert sent(sandbox_server) == before  # paused: nothing sent
-        resume_flow_run(run.id, run_input={"decision": "accept"})
+        resume_flow_run(run.id, run_input={"decision": "accept", "answered_by": "ops on call"})
         final = wait_final(client, run.id)
         assert final.state.is_completed(), final.state
         lines = logs_of(client, final)
     assert any("email: " in line and "would be unset" in line for line in lines)
+    assert any("accept by ops on call at " in line for line in lines)  # the decision, who, when, logged
     ledger = Ledger(backfilled / "ledger.sqlite")
     try:
         newest = ledger.runs(limit=1)[0]

@@ -164,7 +164,7 @@ def test_serve_builds_the_deployments_of_prefect_yaml():
     assert not schedule.active and "Europe/Berlin" in nightly.description
     assert built["backfill"].schedules == [] and "source" not in built["backfill"].parameters
     assert built["verify"].entrypoint == "flows/verify.py:verify"
-    assert built["verify"].parameters["sample"] == 200
+    assert built["verify"].parameters["sample"] == 200 and "state" not in built["verify"].parameters
     assert not any("key" in k.lower() for d in built.values() for k in d.parameters)
 
 
@@ -179,8 +179,9 @@ def test_backfill_sync_verify_through_the_prefect_api(served, prefect_api, sandb
         timings["backfill_s"] = time.monotonic() - started
         runs.append(backfill)
         assert backfill.state.type == StateType.COMPLETED, backfill.state.message
-        assert backfill.name == f"backfill-{DAY1}"
         day1 = check_load(client, backfill, "backfill", state)
+        # kind, logical date, state folder, run id
+        assert re.fullmatch(rf"backfill-\d{{4}}-\d\d-\d\d-state-{day1['run_id']}", backfill.name), backfill.name
         assert day1["status"] == "completed" and day1["rejects"] > 0  # the samples plant bad rows
         assert sandbox_server.stats()["profiles"] > 0
 

@@ -9,7 +9,8 @@ from braze_migrate.cli.exits import EXIT_OK
 from braze_migrate.cli.options import add_option_flags, settings_from_args
 from braze_migrate.cli.progress import showing
 from braze_migrate.cli.sources import add_source_arguments, require_source
-from braze_migrate.run.dryrun import dry_run, render_text
+from braze_migrate.reporting.terminal import render_plan
+from braze_migrate.run.dryrun import dry_run
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,5 +27,5 @@ def run(args: argparse.Namespace) -> int:
     require_source(args.source, args.mapping)
     with showing():
         result = dry_run(settings, args.source, out=args.out, mapping=args.mapping)
-    print(json.dumps(result, sort_keys=True) if args.json else render_text(result))
+    print(json.dumps(result, sort_keys=True) if args.json else render_plan(result))
     return EXIT_OK

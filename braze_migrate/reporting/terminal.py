@@ -9,16 +9,15 @@ from braze_migrate.summary import RunSummary
 def render_text(summary: RunSummary | dict) -> str:
     """The human summary printed at the end of a run (from the run, or from its `--json` object)."""
     s = RunSummary.coerce(summary)
-    w = max([12, *map(len, s.datasets)])  # `order_cancellations`, `catalogs/<name>`
     lines = [
-        f"run {s.run_id} ({s.kind} of {s.source}): {s.status.upper()}",
+        f"run {s.run_id} ({s.kind} of {s.source}): {s.status.upper()}"
+        + (f", UNCHANGED since run {s.unchanged_since}: nothing sent" if s.unchanged_since else ""),
         (f"  requests {s.requests}  batches {s.batches}  retries {s.retries}  "
          f"throttled (429) {s.throttled}  in doubt {len(s.in_doubt)}  duration {s.duration_s:.1f}s"),
-        f"  {'dataset':<{w}}{'read':>8}{'acked':>8}{'rejected':>10}{'unchanged':>11}{'pending':>9}{'bad cells':>11}",
     ]
-    for name, b in s.datasets.items():
-        lines.append(f"  {name:<{w}}{b.read:>8}{b.acknowledged:>8}{b.rejected:>10}{b.unchanged:>11}"
-                     f"{b.pending:>9}{b.rejected_cells:>11}")
+    lines += table(["dataset", "read", "acked", "rejected", "unchanged", "pending", "bad cells"],
+                   [[name, b.read, b.acknowledged, b.rejected, b.unchanged, b.pending, b.rejected_cells]
+                    for name, b in s.datasets.items()])
     lines.append(f"  data points sent {s.data_points.sent} (a full resend would cost {s.data_points.full_resend}); "
                  f"requests {s.requests} (a full resend needs at least {s.requests_full_resend})")
     for b in s.in_doubt:
@@ -31,6 +30,12 @@ def render_text(summary: RunSummary | dict) -> str:
                         if d["deleted_ids"] else ""))
     for c in s.catalogs or []:  # braze_migrate/ops/catalogs.py
         lines.append(catalog_line(c))
+    if s.waited_s:
+        lines.append(f"  waited {s.waited_s:.1f}s (for the export or a decision; not in the duration)")
+    if s.export:
+        lines.append(f"  export: {s.export}")
+    for d in s.decisions or []:
+        lines.append(f"  decision: {d['asked']}: {d['decision'] or 'nobody answered'} by {d['by']} at {d['at']}")
     lines.append(f"  rejects file: {s.rejects_file} ({s.rejects} entries)")
     for note in s.notes:
         lines.append(f"  note: {note}")
@@ -44,3 +49,45 @@ def catalog_line(c: dict) -> str:
     return (f"  catalog {c['name']}: {c['created']} created, {c['updated']} edited, {c['deleted']} deleted, "
             f"{c['unchanged']} unchanged, {c['gone_kept']} gone and kept, {c['pending']} pending; "
             f"{c['requests']} requests" + (f" (held: {c['held']})" if c["held"] else ""))
+
+
+def table(headers: list[str], rows: list[list]) -> list[str]:
+    """Lines of a plain text table, indented two spaces: the first column left-aligned, numbers right-aligned
+    with thousands separators, each column as wide as its widest cell plus two spaces, so large numbers never
+    run together."""
+    cells = [[str(c) if i == 0 else f"{c:,}" if isinstance(c, int) else str(c) for i, c in enumerate(r)] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(headers, *cells)]
+    return ["  " + "".join(f"{x:<{w}}" if i == 0 else f"{x:>{w + 2}}" for i, (x, w) in enumerate(zip(r, widths)))
+            for r in [headers, *cells]]
+
+
+def render_plan(result: dict) -> str:
+    """What `braze-migrate plan` prints: the plan's totals and a row per dataset (braze_migrate/run/dryrun.py)."""
+    from braze_migrate.plan import guards
+
+    lines = [
+        (f"plan for {result['source']}: {result['requests']:,} requests, {result['objects']:,} objects, "
+         f"{result['data_points']:,} data points (a full resend: {result['full_resend']['requests']:,} requests, "
+         f"{result['full_resend']['data_points']:,} data points)"),
+    ]
+    lines += table(["dataset", "read", "to send", "points", "unchanged", "held", "bad rows", "bad cells"],
+                   [[name, d["read"], d["to_send"], d["data_points"], d["unchanged"], d["held"], d["rejected_rows"],
+                     d["rejected_cells"]] for name, d in result["datasets"].items()])
+    for feature, counts in (result.get("user_model") or {}).items():
+        if counts.get("objects"):
+            lines.append(f"  {feature}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if result.get("deletes"):
+        d = result["deletes"]
+        lines.append(f"  user deletes: {d['users']} users in {d['requests']} requests"
+                     + (" (the guard would hold them: --allow-mass-delete)" if d["held_by_guard"] else ""))
+    for c in result.get("catalogs") or []:
+        lines.append(f"  catalog {c['name']}: {c['requests']} requests ({c['creates']} items to create, {c['edits']} to "
+                     f"edit, {c['deletes']} to delete, {c['unchanged']} unchanged, {c['gone_kept']} gone and kept); "
+                     "0 data points (catalog items are not billed as data points)")
+    if result.get("guards") is not None:
+        report = guards.GuardReport.from_dict(result["guards"])
+        lines.append(guards.render_text(report))
+        if report.held:
+            lines.append(f"  a run would be held: {report.message()}")
+    lines.append(f"  payloads: {result['payloads']} (nothing was sent)")
+    return "\n".join(lines)

@@ -86,35 +86,3 @@ def dry_run(settings: LoadSettings, source: str, *, out: str | None = None, mapp
         "catalogs": catalogs.preview(source, mapping, state, plan_dir, catalogs.CatalogSettings.of(settings)),
         "guards": guards.dry_run_report(state, plan_dir, settings).to_dict(),  # what a run would hold on
     }
-
-
-def render_text(result: dict) -> str:
-    w = max([12, *map(len, result["datasets"])])  # `order_cancellations` and the like
-    lines = [
-        (f"plan for {result['source']}: {result['requests']} requests, {result['objects']} objects, "
-         f"{result['data_points']} data points (a full resend: {result['full_resend']['requests']} requests, "
-         f"{result['full_resend']['data_points']} data points)"),
-        (f"  {'dataset':<{w}}{'read':>8}{'to send':>9}{'points':>8}{'unchanged':>11}{'held':>6}{'bad rows':>10}"
-         f"{'bad cells':>11}"),
-    ]
-    for name, d in result["datasets"].items():
-        lines.append(f"  {name:<{w}}{d['read']:>8}{d['to_send']:>9}{d['data_points']:>8}{d['unchanged']:>11}"
-                     f"{d['held']:>6}{d['rejected_rows']:>10}{d['rejected_cells']:>11}")
-    for feature, counts in (result.get("user_model") or {}).items():
-        if counts.get("objects"):
-            lines.append(f"  {feature}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    if result.get("deletes"):
-        d = result["deletes"]
-        lines.append(f"  user deletes: {d['users']} users in {d['requests']} requests"
-                     + (" (the guard would hold them: --allow-mass-delete)" if d["held_by_guard"] else ""))
-    for c in result.get("catalogs") or []:
-        lines.append(f"  catalog {c['name']}: {c['requests']} requests ({c['creates']} items to create, {c['edits']} to "
-                     f"edit, {c['deletes']} to delete, {c['unchanged']} unchanged, {c['gone_kept']} gone and kept); "
-                     "0 data points (catalog items are not billed as data points)")
-    if result.get("guards") is not None:
-        report = guards.GuardReport.from_dict(result["guards"])
-        lines.append(guards.render_text(report))
-        if report.held:
-            lines.append(f"  a run would be held: {report.message()}")
-    lines.append(f"  payloads: {result['payloads']} (nothing was sent)")
-    return "\n".join(lines)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from braze_migrate import progress
@@ -28,10 +29,20 @@ from braze_migrate.run.engine import Engine, Prepared
 from braze_migrate.run.workers import still_planning
 from braze_migrate.settings import ConfigError, load_settings
 from braze_migrate.summary import RunStatus, RunSummary, WorkerReport
+from connectors import readiness
 from connectors.state.ledger_base import LedgerUnavailable
 from connectors.state.lock import StateInUse, run_lock
 
 Options = Mapping[str, Any]
+
+
+def ready(source: str, options: Options, on_wait: Callable[[float, float, str], None] | None = None
+          ) -> readiness.Ready:
+    """Wait until the export folder holds its readiness marker (`ready_marker`; none set: at once), checking a
+    manifest's files; past `ready_deadline` seconds, ExportNotReady (one line)."""
+    settings = load_settings(**options)
+    return readiness.wait_ready(str(source), settings.ready_marker or None, deadline_s=settings.ready_deadline,
+                                poll_s=settings.ready_poll_seconds, on_wait=on_wait)
 
 
 def plan(kind: str, source: str, mapping: str | None, options: Options,
@@ -91,11 +102,13 @@ def commit(prepared: Prepared, options: Options, started: float, on_progress: Pr
         engine.close()
 
 
-def left_over(prepared: Prepared, options: Options) -> int:
-    """Batches of the run not acknowledged after its load: pending (in doubt, no answer) or never sent."""
+def left_over(prepared: Prepared, options: Options) -> tuple[int, int]:
+    """(batches not acknowledged after the load: pending, in doubt or never sent; batches the run has): from the
+    ledger, so a first load planned while loading counts the batches it planned."""
     engine = Engine(load_settings(**options))
     try:
-        return sum(n for status, n in engine.ledger.status_counts(prepared.run_id).items() if status != "acknowledged")
+        counts = engine.ledger.status_counts(prepared.run_id)
+        return sum(n for status, n in counts.items() if status != "acknowledged"), sum(counts.values())
     finally:
         engine.close()
 
@@ -136,7 +149,29 @@ def held(kind: str, source: str, mapping: str | None, prepared: Prepared, option
     return summary
 
 
-Decide = Callable[[GuardReport, Prepared], "str | None"]
+@dataclass(frozen=True)
+class Answer:
+    """A person's decision on a held run: what was asked, the answer ("accept", "hold"; None: nobody answered
+    in time), who answered (as they gave it on the form) and when, and how long the run waited for it."""
+
+    asked: str
+    decision: str | None
+    by: str = ""
+    at: str = ""
+    waited_s: float = 0.0
+
+    def line(self) -> str:
+        who = f" by {self.by}" if self.by else ""
+        when = f" at {self.at}" if self.at else ""
+        answer = self.decision or "nobody answered (holding)"
+        return f"decision on {self.asked}: {answer}{who}{when}, after {self.waited_s:.0f} s of waiting"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+Decide = Callable[[GuardReport, Prepared], "Answer | str | None"]
 
 
 @dataclass(frozen=True)
@@ -146,6 +181,7 @@ class Stages:
     without it a held run ends held (the CLI prints the command that accepts it)."""
 
     plan: Callable[..., Prepared] = plan
+    ready: Callable[..., readiness.Ready] = ready
     load: Callable[..., Any] = load
     commit: Callable[..., RunSummary] = commit
     guard: Callable[..., GuardReport | None] = guard
@@ -160,22 +196,46 @@ def run_load(kind: str, source: str, mapping: str | None, options: Options, stag
     The run holds its state folder (`connectors.state.lock`): a second run on it is refused at once."""
     settings = load_settings(**options)
     url = settings.ledger_url.get_secret_value() if settings.ledger_url else None
+    export = stages.ready(source, options)
+    answers: list[Answer] = []
     try:
         with run_lock(settings.state, f"{kind} {source}", ledger_url=url) as lock:
             started = time.monotonic()
             prepared = stages.plan(kind, source, mapping, options)
             lock.name_run(prepared.run_id)
+            if prepared.unchanged is not None:
+                return _waited(RunSummary.coerce(prepared.unchanged), export, answers)
             report = stages.guard(prepared, options)
             if report is not None and report.held:
-                answer = stages.decide(report, prepared) if stages.decide else "hold"
-                if answer != "accept":
-                    note = None if answer == "hold" or stages.decide is None else "nobody answered in time"
-                    return held(kind, source, mapping, prepared, options, report, note)
+                answer = _answer(stages.decide(report, prepared) if stages.decide else "hold", report)
+                answers.append(answer)
+                started += answer.waited_s  # waiting for a person is not loading time
+                if answer.decision != "accept":
+                    note = None if answer.decision == "hold" or stages.decide is None else "nobody answered in time"
+                    return _waited(held(kind, source, mapping, prepared, options, report, note), export, answers)
                 options = {**options, "accept": [*report.accepted, *(f.accept for f in report.held)]}
                 report = stages.guard(prepared, options)
             stages.load(prepared, options)
             summary = stages.deletes(prepared, options, stages.commit(prepared, options, started))
             summary = stages.catalogs(prepared, options, summary)
-            return summary if report is None else summary.model_copy(update={"guards": report.to_dict()})
+            summary = summary if report is None else summary.model_copy(update={"guards": report.to_dict()})
+            return _waited(summary, export, answers)
     except (StateInUse, LedgerUnavailable) as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _answer(answer: Answer | str | None, report: GuardReport) -> Answer:
+    if isinstance(answer, Answer):
+        return answer
+    return Answer(report.message(), answer, "this command (no --accept given)" if answer == "hold" else "", now_iso())
+
+
+def _waited(summary: RunSummary, export: readiness.Ready, answers: list[Answer]) -> RunSummary:
+    """The summary with what the run waited for, apart from its duration: the export, then each decision."""
+    waited = export.waited_s + sum(a.waited_s for a in answers)
+    update: dict[str, Any] = {"waited_s": round(waited, 3) if waited or answers or export.marker else None}
+    if export.marker:
+        update["export"] = export.line
+    if answers:
+        update["decisions"] = [asdict(a) for a in answers]
+    return summary.model_copy(update=update)

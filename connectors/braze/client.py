@@ -66,6 +66,7 @@ BACKOFF_MAX = 60.0
 BACKOFF_JITTER = 1.0
 # What a transport may raise for a request that got no answer (httpx-aiohttp leaks some aiohttp errors).
 TRANSPORT_ERRORS = (httpx.TransportError, aiohttp.ClientError, OSError, TimeoutError)
+FAILING_WARN_S = 30.0  # while retries fail: a WARNING at most this often, naming the error
 
 Item = tuple[str, int, Any]
 # An httpx transport (the caller's, never closed here) or a factory of one per run (closed after it).
@@ -416,8 +417,10 @@ class BrazeLoader:
         self._stopped = threading.Event()
         self._retrying = braze_retrying(
             limiter=self.limiter, max_attempts=max_attempts, max_seconds=max_retry_seconds,
-            clock=self._clock, stopped=self._stopped, before_sleep=_count_retry, backoff=backoff,
+            clock=self._clock, stopped=self._stopped, before_sleep=self._before_sleep, backoff=backoff,
         )
+        self._warned_at: float | None = None  # the last "Braze is not answering" warning
+        self._failed_since_warning = 0
         self._in_flight: set[int] = set()
         self._active: httpx.AsyncBaseTransport | None = None
         self._fatal: BrazeError | None = None
@@ -426,6 +429,20 @@ class BrazeLoader:
 
     def __repr__(self) -> str:
         return f"BrazeLoader(endpoint={self.endpoint!r}, rate='{self.rate}', concurrency={self.concurrency})"
+
+    def _before_sleep(self, retry_state: RetryCallState) -> None:
+        """Count the retry; while requests keep failing, one WARNING naming the error every FAILING_WARN_S."""
+        _count_retry(retry_state)
+        error = retry_state.outcome.exception()
+        if isinstance(error, BrazeThrottled):
+            return
+        now = self._clock()
+        self._failed_since_warning += 1
+        if self._warned_at is None or now - self._warned_at >= FAILING_WARN_S:
+            since = "" if self._warned_at is None else f" in the last {now - self._warned_at:.0f} s"
+            log.warning("Braze is not answering: %s; %d failed attempts%s, retrying (batches left pending after "
+                        "their last attempt are resumed by the next run)", error, self._failed_since_warning, since)
+            self._warned_at, self._failed_since_warning = now, 0
 
     @property
     def in_flight(self) -> list[int]:
