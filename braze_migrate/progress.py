@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -92,13 +93,19 @@ def fan_out(*sinks: ProgressSink | None) -> ProgressSink:
 
 
 class Meter:
-    """Rate and ETA of one stage from its events: the rate over the last `window_s` seconds (so it follows a
-    run that slows down on 429s), the ETA from that rate. The clock is injectable: tests never sleep."""
+    """Rate and ETA of one stage from its events. The rate shown is the one over the last `window_s` seconds
+    (so it follows a run that slows down on 429s), batches and requests over the same window, so the two
+    figures agree. The ETA uses that rate smoothed over `smooth_s` seconds (an exponential average in time),
+    so it eases from one estimate to the next instead of jumping, and a short stall does not turn it into "?".
+    The clock is injectable: tests never sleep."""
 
-    def __init__(self, *, window_s: float = 15.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, *, window_s: float = 15.0, smooth_s: float = 20.0, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._window = window_s
-        self._samples: deque[tuple[float, int]] = deque()
+        self._smooth_s = smooth_s
+        self._samples: deque[tuple[float, int, int]] = deque()
+        self._smoothed: float | None = None
+        self._smoothed_at: float | None = None
         self.started = clock()
         self.event: ProgressEvent | None = None
 
@@ -106,39 +113,51 @@ class Meter:
         now = self._clock()
         if self.event is not None and event.done < self.event.done:  # a new pass (e.g. resumed) restarts
             self._samples.clear()
+            self._smoothed = None
         self.event = event
-        self._samples.append((now, event.done))
+        self._samples.append((now, event.done, event.requests))
         while len(self._samples) > 2 and now - self._samples[0][0] > self._window:
             self._samples.popleft()
+        rate = self.rate
+        if rate is None or (self._smoothed is None and rate <= 0):
+            return  # seeded by the first progress seen, not by a pause before it
+        if self._smoothed is None or self._smoothed_at is None:
+            self._smoothed = rate
+        else:
+            weight = 1.0 - math.exp(-(now - self._smoothed_at) / self._smooth_s)
+            self._smoothed += weight * (rate - self._smoothed)
+        self._smoothed_at = now
 
     @property
     def elapsed(self) -> float:
         return self._clock() - self.started
 
+    def _over_window(self, index: int) -> float | None:
+        if len(self._samples) < 2:
+            return None
+        first, last = self._samples[0], self._samples[-1]
+        return (last[index] - first[index]) / (last[0] - first[0]) if last[0] > first[0] else None
+
     @property
     def rate(self) -> float | None:
         """Units per second over the window; None until two samples are apart in time."""
-        if len(self._samples) < 2:
-            return None
-        (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
-        return (d1 - d0) / (t1 - t0) if t1 > t0 else None
+        return self._over_window(1)
 
     @property
     def request_rate(self) -> float | None:
-        e = self.event
-        return e.requests / self.elapsed if e is not None and self.elapsed > 0 else None
+        """Requests per second over the same window as `rate`."""
+        return self._over_window(2)
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left at the current rate; 0 once done, None while unknown."""
+        """Seconds left at the smoothed rate; 0 once done, None while unknown."""
         e = self.event
         if e is None or e.total is None:
             return None
         left = max(0, e.total - e.done)
         if left == 0:
             return 0.0
-        rate = self.rate
-        return left / rate if rate else None
+        return left / self._smoothed if self._smoothed else None
 
 
 def eta_text(seconds: float | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 from braze_migrate import progress
 from braze_migrate.cli.progress import PlainLines
@@ -29,9 +30,27 @@ def test_rate_and_eta_follow_the_recent_window():
     meter.update(ProgressEvent("loading", 600, 1000, "batches"))
     clock.t += 5
     meter.update(ProgressEvent("loading", 625, 1000, "batches"))
-    assert meter.rate == 5 and meter.eta_s == 75
+    assert meter.rate == 5  # the rate shown is the window's
+    assert 375 / 50 < meter.eta_s < 75  # the ETA eases toward the slower rate rather than jumping to it
     meter.update(ProgressEvent("loading", 1000, 1000, "batches"))
     assert meter.eta_s == 0
+
+
+def test_the_eta_is_smooth_through_uneven_progress_and_short_stalls():
+    """Batches acknowledged in bursts (429 windows): the ETA moves by small steps and never becomes unknown."""
+    clock = Clock()
+    meter = Meter(window_s=5, clock=clock)
+    done, etas = 0, []
+    for second, burst in enumerate([30, 0, 0, 40, 0, 35, 0, 0, 0, 45, 0, 30, 0, 0, 40] * 4):
+        clock.t = second + 1
+        done += burst
+        meter.update(ProgressEvent("loading", done, 2000, "batches"))
+        if second >= 3:  # from the first progress on
+            etas.append(meter.eta_s)
+    assert all(eta is not None for eta in etas)
+    # Each second the ETA moves by at most a few seconds besides counting down (the raw one jumped by half).
+    assert all(abs(b - (a - 1)) <= max(5.0, 0.1 * a) for a, b in itertools.pairwise(etas)), etas
+    assert 0.8 < etas[-1] / ((2000 - done) / (220 / 15)) < 1.25  # and it is right: the average rate
 
 
 def test_eta_text():
