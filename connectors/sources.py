@@ -269,14 +269,6 @@ def source_fingerprint(
     return digest.hexdigest()
 
 
-def listed_datasets(source: str | Path, mapping: str | Path | None = None) -> set[str]:
-    """The names of the datasets a folder or object-store source holds, from its listing alone (no data read)."""
-    text = str(source)
-    if mapping is None and _scheme(text) is None and not is_mapping_file(text):
-        return set(_discover(Path(text)).datasets)
-    return set(_resolve(text, mapping, os.environ).located)
-
-
 @contextmanager
 def reading(dataset: Dataset) -> Iterator[None]:
     """Turn a Polars read error raised while collecting `dataset` into a `SourceError` naming its files.

@@ -75,7 +75,7 @@ def test_two_nights_send_exactly_the_changes(braze_env, tmp_path):
     assert got["requests"]["POST"] == N // 50 and got["items"]["POST"] == N
     assert got["catalogs"]["products"]["items"]["item-00043"] == {"id": "item-00043", "title": "Item 43",
                                                                   "price": 43.0, "in_stock": True}
-    again = run("sync", tmp_path / "n1", state)  # the same export: nothing to send
+    again = run("sync", tmp_path / "n1", state, skip_unchanged=False)  # planned again: nothing to send
     assert again.catalogs[0]["batches"] == 0 and held(sandbox)["requests"]["POST"] == N // 50
 
     night2 = catalog_night(night=2)

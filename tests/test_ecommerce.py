@@ -85,7 +85,8 @@ def test_refunds_and_cancellations_and_order_level_columns(sandbox, tmp_path):
 
 
 def test_plan_shows_orders_requests_and_data_points(tmp_path):
-    from braze_migrate.run.dryrun import dry_run, render_text
+    from braze_migrate.reporting.terminal import render_plan as render_text
+    from braze_migrate.run.dryrun import dry_run
 
     result = dry_run(load_settings(state=tmp_path / "state", purchases_as="ecommerce"), str(export(tmp_path / "d1")))
     orders = result["datasets"]["orders"]

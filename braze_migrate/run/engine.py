@@ -29,13 +29,14 @@ from braze_migrate.run.pipeline import plan_and_apply
 from braze_migrate.settings import ConfigError, LoadSettings, flag_options
 from braze_migrate.summary import DataPoints, RunStatus, RunSummary, UnreadFile
 from connectors.errors import SourceError
-from connectors.sources import is_mapping_file, listed_datasets, source_fingerprint, unread_files
+from connectors.sources import is_mapping_file, source_fingerprint, unread_files
 from connectors.state.integrity import require_intact
 from connectors.state.ledger_base import LedgerBase, LedgerUnavailable
 from connectors.state.ledgers import open_ledger
 from connectors.state.private import open_private
 from connectors.state.snapshot import Snapshot
 
+FINISHED = "all_stages_done"  # in a stored summary: every stage of the run ended (see Engine.finished)
 UNREAD_FILE = "unread.json"  # in the plan: files of the export no dataset reads, for the summary
 
 
@@ -146,12 +147,8 @@ class Engine:
         last = next((r for r in self.ledger.runs(limit=50) if r.status == "committed"), None)
         if last is None or last.source_fingerprint != fingerprint or not last.summary:
             return None
-        if last.summary.get("status") != RunStatus.COMPLETED.value:
-            return None
-        deletes = last.summary.get("deletes")
-        if "user_deletes" in listed_datasets(source, mapping) and (
-                not deletes or deletes.get("held") or deletes.get("pending_ids")):
-            return None  # its deletes did not finish (stopped after the commit, or held): the run goes on with them
+        if last.summary.get("status") != RunStatus.COMPLETED.value or not last.summary.get(FINISHED):
+            return None  # left something pending, or stopped before its last stage (deletes, catalogs) ended
         now = _public_settings(self.settings)
         if any((last.settings or {}).get(name) != now.get(name) for name in flag_options("plan")):
             return None
@@ -165,7 +162,7 @@ class Engine:
         summary = RunSummary(run_id=run_id, kind=kind, source=source, state=str(self.state),
                              status=RunStatus.COMPLETED, unchanged_since=since, message=message,
                              notes=[*notes, message])
-        self.record(summary)
+        self.finished(summary)
         return Prepared(run_id, self.run_dir(run_id) / "plan", False, 0, summary.notes, unchanged=summary.to_json())
 
     def _pipelined(self) -> bool:
@@ -252,6 +249,12 @@ class Engine:
         if summary.status is not RunStatus.INTERRUPTED:
             retention.prune(self.state, self.ledger, self.settings.plan_retention_days)
         return summary
+
+    def finished(self, summary: RunSummary) -> None:
+        """Store the final summary of a run whose every stage ended, marked so: only such a run's export can be
+        "unchanged since" (a run stopped after its commit but before its deletes or catalogs must go on)."""
+        if summary.status is RunStatus.COMPLETED:
+            self.ledger.set_run_status(summary.run_id, "committed", {**summary.to_json(), FINISHED: True})
 
     def record(self, summary: RunSummary) -> None:
         """Store the summary with its run: committed when every batch is final, else still loading."""

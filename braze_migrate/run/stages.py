@@ -149,6 +149,17 @@ def held(kind: str, source: str, mapping: str | None, prepared: Prepared, option
     return summary
 
 
+def finish(summary: RunSummary, options: Options) -> RunSummary:
+    """Store the summary of a run whose every stage ended (with what it waited for); only such a run's export can
+    later be "unchanged since" it."""
+    engine = Engine(load_settings(**options))
+    try:
+        engine.finished(summary)
+    finally:
+        engine.close()
+    return summary
+
+
 @dataclass(frozen=True)
 class Answer:
     """A person's decision on a held run: what was asked, the answer ("accept", "hold"; None: nobody answered
@@ -182,6 +193,7 @@ class Stages:
 
     plan: Callable[..., Prepared] = plan
     ready: Callable[..., readiness.Ready] = ready
+    finish: Callable[..., RunSummary] = finish
     load: Callable[..., Any] = load
     commit: Callable[..., RunSummary] = commit
     guard: Callable[..., GuardReport | None] = guard
@@ -219,7 +231,7 @@ def run_load(kind: str, source: str, mapping: str | None, options: Options, stag
             summary = stages.deletes(prepared, options, stages.commit(prepared, options, started))
             summary = stages.catalogs(prepared, options, summary)
             summary = summary if report is None else summary.model_copy(update={"guards": report.to_dict()})
-            return _waited(summary, export, answers)
+            return stages.finish(_waited(summary, export, answers), options)
     except (StateInUse, LedgerUnavailable) as exc:
         raise ConfigError(str(exc)) from None
 
