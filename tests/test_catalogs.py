@@ -228,3 +228,21 @@ def test_catalog_ledger_operations_on_both_backends(any_ledger):
     (a, b) = book.batches("r1", "products")
     assert (a.status, a.requests, a.throttled, a.committed) == ("acknowledged", 2, 1, True)
     assert (b.status, b.reason, b.committed) == ("rejected", "invalid-fields", False)
+
+
+def test_a_request_braze_refuses_is_named_and_planned_again(tmp_path, monkeypatch):
+    from braze_sandbox import SandboxConfig, start_sandbox
+
+    with start_sandbox(SandboxConfig(api_key=API_KEY, catalog_max_items=10)) as small:  # Braze's limit, lowered
+        monkeypatch.setenv("BRAZE_REST_ENDPOINT", small.url)
+        monkeypatch.setenv("BRAZE_API_KEY", API_KEY)
+        create_catalog(small)
+        s = run("backfill", export(tmp_path / "n1", catalog_night(60)), tmp_path / "state")
+        (report,) = s.catalogs
+        # 60 items: a request of 50 (refused: over the lowered limit) and one of 10 (created).
+        assert (report["refused_batches"], report["created"], report["rejected"]) == (1, 10, 50)
+        assert any("refused whole" in note and "products: 1" in note for note in s.notes)
+        assert s.datasets["catalogs/products"].rejected == 50
+        # Not acknowledged, so never lost: the next export plans those 50 again (the 10 acknowledged are unchanged).
+        again = run("sync", export(tmp_path / "n2", catalog_night(61)), tmp_path / "state")
+        assert (again.catalogs[0]["refused_batches"], again.catalogs[0]["unchanged"]) == (1, 10)

@@ -76,6 +76,7 @@ class CatalogReport:
     pending: int = 0  # items of requests not acknowledged (sent again by the next run)
     batches: int = 0
     acknowledged_batches: int = 0
+    refused_batches: int = 0  # answered 400: Braze refused the request whole
     requests: int = 0
     throttled: int = 0
     held: str | None = None
@@ -229,7 +230,10 @@ def _outcome(planned: _Planned, batches) -> CatalogReport:
             else:
                 report.deleted += n
         elif b is not None and b.status == "rejected":
-            report.rejected += n
+            # Braze refused the request whole (its error ids are in the ledger); the export's rows it held count
+            # as rejected; the next run plans them again.
+            report.rejected += n if method != "DELETE" else 0
+            report.refused_batches += 1
         else:
             report.pending += n
     report.requests = sum(b.requests for b in batches)

@@ -48,6 +48,11 @@ def catalogs_stage(prepared, options, summary):
             update.update(status=RunStatus.INCOMPLETE, resume_command=command,
                           notes=[*summary.notes, ("catalogs: requests without an answer from Braze; the next "
                                                   "run sends them again")])
+        refused = [f"{r.name}: {r.refused_batches}" for r in reports if r.refused_batches]
+        if refused:
+            update["notes"] = [*update.get("notes", summary.notes),
+                               (f"catalogs: requests Braze refused whole (400; its error ids are in the ledger, "
+                               f"catalog_batches.reason): {', '.join(refused)}")]
         summary = summary.model_copy(update=update)
         done.record(summary)
         return summary
