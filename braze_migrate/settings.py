@@ -63,7 +63,7 @@ class LoadSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BRAZE_MIGRATE_", extra="ignore")
 
     state: Path = option(Path("state"), "state folder: the ledger, snapshot, plans and rejects files",
-                         commands=(*PLAN_COMMANDS, "status", "verify", "load-worker", "repair", "settle"))
+                         commands=(*PLAN_COMMANDS, "status", "verify", "load-worker", "repair", "settle", "undelete"))
     rate_limit: str = option("3000/3s", "requests per period, e.g. 3000/3s (Braze's default for /users/track)")
     batch_size: int = option(75, "objects per request", commands=PLAN_COMMANDS, ge=1, le=1000)
     batch_mode: Literal["combined", "per_array"] = option(

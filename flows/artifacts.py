@@ -359,13 +359,14 @@ def report_markdown(summary: RunSummary, deployment_name: str | None = None) -> 
     for note in s.notes:
         lines.append(f"- Note: {note}")
     if s.resume_command:
-        lines.append(f"- **{pending} rows are pending.** Resume (acknowledged batches are skipped): "
-                     f"`{s.resume_command}`")
+        lines.append(f"- **{pending} rows are pending.** In this order (acknowledged batches are skipped):")
+        lines += [f"  {i}. `{step.command}`: {step.why}" for i, step in enumerate(s.advice, 1)]
+        if not s.advice:
+            lines.append(f"  1. `{s.resume_command}`")
         if deployment_name:
-            resend = " -p in_doubt=resend" if "--in-doubt resend" in s.resume_command else ""
-            lines.append(f"- Or from Prefect, run the deployment again on the same source and state: "
-                         f"`prefect deployment run '{deployment_name}' -p source={s.source} "
-                         f"-p state={s.state}{resend}`" + ("" if resend else " (or press Retry)"))
+            lines.append(f"- Instead of the plain resume, from Prefect, run the deployment again on the same source "
+                         f"and state: `prefect deployment run '{deployment_name}' -p source={s.source} "
+                         f"-p state={s.state}` (or press Retry)")
     if rejected:
         lines.append(f"- **Warning:** {rejected} rows or cells were rejected, each with its reason: open "
                      f"`{s.rejects_file}`, fix them in the warehouse; the next run sends the fixes.")

@@ -199,9 +199,10 @@ def test_broken_export_is_held_then_accepting_sends_exactly_the_held_plan(backfi
     assert dry["guards"]["held"] == ["email", "loyalty_tier"]
 
     assert cli("sync", str(broken), "--state", str(backfilled)) == EXIT_HELD
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert sent(sandbox) == sent_before and profiles(sandbox) == before  # nothing sent
-    line = out.strip().splitlines()[-1]
+    assert "guards: HOLD email, loyalty_tier" in captured.out  # the figures on stdout, the one line on stderr
+    line = captured.err.strip().splitlines()[-1]
     assert line.startswith("braze-migrate: held by the guards, nothing was sent: email: ")
     assert "loyalty_tier: " in line and "would be unset" in line
     assert f"--state {backfilled} --accept email,loyalty_tier`" in line
@@ -216,7 +217,7 @@ def test_broken_export_is_held_then_accepting_sends_exactly_the_held_plan(backfi
 
     # Holding again is the same answer; accepting one column of two still holds.
     assert cli("sync", str(broken), "--state", str(backfilled), "--accept", "email") == EXIT_HELD
-    assert "accept email,loyalty_tier" in capsys.readouterr().out
+    assert "accept email,loyalty_tier" in capsys.readouterr().err
     assert sent(sandbox) == sent_before
 
     assert cli("sync", str(broken), "--state", str(backfilled), "--json", "--accept", "email,loyalty_tier") == 0
@@ -242,7 +243,7 @@ def test_dataset_shrinking_by_half_is_held(backfilled, braze_env, tmp_path, caps
     sent_before = sent(braze_env)
     capsys.readouterr()
     assert cli("sync", str(half), "--state", str(backfilled)) == EXIT_HELD
-    line = capsys.readouterr().out.strip().splitlines()[-1]
+    line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "purchases: rows down" in line and "--accept rows:purchases`" in line
     assert sent(braze_env) == sent_before
     # The export is fixed (here: the full day 2): the held plan, of which nothing was sent, is dropped.

@@ -285,7 +285,7 @@ def diff_occurrences(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFr
         pl.when(pl.col("_deleted").fill_null(False)).then(pl.lit(DELETED))
         .when(is_acked & (pl.col("_acked_fp") != pl.col("fingerprint")))
         .then(pl.lit(f"{key} already acknowledged with different content; Braze cannot edit a {noun}, not resent"))
-        .when(in_doubt).then(pl.lit("in doubt since an earlier run (may have landed); resolve with --in-doubt resend"))
+        .when(in_doubt).then(pl.lit("in doubt since an earlier run (may have landed); settle it with `braze-migrate settle RUN --check`"))
         .when(was_rejected)
         .then(pl.lit("rejected by Braze in an earlier run and unchanged since: ") + pl.col("_held_reason"))
         .when(pl.col("_bucket") == "rejected").then(pl.lit(MALFORMED))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import date, datetime
 
 from braze_migrate.cli.exits import EXIT_HELD, EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING
@@ -55,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
             summary = run_flow(args.command, source, args.mapping, options)
     print(json.dumps(summary.to_json(), sort_keys=True) if args.json else
           held_text(summary) if summary.status is RunStatus.HELD and not (summary.deletes or {}).get("held")
-          else render_text(summary) + (f"\nbraze-migrate: {summary.message}" if summary.message else ""))
+          else render_text(summary))
+    if (line := status_line(summary)) is not None:
+        print(line, file=sys.stderr)
     return EXIT_CODES[summary.status]
 
 
@@ -66,13 +69,24 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date: write it as YYYY-MM-DD") from None
 
 
+def status_line(summary: RunSummary) -> str | None:
+    """The one line on stderr of a run that did not complete (exit 1, 3, 4): what is left and what to do."""
+    if summary.status is RunStatus.COMPLETED:
+        return None
+    if summary.status is RunStatus.HELD:
+        return f"braze-migrate: {summary.message}"
+    what = (f"{summary.total('pending')} rows pending" if summary.status is RunStatus.INCOMPLETE
+            else "stopped before every batch was sent")
+    step = summary.advice[0].command if summary.advice else summary.resume_command
+    return f"braze-migrate: {summary.status}: {what}" + (f"; next: {step}" if step else "")
+
+
 def held_text(summary: RunSummary) -> str:
     """A run the guards held: its figures and the one line naming each held one and the flag that accepts it."""
     from braze_migrate.plan import guards
 
     return "\n".join([f"run {summary.run_id} ({summary.kind} of {summary.source}): HELD, nothing was sent",
-                      guards.render_text(guards.GuardReport.from_dict(summary.guards or {})),
-                      f"braze-migrate: {summary.message}"])
+                      guards.render_text(guards.GuardReport.from_dict(summary.guards or {}))])
 
 
 def run_flow(kind: str, source: str, mapping: str | None, options: dict) -> RunSummary:

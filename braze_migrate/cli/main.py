@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from braze_migrate.cli import load, plan, repair, sandbox, settle, status, verify, worker
+from braze_migrate.cli import load, plan, repair, sandbox, settle, status, undelete, verify, worker
 from braze_migrate.cli.exits import EXIT_CONFIG, EXIT_DAMAGED, EXIT_INTERRUPTED, EXIT_UNUSABLE
 from braze_migrate.errors import user_failure
 from braze_migrate.settings import ConfigError
@@ -35,6 +35,7 @@ SUBCOMMANDS = {
     "load-worker": (worker, worker.add_parser),
     "repair": (repair, repair.add_parser),
     "settle": (settle, settle.add_parser),
+    "undelete": (undelete, undelete.add_parser),
     "sandbox": (sandbox, sandbox.add_parser),
 }
 

@@ -9,7 +9,7 @@ import types
 import typing
 from pathlib import Path
 
-from braze_migrate.settings import LoadSettings, flag_options, load_settings
+from braze_migrate.settings import ConfigError, LoadSettings, flag_options, load_settings
 
 
 def flag(name: str) -> str:
@@ -50,3 +50,16 @@ def comma_list(value: str) -> list[str]:
 def settings_from_args(args: argparse.Namespace, command: str) -> LoadSettings:
     """The settings of a sub-command: its flags over the environment over the model's defaults."""
     return load_settings(**{name: getattr(args, name, None) for name in flag_options(command)})
+
+
+def existing_state(settings) -> Path:
+    """The state folder of a command that repairs or settles what a run left (repair, settle, undelete): it
+    must exist and hold a ledger, so a mistyped --state fails here instead of creating an empty folder."""
+    from connectors.state.private import open_private
+
+    state = Path(settings.state)
+    has_ledger = settings.ledger_url is not None or (state / "ledger.sqlite").is_file()
+    if not state.is_dir() or not has_ledger:
+        raise ConfigError(f"{state} is not a state folder (no ledger there): check --state or BRAZE_MIGRATE_STATE; "
+                          "nothing was changed")
+    return open_private(state)

@@ -7,12 +7,12 @@ import argparse
 import json
 
 from braze_migrate.cli.exits import EXIT_OK, EXIT_PENDING
-from braze_migrate.cli.options import add_option_flags, settings_from_args
+from braze_migrate.cli.options import add_option_flags, existing_state, settings_from_args
 from braze_migrate.ops.settle import SettleError, check_in_doubt, settle
+from braze_migrate.run.advice import after_settle, render
 from braze_migrate.run.credentials import resolve_credentials
 from braze_migrate.run.engine import open_run_ledger
 from braze_migrate.settings import ConfigError
-from connectors.state.private import open_private
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, "settle")
     decision = next(d for d in ("delivered", "resend", "check") if getattr(args, d) is not None)
     batches = getattr(args, decision) or None
-    state = open_private(settings.state)
+    state = existing_state(settings)
     ledger = open_run_ledger(settings)
     try:
         if decision == "check":
@@ -49,9 +49,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     finally:
         ledger.close()
+    steps = after_settle(report.run_id, str(state), report.undecided, report.counts)
     if args.json:
         print(json.dumps({"run_id": report.run_id, "settled": {str(b): d for b, d in report.settled.items()},
-                          "occurrences": report.occurrences, "undecided": report.undecided}, sort_keys=True))
+                          "occurrences": report.occurrences, "undecided": report.undecided,
+                          "advice": [s.model_dump() for s in steps]}, sort_keys=True))
     else:
         for decision in ("delivered", "resend"):
             done = [b for b, d in report.settled.items() if d == decision]
@@ -61,5 +63,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"run {report.run_id}: nothing held in doubt")
         if report.undecided:
             print(f"run {report.run_id}: batch(es) {', '.join(map(str, report.undecided))} undecided by the "
-                  f"counts: settle them with `braze-migrate settle {report.run_id} --delivered|--resend BATCH...`")
+                  "counts: settle them one way or the other")
+            for line in render(steps):
+                print(line)
     return EXIT_PENDING if report.undecided else EXIT_OK

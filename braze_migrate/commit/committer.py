@@ -13,8 +13,9 @@ from pathlib import Path
 import polars as pl
 
 from braze_migrate.plan.contract import extend_contract
-from braze_migrate.plan.planner import object_files
+from braze_migrate.plan.planner import object_files, plan_complete
 from braze_migrate.plan.seen import commit_entries
+from connectors.state import plan_digests
 from connectors.state.integrity import journal_for, require_intact
 from connectors.state.ledger import Ledger
 from connectors.state.snapshot import SCHEMAS, Snapshot
@@ -73,6 +74,8 @@ def commit_run(run_id: str, plan_dir: Path, ledger: Ledger, snapshot: Snapshot, 
     state = snapshot.root.parent
     require_intact(state, ledger)
     journal, snapshot.journal = snapshot.journal, journal_for(state, ledger, run_id)
+    if plan_complete(plan_dir):  # what `repair` may replay of this run, proven by these digests
+        plan_digests.record(ledger, run_id, plan_dir)
     try:
         return _commit(run_id, plan_dir, ledger, snapshot, in_doubt_policy)
     finally:

@@ -114,10 +114,8 @@ def plan_deletes(run_id: str, plan_dir: Path, state: Path, source: str, mapping:
         if found is None:
             return None
         ids, report.rejected_rows = found
-        known = _snapshot_ids(state)
-        done = _deleted(ledger, committed=True)
-        # Deleted before and not loaded again since: nothing to delete.
-        skip = done.join(known, on="external_id", how="anti")
+        # Deleted before: a tombstone (never loaded again unless undeleted), nothing to delete.
+        skip = _deleted(ledger, committed=True)
         report.already_deleted = ids.join(skip, on="external_id", how="semi").height
         todo = ids.join(skip, on="external_id", how="anti")
         todo = todo.with_columns(batch_no=(pl.int_range(pl.len(), dtype=pl.Int64) // MAX_IDS))
@@ -176,15 +174,15 @@ def commit_deletes(run_id: str, plan_dir: Path, state: Path, ledger, report: Del
     report.deleted_ids = todo.filter(pl.col("_status") == "acknowledged")["external_id"].to_list()
     report.pending_ids = todo.filter(pl.col("_status") != "acknowledged")["external_id"].to_list()
     drop_from_snapshot(state, ledger, run_id)
-    keep_out(state, ledger, run_id, pl.read_parquet(plan_dir / LISTED_FILE))
+    keep_out(state, ledger, run_id)
     return report
 
 
-def keep_out(state: Path, ledger, run_id: str, listed: pl.DataFrame) -> None:
-    """Hold every deleted user that tonight's user_deletes still lists (snapshot `held`, dataset user_deletes),
-    so no later export loads them again (transforms/deltas.py skips them); release the ones no longer listed."""
-    deleted = _deleted(ledger, committed=True)
-    keys = deleted.join(listed.select("external_id"), on="external_id", how="semi")["external_id"]
+def keep_out(state: Path, ledger, run_id: str) -> None:
+    """Hold every tombstoned user (snapshot `held`, dataset user_deletes), so no later export loads them again,
+    whatever its user_deletes lists: transforms/deltas.py rejects their rows with a reason. Only `undelete`
+    lifts a tombstone (connectors/state/tombstones.py)."""
+    keys = _deleted(ledger, committed=True)["external_id"]
     snapshot = Snapshot(state, journal=journal_for(state, ledger, run_id))
     held = snapshot.scan("held").collect()
     mine = held.filter(pl.col("dataset") == DATASET)
@@ -225,6 +223,15 @@ def run_deletes(run_id: str, plan_dir: Path, state: Path, source: str, mapping: 
         return report
     apply_deletes(run_id, plan_dir, ledger, endpoint, api_key, settings, report)
     return commit_deletes(run_id, plan_dir, state, ledger, report)
+
+
+def undelete(state: Path, ledger, ids: list[str]) -> tuple[list[str], list[str]]:
+    """Lift the tombstones of `ids` (logged in the ledger) and release them from the snapshot's held rows, so a
+    later export loads them again. Returns (lifted, ids that had no tombstone)."""
+    lifted, unknown = ledger.lift_tombstones(ids)
+    if lifted:
+        keep_out(state, ledger, "undelete")
+    return lifted, unknown
 
 
 def _snapshot_ids(state: Path) -> pl.DataFrame:

@@ -22,6 +22,7 @@ import polars as pl
 from braze_migrate.commit.committer import replay_commit
 from braze_migrate.ops.deletes import DATASET as DELETES
 from braze_migrate.plan.planner import object_files
+from connectors.state import plan_digests
 from connectors.state.integrity import (
     UNFINISHED,
     SnapshotJournal,
@@ -63,7 +64,7 @@ def repair_state(state: Path, ledger: LedgerBase) -> RepairReport:
             "(held events then stay safe), or settle those runs' batches with `braze-migrate settle`"
         )
     runs = _committed(ledger)
-    _require_plans(state, runs)
+    _require_plans(state, runs, ledger)
     building = state / ".repair"
     shutil.rmtree(building, ignore_errors=True)
     snapshot = Snapshot(building)
@@ -99,7 +100,7 @@ def _abandon_unsent_runs_without_plan(state: Path, ledger: LedgerBase) -> None:
 
 def _drop_deleted_users(snapshot: Snapshot, ledger: LedgerBase, run_id: str) -> None:
     """Users deleted on behalf of `user_deletes` leave the rebuilt snapshot too, and stay kept out of later
-    loads (held, as `deletes.keep_out` holds them) until a run's user_deletes no longer lists them."""
+    loads (held, as `deletes.keep_out` holds them) until `braze-migrate undelete` lifts their tombstone."""
     deleted = pl.DataFrame({"external_id": ledger.deleted_users(committed=True)}, schema={"external_id": pl.Utf8})
     if deleted.height == 0:
         return
@@ -121,7 +122,17 @@ def _committed(ledger: LedgerBase) -> list[Run]:
     return sorted((r for r in ledger.runs(limit=1_000_000) if r.status == "committed"), key=lambda r: r.created_at)
 
 
-def _require_plans(state: Path, runs: list[Run]) -> None:
+def _require_plans(state: Path, runs: list[Run], ledger: LedgerBase) -> None:
+    """Every file repair would replay is the one committed (its recorded digest), else nothing is rebuilt."""
+    found = [(r.run_id, p) for r in runs for p in plan_digests.problems(ledger, r.run_id,
+                                                                          state / "runs" / r.run_id / "plan")]
+    if found:
+        run_id, first = found[0]
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise RepairImpossible(
+            f"{first}{more}: run {run_id}'s plan is not what was committed, so what it acknowledged cannot be "
+            "rebuilt and nothing was changed; restore the state folder from a backup (or that run's plan folder)"
+        )
     gone = [r.run_id for r in runs if not object_files(state / "runs" / r.run_id / "plan")
             and not (state / "runs" / r.run_id / "plan" / "stats.json").exists()]
     if gone:

@@ -60,6 +60,7 @@ class SettleReport:
     settled: dict[int, Decision] = field(default_factory=dict)
     occurrences: int = 0
     undecided: list[int] = field(default_factory=list)
+    counts: dict[int, tuple[int, int]] = field(default_factory=dict)  # batch → (events, purchases) held in doubt
 
 
 def held_objects(state: Path, ledger: LedgerBase, run_id: str) -> pl.DataFrame:
@@ -126,6 +127,9 @@ def check_in_doubt(state: Path, ledger: LedgerBase, run_id: str, exporter, *, no
     braze = _aggregates(users.users)
     now = now or datetime.now(UTC)
     verdicts = _verdicts(occurrences, braze, set(users.pending_ids), now)
+    for batch_no, dataset, n in held.group_by("batch_no", "dataset").len().iter_rows():
+        events, purchases = report.counts.get(int(batch_no), (0, 0))
+        report.counts[int(batch_no)] = (events + n, purchases) if dataset == "events" else (events, purchases + n)
     for batch_no, decision in sorted(verdicts.items()):
         if decision is None:
             report.undecided.append(batch_no)

@@ -26,6 +26,8 @@ EXIT_HELD = 4
 FIGURE_SCHEMA = {"column": pl.Utf8, "users": pl.Int64, "unset": pl.Int64, "changed": pl.Int64,
                  "unset_share": pl.Float64, "changed_share": pl.Float64}
 THRESHOLD_FLAGS = {"unset": "--guard-unset-share", "changed": "--guard-changed-share", "rows": "--guard-rows-drop-share"}
+NOT_ROW_JUDGED = ("user_deletes",)  # judged by the deletes guard, never by the rows guard
+SCHEMA_PREFIX = "column:"  # `--accept column:users.tier` accepts a vanished or renamed column
 ROWS_PREFIX = "rows:"  # `--accept rows:purchases` accepts a dataset's row count (never clashes with a column)
 
 
@@ -52,13 +54,21 @@ class Finding:
     """One figure over its threshold: what it is about, its share, and the `--accept` value that accepts it."""
 
     accept: str
-    kind: str  # unset | changed | rows
+    kind: str  # unset | changed | rows | missing | renamed
     share: float
     count: int
     of: int
     threshold: float
+    renamed_to: str | None = None  # renamed: tonight's column that looks like the vanished one
 
     def text(self) -> str:
+        if self.kind in ("missing", "renamed"):
+            dataset, _, column = self.accept.removeprefix(SCHEMA_PREFIX).partition(".")
+            gone = f"{dataset}: column '{column}' of the last acknowledged export is missing tonight"
+            if self.kind == "missing":
+                return gone + " (its values would stop updating)"
+            return (gone + f" and '{self.renamed_to}' is new: it looks renamed (case or punctuation), so "
+                    f"'{self.renamed_to}' would be sent as a new attribute and '{column}' would stop updating")
         if self.kind == "rows":
             name = self.accept.removeprefix(ROWS_PREFIX)
             return (f"{name}: rows down {self.share:.1%} ({self.of:,} in the last acknowledged export, "
@@ -91,10 +101,11 @@ class GuardReport:
             return "guards passed"
         accept = f"--accept {self.accept_value()}"
         how = f"`{command} {accept}`" if command else f"`{accept}`"
-        flags = ", ".join(dict.fromkeys(THRESHOLD_FLAGS[f.kind] for f in self.held))
+        flags = ", ".join(dict.fromkeys(THRESHOLD_FLAGS[f.kind] for f in self.held if f.kind in THRESHOLD_FLAGS))
+        every = f"; for every night, raise {flags}" if flags else ""
         return ("held by the guards, nothing was sent: " + "; ".join(f.text() for f in self.held)
-                + f". If tonight's export is right, accept it with {how} (the plan is kept and sent as is; "
-                f"for every night, raise {flags}); otherwise fix the export and run again")
+                + f". If tonight's export is right, accept it with {how} (the plan is kept and sent as is{every}); "
+                "otherwise fix the export (or its mapping) and run again")
 
     @classmethod
     def from_dict(cls, data: dict) -> GuardReport:
@@ -163,19 +174,45 @@ def column_figures(plan_dir: Path, snapshot_users: Path) -> pl.DataFrame:
 
 
 def dataset_figures(tonight: dict[str, int], before: dict[str, int] | None) -> list[dict]:
-    """Rows per dataset tonight against the last acknowledged export (a dataset missing tonight has 0)."""
+    """Rows per dataset tonight against the last acknowledged export (a dataset missing tonight has 0).
+    `user_deletes` is not judged here: a night lists as many erasures as it has, and deletes have their own
+    guard (braze_migrate/ops/deletes.py: a count and a share of acknowledged users)."""
     if not before:
         return []
     out = []
-    for name in sorted(set(before) | set(tonight)):
+    for name in sorted((set(before) | set(tonight)) - set(NOT_ROW_JUDGED)):
         b, t = int(before.get(name, 0)), int(tonight.get(name, 0))
         out.append({"dataset": name, "before": b, "tonight": t,
                     "drop_share": round((b - t) / b, 6) if b > 0 and t < b else 0.0})
     return out
 
 
+def _shape(name: str) -> str:
+    """A column name without case or punctuation: `Tier`, `tier_` and `TIER` have the same shape."""
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
+def schema_findings(tonight: dict[str, list[str]], before: dict[str, list[str]] | None) -> list[Finding]:
+    """Columns of the last acknowledged export missing tonight, each paired with a new column of the same
+    shape when there is one (a rename by case or punctuation). A dataset missing as a whole is the rows
+    guard's; `user_deletes` has only ids."""
+    out: list[Finding] = []
+    for dataset, old_columns in sorted((before or {}).items()):
+        if dataset not in tonight or dataset in NOT_ROW_JUDGED:
+            continue
+        now = tonight[dataset]
+        new = [c for c in now if c not in old_columns]
+        for column in old_columns:
+            if column in now:
+                continue
+            twin = next((c for c in new if _shape(c) == _shape(column)), None)
+            out.append(Finding(f"{SCHEMA_PREFIX}{dataset}.{column}", "renamed" if twin else "missing", 1.0, 0, 0,
+                               0.0, renamed_to=twin))
+    return out
+
+
 def evaluate(columns: pl.DataFrame, datasets: list[dict], settings: GuardSettings,
-             accepted: Iterable[str] = ()) -> GuardReport:
+             accepted: Iterable[str] = (), schema: list[Finding] = ()) -> GuardReport:
     """The findings over a threshold, in a stable order (columns by name, then datasets)."""
     s = settings
     findings: list[Finding] = []
@@ -191,6 +228,7 @@ def evaluate(columns: pl.DataFrame, datasets: list[dict], settings: GuardSetting
         if d["before"] >= max(1, s.min_rows) and d["drop_share"] > s.rows_drop_share:
             findings.append(Finding(ROWS_PREFIX + d["dataset"], "rows", d["drop_share"], d["before"] - d["tonight"],
                                     d["before"], s.rows_drop_share))
+    findings += schema
     return GuardReport(
         columns=[{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}
                  for r in columns.iter_rows(named=True)],
@@ -199,27 +237,42 @@ def evaluate(columns: pl.DataFrame, datasets: list[dict], settings: GuardSetting
 
 
 def check_plan(plan_dir: Path, state: Path, baseline: dict[str, int] | None, settings: GuardSettings,
-               accepted: Iterable[str] = ()) -> GuardReport:
+               accepted: Iterable[str] = (), baseline_columns: dict[str, list[str]] | None = None) -> GuardReport:
     """The guard report of a plan written under `plan_dir` against the state folder's snapshot."""
     stats = json.loads((Path(plan_dir) / "stats.json").read_text())
     columns = column_figures(plan_dir, Path(state) / "snapshot" / "users")
-    return evaluate(columns, dataset_figures(stats.get("read", {}), baseline), settings, accepted)
+    schema = schema_findings(stats.get("columns", {}), baseline_columns)
+    return evaluate(columns, dataset_figures(stats.get("read", {}), baseline), settings, accepted, schema)
 
 
-def baseline_rows(runs: Iterable, state: Path, *, exclude: str | None = None) -> dict[str, int] | None:
-    """Rows per dataset of the last committed run's export (newest first in `runs`), or None before any.
+@dataclass(frozen=True)
+class Baseline:
+    """The last acknowledged export: rows per dataset and, when its plan recorded them, its columns."""
 
-    Read from that run's plan (`stats.json`), else from its summary."""
+    rows: dict[str, int]
+    columns: dict[str, list[str]] | None
+
+
+def baseline(runs: Iterable, state: Path, *, exclude: str | None = None) -> Baseline | None:
+    """The export of the last committed run (newest first in `runs`): a held or abandoned run was never
+    acknowledged, so it is never the baseline. Read from that run's plan (`stats.json`), else from its summary."""
     for run in runs:
         if run.status != "committed" or run.run_id == exclude:
             continue
         stats = Path(state) / "runs" / run.run_id / "plan" / "stats.json"
         if stats.exists():
-            return {k: int(v) for k, v in json.loads(stats.read_text()).get("read", {}).items()}
+            data = json.loads(stats.read_text())
+            return Baseline({k: int(v) for k, v in data.get("read", {}).items()}, data.get("columns"))
         datasets = (run.summary or {}).get("datasets") or {}
         if datasets:
-            return {k: int(v.get("read", 0)) for k, v in datasets.items()}
+            return Baseline({k: int(v.get("read", 0)) for k, v in datasets.items()}, None)
     return None
+
+
+def baseline_rows(runs: Iterable, state: Path, *, exclude: str | None = None) -> dict[str, int] | None:
+    """Rows per dataset of the last committed run's export, or None before any."""
+    found = baseline(runs, state, exclude=exclude)
+    return found.rows if found else None
 
 
 def render_text(report: GuardReport) -> str:
@@ -245,8 +298,9 @@ def guard_run(state: Path, plan_dir: Path, run_id: str, ledger, settings: GuardS
         return None
     if not (Path(plan_dir) / "complete").exists():
         return None  # a first load, planned while it loads (braze_migrate/run/pipeline.py): no figures to compare
-    baseline = baseline_rows(ledger.runs(limit=100), state, exclude=run_id)
-    report = check_plan(plan_dir, state, baseline, settings, accepted)
+    before = baseline(ledger.runs(limit=100), state, exclude=run_id)
+    report = check_plan(plan_dir, state, before.rows if before else None, settings, accepted,
+                        before.columns if before else None)
     (Path(plan_dir) / "guards.json").write_text(json.dumps(report.to_dict(), indent=1))
     return report
 
@@ -257,11 +311,12 @@ def dry_run_report(state: Path, plan_dir: Path, settings) -> GuardReport:
     from connectors.state.ledgers import open_ledger
 
     url = settings.ledger_url.get_secret_value() if settings.ledger_url else None
-    baseline = None
+    before = None
     if url or (Path(state) / "ledger.sqlite").exists():
         ledger = open_ledger(Path(state), url)
         try:
-            baseline = baseline_rows(ledger.runs(limit=100), state)
+            before = baseline(ledger.runs(limit=100), state)
         finally:
             ledger.close()
-    return check_plan(plan_dir, state, baseline, GuardSettings.of(settings), settings.accept)
+    return check_plan(plan_dir, state, before.rows if before else None, GuardSettings.of(settings), settings.accept,
+                      before.columns if before else None)

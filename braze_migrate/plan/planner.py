@@ -351,7 +351,10 @@ def _spool(source: str, snapshot: Snapshot, plan_dir: Path, *, users_per_partiti
         units += [{"dataset": name, "part": q, "parts": parts} for q in range(parts)]
         spooled += rows_of[ds.name]
         emit(ProgressEvent("reading", spooled, total_rows, "rows", detail=f"{name} spooled"))
+    columns = {name: [c for c in ds.frame.collect_schema().names() if c not in ("_file", "_row")]
+               for name, ds in data.items()}  # the export's columns, for the schema guard (guards.py)
     layout = {"version": LAYOUT_VERSION, "units": units, "read": read, "partitions": n_users, "files": files,
+              "columns": columns,
               "csv_exclude": csv_exclude, "users_per_partition": users_per_partition}
     _atomic_text(plan_dir / "layout.json", json.dumps(layout))
     _release_memory()
@@ -622,6 +625,7 @@ def _finish(plan_dir: Path, source: str, mapping: str | None, layout: dict, batc
         "source": source,
         "mapping": mapping,
         "read": layout["read"],
+        "columns": layout.get("columns", {}),
         "unchanged": unchanged,
         "partitions": layout["partitions"],
         "units": len(layout["units"]),

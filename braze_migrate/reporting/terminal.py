@@ -3,6 +3,7 @@ RunSummary in flows/artifacts.py)."""
 
 from __future__ import annotations
 
+from braze_migrate.run.advice import render as render_advice
 from braze_migrate.summary import RunSummary
 
 
@@ -39,8 +40,7 @@ def render_text(summary: RunSummary | dict) -> str:
     lines.append(f"  rejects file: {s.rejects_file} ({s.rejects} entries)")
     for note in s.notes:
         lines.append(f"  note: {note}")
-    if s.resume_command:
-        lines.append(f"  to resume: {s.resume_command}")
+    lines += [f"  {line}" for line in advice_lines(s)]
     return "\n".join(lines)
 
 
@@ -51,6 +51,7 @@ def catalog_line(c: dict) -> str:
             f"{c['requests']} requests" + (f" (held: {c['held']})" if c["held"] else ""))
 
 
+<<<<<<< HEAD
 def table(headers: list[str], rows: list[list]) -> list[str]:
     """Lines of a plain text table, indented two spaces: the first column left-aligned, numbers right-aligned
     with thousands separators, each column as wide as its widest cell plus two spaces, so large numbers never
@@ -91,3 +92,10 @@ def render_plan(result: dict) -> str:
             lines.append(f"  a run would be held: {report.message()}")
     lines.append(f"  payloads: {result['payloads']} (nothing was sent)")
     return "\n".join(lines)
+=======
+def advice_lines(s: RunSummary) -> list[str]:
+    """What to do next (the run's advice, braze_migrate/run/advice.py), else the plain resume."""
+    if s.advice:
+        return render_advice(s.advice)
+    return [f"to resume: {s.resume_command}"] if s.resume_command else []
+>>>>>>> a4b3256 (Between features: one advice table for what to do next, tombstones for erasures, a schema guard and deletes apart from the rows guard, repair proves its inputs and takes the run lock)

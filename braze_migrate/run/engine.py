@@ -211,9 +211,7 @@ class Engine:
         if status is not RunStatus.COMPLETED:
             mapping = (run.settings or {}).get("mapping")
             resume = (f"braze-migrate {run.kind} {run.source}" + (f" --mapping {mapping}" if mapping else "")
-                      + f" --state {self.state}"
-                      + (" --in-doubt resend" if status is RunStatus.INCOMPLETE and self.settings.in_doubt == "skip"
-                         and any(d["pending"] for d in datasets.values()) else ""))
+                      + f" --state {self.state}")  # what else to do first: run/advice.py
         acked = outcome.filter(outcome["outcome"] == "acknowledged")
         unread_json = prepared.plan_dir / UNREAD_FILE
         unread = [UnreadFile(**u) for u in json.loads(unread_json.read_text())] if unread_json.exists() else []

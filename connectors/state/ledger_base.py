@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.state.deletes import DeleteOps
+from connectors.state.plan_digests import PlanFileOps
 from connectors.state.schema import upgrade
 from connectors.state.settlements import SettlementOps
 from connectors.state.sqlbase import LedgerUnavailable, SqlBackend
+from connectors.state.tombstones import TombstoneOps
 
 __all__ = ["LEASE_SECONDS", "OPEN_STATUSES", "UNFINISHED_BATCHES", "Claim", "LedgerBase", "LedgerUnavailable", "Run",
            "SqlBackend"]
@@ -63,7 +65,7 @@ class Claim:
     in_doubt: bool
 
 
-class LedgerBase(SettlementOps, DeleteOps, SqlBackend):
+class LedgerBase(SettlementOps, DeleteOps, TombstoneOps, PlanFileOps, SqlBackend):
     """Every operation on the ledger, in SQL both backends accept: runs, batches, per-object outcomes,
     workers and the rate budget here; settlements and deletes from their modules (connectors/state/).
 

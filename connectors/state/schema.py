@@ -126,7 +126,17 @@ CATALOGS = Migration(2, "catalog syncs: one row per catalog item request", (
         PRIMARY KEY (run_id, catalog, batch_no))""",
 ))
 
-MIGRATIONS: tuple[Migration, ...] = (RELEASE_0_1_0, CATALOGS)
+TOMBSTONES_AND_PLAN_FILES = Migration(3, "lifted tombstones (undelete) and digests of committed plan files", (
+    """CREATE TABLE IF NOT EXISTS undeletes (
+        external_id TEXT NOT NULL, run_id TEXT, deleted_at DOUBLE PRECISION,
+        undeleted_at DOUBLE PRECISION NOT NULL, by_whom TEXT NOT NULL)""",
+    # What `repair` may replay of a committed run: path in its plan, size, SHA-256 (connectors/state/plan_digests.py).
+    """CREATE TABLE IF NOT EXISTS plan_files (
+        run_id TEXT NOT NULL, path TEXT NOT NULL, size BIGINT NOT NULL, sha256 TEXT NOT NULL,
+        PRIMARY KEY (run_id, path))""",
+))
+
+MIGRATIONS: tuple[Migration, ...] = (RELEASE_0_1_0, CATALOGS, TOMBSTONES_AND_PLAN_FILES)
 VERSION = MIGRATIONS[-1].version
 VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER PRIMARY KEY, what TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"""
