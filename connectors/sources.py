@@ -19,6 +19,7 @@ are imported inside the functions that use them, which keeps a local scan free o
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob as globbing
 import gzip
 import hashlib
@@ -461,6 +462,21 @@ def _glob_root(pattern: str) -> str:
 # --- layout: the same rules for a local folder and an object-store prefix -------------------------------
 
 
+def _require_resolvable(path: Path) -> None:
+    """A symbolic link that leads nowhere (dangling, or a loop) is an error naming it, never an absent file:
+    a `users.csv` link whose target moved would otherwise load no users and say nothing."""
+    if path.is_symlink() and not path.exists():
+        try:
+            path.resolve(strict=True)
+            why = "does not resolve"
+        except RuntimeError:
+            why = "is a loop of symbolic links"
+        except OSError as exc:
+            why = ("is a loop of symbolic links" if exc.errno == errno.ELOOP
+                   else f"points to {os.readlink(path)}, which does not exist")
+        raise SourceError(f"{path}: this symbolic link {why}: fix the link (or remove it) and run again")
+
+
 def _discover(root: Path, declared: dict[str, str] | None = None) -> _Layout:
     if not root.exists():
         raise SourceError(f"source folder {root} does not exist: pass the folder that holds the export")
@@ -473,8 +489,12 @@ def _discover(root: Path, declared: dict[str, str] | None = None) -> _Layout:
         for entry in root.iterdir():
             if _hidden(entry.name):
                 continue
+            _require_resolvable(entry)
             if entry.is_dir():
                 folders.add(entry.name)
+                for p in entry.rglob("*"):
+                    if not any(_hidden(part) for part in p.relative_to(root).parts):
+                        _require_resolvable(p)
                 files.extend(p.relative_to(root).as_posix() for p in entry.rglob("*") if p.is_file())
             elif entry.is_file():
                 files.append(entry.name)

@@ -40,7 +40,7 @@ def advise(summary: RunSummary) -> list[Step]:
         return []
     if s.status is RunStatus.HELD:
         return [Step(command=resume, why="accepts what held the run (" + (s.message or "held").split(":")[0] + ")")]
-    doubt = [b for b in s.in_doubt if b.action == "held"]
+    doubt = [b for b in s.in_doubt if "held as pending" in b.action]  # commit/accounting.py in_doubt_batches
     steps: list[Step] = []
     if doubt:
         events = sum(b.events for b in doubt)

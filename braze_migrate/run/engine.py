@@ -33,7 +33,7 @@ from connectors.sources import is_mapping_file, source_fingerprint, unread_files
 from connectors.state.integrity import require_intact
 from connectors.state.ledger_base import LedgerBase, LedgerUnavailable
 from connectors.state.ledgers import open_ledger
-from connectors.state.private import open_private
+from connectors.state.private import open_private, prove_writable
 from connectors.state.snapshot import Snapshot
 
 FINISHED = "all_stages_done"  # in a stored summary: every stage of the run ended (see Engine.finished)
@@ -171,7 +171,10 @@ class Engine:
 
     def apply(self, prepared: Prepared, endpoint: str, api_key: str, *, on_progress=None, transport=None,
               on_plan_progress: ProgressSink | None = None):
-        """Send the plan (`on_plan_progress`: the planner's events when a first load plans while it loads)."""
+        """Send the plan (`on_plan_progress`: the planner's events when a first load plans while it loads).
+        Before the first request, the run proves it can write everything its commit will write (exit 6 if not)."""
+        prove_writable([self.snapshot.root, self.snapshot.root / "users", self.state / "seen",
+                        self.run_dir(prepared.run_id)], self.state)
         self.ledger.set_run_status(prepared.run_id, "loading")
         if not plan_complete(prepared.plan_dir):
             run = self.ledger.run(prepared.run_id)

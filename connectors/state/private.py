@@ -8,6 +8,7 @@ naming the path and what to do, never "export it again", since the export is not
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -20,6 +21,8 @@ _FULL = (errno.ENOSPC, errno.EDQUOT)
 _DENIED = (errno.EACCES, errno.EPERM)
 # How Polars (Rust) and SQLite spell the same failures in their messages.
 _FULL_TEXT = ("no space left on device", "os error 28", "database or disk is full", "disk quota exceeded")
+_IO = (errno.EFBIG, errno.EIO)
+_IO_TEXT = ("file too large", "os error 27", "disk i/o error", "input/output error", "os error 5")
 _DENIED_TEXT = ("permission denied", "os error 13", "readonly database", "read-only file system", "os error 30",
                 "unable to open database file")
 
@@ -78,6 +81,37 @@ def unusable(exc: BaseException, state: Path | None = None) -> StateUnusable | N
             f"cannot write {where}: it is read-only or belongs to another user; give this user write access "
             "(chmod -R u+rwX on the state folder) or choose another --state; the same command then resumes"
         )
+    if code in _IO or any(t in text for t in _IO_TEXT):
+        return StateUnusable(
+            f"cannot write {where}: {'a file size limit was reached' if code == errno.EFBIG or 'too large' in text else 'the disk answered an I/O error'}"
+            " (ulimit -f, a quota, a failing disk); fix it or choose another --state; nothing acknowledged is "
+            "lost, and the same command resumes"
+        )
     if code in (errno.ENOTDIR, errno.EEXIST):
         return StateUnusable(f"cannot create {where}: a file is in the way of a folder; choose another --state")
     return None
+
+
+PROBE = ".write-probe"
+PROBE_BYTES = 1 << 20  # a commit writes files of this order: a size limit below it fails here, not mid-commit
+
+
+def prove_writable(folders: list[Path], state: Path) -> None:
+    """Create, fill, fsync and remove a probe file in each folder (creating the folder as a run would):
+    StateUnusable, before anything is sent, if the commit could not write there."""
+    for folder in folders:
+        probe = Path(folder) / PROBE
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            try:
+                os.write(fd, b"\0" * PROBE_BYTES)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            probe.unlink()
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                probe.unlink(missing_ok=True)
+            raise (unusable(exc, state) or StateUnusable(f"cannot write {folder}: {exc.strerror}; choose another "
+                                                         "--state, then run the same command")) from None

@@ -1,0 +1,280 @@
+"""The paths between features, each tried as a new user would, against the sandbox over HTTP: nothing is lost,
+doubled, corrupted or brought back between repair, settle, deletes, the guards and the state folder's failures.
+One test (or more) per case of the issue they come from, each failing on the code before it."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import resource
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.nights import cli, env, event, known, last_line, purchase, run, write_night
+
+USERS = {f"u{i:03d}": {"tier": "gold" if i % 2 else "silver", "city": "Oslo"} for i in range(30)}
+
+
+def _events(sandbox) -> int:
+    return sum(len(p["events"]) for p in known(sandbox).values())
+
+
+def _purchases(sandbox) -> int:
+    return sum(len(p["purchases"]) for p in known(sandbox).values())
+
+
+# --- case 1: repair proves its inputs and takes the run lock ------------------------------------------------
+
+@pytest.fixture
+def two_nights(sandbox, tmp_path):
+    """A backfill and a sync with new events and purchases, both committed."""
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    assert run("backfill", write_night(tmp_path / "n1", USERS, [event(i, f"u{i:03d}") for i in range(10)]),
+               state, e)[0] == 0
+    night2 = write_night(tmp_path / "n2", USERS, [event(i, f"u{i % 30:03d}") for i in range(40)],
+                         [purchase(i, f"u{i % 30:03d}") for i in range(20)])
+    code, summary, _ = run("sync", night2, state, e)
+    assert code == 0
+    return e, state, summary["run_id"], night2
+
+
+@pytest.mark.parametrize("damage", ["objects_file", "objects_folder", "users_next_of_first_run", "changed"])
+def test_repair_refuses_when_a_replayed_plan_file_is_gone_or_changed(sandbox, tmp_path, two_nights, damage):
+    e, state, run2, night2 = two_nights
+    runs = sorted(p.name for p in (state / "runs").iterdir())
+    objects = state / "runs" / run2 / "plan" / "objects"
+    if damage == "objects_file":
+        victim = sorted(objects.glob("*.parquet"))[-1]
+        victim.unlink()
+    elif damage == "objects_folder":
+        victim = objects
+        shutil.rmtree(objects)
+    elif damage == "users_next_of_first_run":
+        victim = state / "runs" / runs[0] / "plan" / "users_next"
+        shutil.rmtree(victim)
+    else:
+        victim = sorted(objects.glob("*.parquet"))[-1]
+        frame = pl.read_parquet(victim)
+        frame.head(max(0, frame.height - 1)).write_parquet(victim)
+    snapshot_before = sorted((p.relative_to(state), p.read_bytes()) for p in (state / "snapshot").rglob("*")
+                             if p.is_file())
+    done = cli("repair", "--state", state, env=e)
+    assert done.returncode == 5, done.stdout + done.stderr
+    line = last_line(done.stderr)
+    assert line.startswith("braze-migrate: error: ") and str(victim) in line and len(done.stderr.strip().splitlines()) == 1
+    assert sorted((p.relative_to(state), p.read_bytes()) for p in (state / "snapshot").rglob("*")
+                  if p.is_file()) == snapshot_before  # nothing rebuilt
+    assert not list(state.glob("snapshot.damaged-*"))
+    sent = (_events(sandbox), _purchases(sandbox))
+    assert run("sync", night2, state, e)[0] == 0  # the snapshot was left as it was: nothing is resent
+    assert (_events(sandbox), _purchases(sandbox)) == sent == (40, 20)
+
+
+def test_repair_takes_the_run_lock(sandbox, tmp_path, two_nights):
+    from connectors.state.lock import run_lock
+
+    e, state, _, _ = two_nights
+    with run_lock(state, "sync n3"):
+        done = cli("repair", "--state", state, env=e)
+    assert done.returncode == 2 and "sync n3" in last_line(done.stderr)
+    assert not list(state.glob("snapshot.damaged-*"))
+
+
+@pytest.mark.parametrize("command", [["repair"], ["settle", "20260101T000000-abcdef", "--check"],
+                                     ["undelete", "u001"]])
+def test_a_mistyped_state_folder_is_an_error_and_is_not_created(sandbox, tmp_path, command):
+    typo = tmp_path / "stat"
+    done = cli(*command, "--state", typo, env=env(sandbox, tmp_path))
+    assert done.returncode == 2 and "is not a state folder" in last_line(done.stderr)
+    assert not typo.exists()
+
+
+# --- case 2: one decision table; never `--in-doubt resend` after a run -----------------------------------------
+
+def test_applied_then_5xx_advises_settle_check_then_the_plain_resume_and_following_it_sends_each_event_once(
+        sandbox, tmp_path):
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    assert run("backfill", write_night(tmp_path / "n1", USERS), state, e)[0] == 0
+    night2 = write_night(tmp_path / "n2", USERS, [event(i, f"u{i % 30:03d}") for i in range(30)])
+    sandbox.set_faults(applied_then_fail_rate=1.0)
+    code, summary, err = run("sync", night2, state, e, "--max-attempts", "1")
+    sandbox.set_faults(applied_then_fail_rate=0.0)
+    assert code == 1 and summary["in_doubt"]
+    assert "--in-doubt resend" not in json.dumps(summary) + err
+    first, second = summary["advice"]
+    assert first["command"] == f"braze-migrate settle {summary['run_id']} --check --state {state}"
+    assert second["command"] == f"braze-migrate sync {night2} --state {state}"
+    assert last_line(err).endswith(f"next: {first['command']}")
+    # Following the advice literally: every event is in Braze exactly once.
+    for step in summary["advice"]:
+        args = step["command"].split()[1:]
+        done = cli(*args, *(["--no-prefect"] if args[0] in ("sync", "backfill") else []), env=e)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert _events(sandbox) == 30
+
+
+def test_no_in_doubt_batch_never_advises_a_resend(sandbox, tmp_path):
+    """Attribute-only batches answered 5xx are pending, none in doubt: the advice is the plain resume."""
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    sandbox.set_faults(fail_rate=1.0)
+    code, summary, err = run("backfill", write_night(tmp_path / "n1", USERS), state, e, "--max-attempts", "1")
+    sandbox.set_faults(fail_rate=0.0)
+    assert code == 1 and summary["datasets"]["users"]["pending"] == 30
+    assert all(b["events"] == b["purchases"] == 0 for b in summary["in_doubt"])  # attributes: resent, idempotent
+    assert "--in-doubt resend" not in json.dumps(summary) + err
+    assert [s["command"] for s in summary["advice"]] == [f"braze-migrate backfill {tmp_path / 'n1'} --state {state}"]
+    assert last_line(err) == f"braze-migrate: incomplete: 30 rows pending; next: {summary['advice'][0]['command']}"
+
+
+def test_settle_names_the_batches_it_could_not_decide_and_the_duplicates_a_resend_may_cause():
+    from braze_migrate.run.advice import after_settle
+
+    steps = after_settle("R1", "/s", [3, 5], {3: (10, 2), 5: (4, 0), 7: (9, 9)})
+    assert [s.command for s in steps] == ["braze-migrate settle R1 --delivered 3 5 --state /s",
+                                          "braze-migrate settle R1 --resend 3 5 --state /s"]
+    assert "up to 14 events and 2 purchases become duplicates" in steps[1].why
+    assert after_settle("R1", "/s", [], {3: (10, 2)}) == []
+
+
+# --- case 3: erasure is permanent ----------------------------------------------------------------------------
+
+def test_deleted_users_stay_deleted_when_a_later_night_lists_other_ids(sandbox, tmp_path):
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    assert run("backfill", write_night(tmp_path / "n1", USERS, [event(1, "u001")]), state, e)[0] == 0
+    assert run("sync", write_night(tmp_path / "n2", USERS, deletes=["u001", "u002"]), state, e)[0] == 0
+    assert "u001" not in known(sandbox) and "u002" not in known(sandbox)
+    # Night 3 still exports them (with a new event and purchase), and its user_deletes lists someone else.
+    night3 = write_night(tmp_path / "n3", {**USERS, "u001": {"tier": "platinum"}},
+                         [event(1, "u001"), event(2, "u002"), event(3, "u003")], [purchase(1, "u001")],
+                         deletes=["u004"])
+    code, summary, _ = run("sync", night3, state, e)
+    assert code == 0
+    assert set(known(sandbox)) == set(USERS) - {"u001", "u002", "u004"}
+    users = summary["datasets"]["users"]
+    assert users["rejected"] == 2 and summary["datasets"]["events"]["rejected"] == 2
+    assert summary["datasets"]["purchases"]["rejected"] == 1
+    rejects = pl.read_csv(summary["rejects_file"])
+    assert set(rejects.filter(pl.col("dataset") == "users")["key"]) == {"u001", "u002"}
+    assert rejects["reason"].str.contains("deleted").all()
+    # Night 4 without user_deletes at all: still gone.
+    assert run("sync", write_night(tmp_path / "n4", USERS), state, e)[0] == 0
+    assert "u001" not in known(sandbox)
+    # Only an explicit undelete lets them back, and it is logged.
+    done = cli("undelete", "u001", "--state", state, env=e)
+    assert done.returncode == 0 and "undeleted u001" in done.stdout
+    assert run("sync", write_night(tmp_path / "n5", USERS), state, e)[0] == 0
+    assert "u001" in known(sandbox) and "u002" not in known(sandbox)
+    from connectors.state import tombstones
+    from connectors.state.ledger import Ledger
+
+    ledger = Ledger(state / "ledger.sqlite")
+    try:
+        assert [r["external_id"] for r in tombstones.log(ledger)] == ["u001"]
+    finally:
+        ledger.close()
+
+
+# --- case 4: deletes have their own guard, never the rows guard -------------------------------------------------
+
+def test_a_quiet_night_after_many_deletes_is_not_held_by_the_rows_guard(sandbox, tmp_path):
+    users = {f"u{i:03d}": {"city": "Oslo"} for i in range(300)}
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    assert run("backfill", write_night(tmp_path / "n1", users), state, e)[0] == 0
+    gone = [f"u{i:03d}" for i in range(120)]
+    code, summary, _ = run("sync", write_night(tmp_path / "n2", users, deletes=gone), state, e,
+                           "--delete-max-share", "0.5")
+    assert code == 0 and len(summary["deletes"]["deleted_ids"]) == 120
+    code, summary, err = run("sync", write_night(tmp_path / "n3", users, deletes=["u200"]), state, e)
+    assert code == 0, err
+    code, summary, err = run("sync", write_night(tmp_path / "n4", users), state, e)
+    assert code == 0, err
+    assert all(d["dataset"] != "user_deletes" for d in summary["guards"]["datasets"])
+
+
+# --- case 5: a renamed or vanished column holds the run ------------------------------------------------------
+
+def test_a_column_renamed_by_case_holds_the_run_naming_both_and_the_accept(sandbox, tmp_path):
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    assert run("backfill", write_night(tmp_path / "n1", USERS), state, e)[0] == 0
+    renamed = {eid: {"Tier": a["tier"], "city": a["city"]} for eid, a in USERS.items()}
+    before = known(sandbox)
+    code, summary, err = run("sync", write_night(tmp_path / "n2", renamed), state, e)
+    assert code == 4 and summary["status"] == "held" and known(sandbox) == before
+    line = last_line(err)
+    assert "'tier'" in line and "'Tier'" in line and "--accept column:users.tier" in line
+    assert summary["message"] in line
+    code, summary, _ = run("sync", tmp_path / "n2", state, e, "--accept", "column:users.tier")
+    assert code == 0 and known(sandbox)["u001"]["custom_attributes"]["Tier"] == "gold"
+
+
+def test_a_vanished_column_holds_the_run(sandbox, tmp_path):
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    assert run("backfill", write_night(tmp_path / "n1", USERS), state, e)[0] == 0
+    code, _, err = run("sync", write_night(tmp_path / "n2", {k: {"city": "Oslo"} for k in USERS}), state, e)
+    assert code == 4 and "column 'tier' of the last acknowledged export is missing" in last_line(err)
+    assert "--accept column:users.tier" in last_line(err)
+
+
+# --- case 6: exit 6 before sending, whatever the I/O error ------------------------------------------------------
+
+def test_an_unwritable_snapshot_folder_exits_6_before_anything_is_sent(sandbox, tmp_path, monkeypatch, capsys):
+    """EACCES at the OS boundary on snapshot/ only (tests run as root, so chmod would not deny)."""
+    from braze_migrate.cli.main import main
+
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    for k in ("BRAZE_REST_ENDPOINT", "BRAZE_API_KEY"):
+        monkeypatch.setenv(k, e[k])
+    real_open = os.open
+
+    def deny(path, flags, *args, **kw):
+        if "/snapshot/" in str(path) and flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "open", deny)
+    night = write_night(tmp_path / "n1", USERS, [event(i, "u001") for i in range(5)])
+    assert main(["backfill", str(night), "--state", str(state), "--no-prefect"]) == 6
+    err = capsys.readouterr().err
+    assert last_line(err).startswith("braze-migrate: error: cannot write") and "snapshot" in last_line(err)
+    assert known(sandbox) == {}  # nothing sent
+    monkeypatch.setattr(os, "open", real_open)
+    assert main(["backfill", str(night), "--state", str(state), "--no-prefect"]) == 0  # the same command resumes
+    assert _events(sandbox) == 5 and len(known(sandbox)) == 30
+
+
+@pytest.mark.parametrize("limit", [64 << 10, 512 << 10, 8 << 20])
+def test_a_file_size_limit_exits_6_with_one_line_and_the_same_command_resumes(sandbox, tmp_path, limit):
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    night = write_night(tmp_path / "n1", USERS, [event(i, f"u{i % 30:03d}") for i in range(60)])
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = cli("backfill", night, "--state", state, "--no-prefect", env=e, preexec_fn=limited)
+    assert done.returncode in (0, 6), done.stderr
+    if done.returncode == 6:
+        assert last_line(done.stderr).startswith("braze-migrate: error: cannot write")
+    done = cli("backfill", night, "--state", state, "--no-prefect", env=e)
+    assert done.returncode == 0, done.stderr
+    assert _events(sandbox) == 60 and len(known(sandbox)) == 30
+
+
+# --- case 7: a users.csv symlink that leads nowhere ----------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["dangling", "loop"])
+def test_a_broken_users_symlink_is_an_error_naming_it(sandbox, tmp_path, kind):
+    night = write_night(tmp_path / "n1", users=None, events=[event(1, "u001")])
+    link = night / "users.csv"
+    if kind == "dangling":
+        link.symlink_to(tmp_path / "moved" / "users.csv")
+    else:
+        link.symlink_to(night / "users.csv")
+    for strict in ([], ["--strict"]):
+        done = cli("backfill", night, "--state", tmp_path / "state", "--no-prefect", *strict,
+                   env=env(sandbox, tmp_path))
+        assert done.returncode == 2 and str(link) in last_line(done.stderr)
+    assert known(sandbox) == {}
