@@ -51,8 +51,7 @@ def write_night(folder: Path, users: dict[str, dict] | None = None, events: list
     folder.mkdir(parents=True, exist_ok=True)
     if users is not None:
         with open(folder / "users.ndjson", "w") as fh:
-            for eid, attrs in users.items():
-                fh.write(json.dumps({"external_id": eid, **attrs}) + "\n")
+            fh.writelines(json.dumps({"external_id": eid, **attrs}) + "\n" for eid, attrs in users.items())
     if events is not None:
         pl.DataFrame(events, schema={"event_id": pl.Utf8, "external_id": pl.Utf8, "name": pl.Utf8,
                                      "time": pl.Utf8}).write_csv(folder / "events.csv")

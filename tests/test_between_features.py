@@ -9,7 +9,6 @@ import json
 import os
 import resource
 import shutil
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -48,7 +47,7 @@ def test_repair_refuses_when_a_replayed_plan_file_is_gone_or_changed(sandbox, tm
     runs = sorted(p.name for p in (state / "runs").iterdir())
     objects = state / "runs" / run2 / "plan" / "objects"
     if damage == "objects_file":
-        victim = sorted(objects.glob("*.parquet"))[-1]
+        victim = max(objects.glob("*.parquet"))
         victim.unlink()
     elif damage == "objects_folder":
         victim = objects
@@ -57,7 +56,7 @@ def test_repair_refuses_when_a_replayed_plan_file_is_gone_or_changed(sandbox, tm
         victim = state / "runs" / runs[0] / "plan" / "users_next"
         shutil.rmtree(victim)
     else:
-        victim = sorted(objects.glob("*.parquet"))[-1]
+        victim = max(objects.glob("*.parquet"))
         frame = pl.read_parquet(victim)
         frame.head(max(0, frame.height - 1)).write_parquet(victim)
     snapshot_before = sorted((p.relative_to(state), p.read_bytes()) for p in (state / "snapshot").rglob("*")
@@ -168,12 +167,11 @@ def test_deleted_users_stay_deleted_when_a_later_night_lists_other_ids(sandbox, 
     assert done.returncode == 0 and "undeleted u001" in done.stdout
     assert run("sync", write_night(tmp_path / "n5", USERS), state, e)[0] == 0
     assert "u001" in known(sandbox) and "u002" not in known(sandbox)
-    from connectors.state import tombstones
     from connectors.state.ledger import Ledger
 
     ledger = Ledger(state / "ledger.sqlite")
     try:
-        assert [r["external_id"] for r in tombstones.log(ledger)] == ["u001"]
+        assert [r["external_id"] for r in ledger.undelete_log()] == ["u001"]
     finally:
         ledger.close()
 
