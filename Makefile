@@ -8,7 +8,10 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv demo test ui bench lint clean
+.PHONY: venv demo test soak ui bench lint clean
+
+MINUTES ?= 30
+SEED ?=
 
 venv: $(STAMP)
 
@@ -27,6 +30,10 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# The model of whole nights for MINUTES minutes (SEED=n replays a soak or a failing round): tests/model/soak.py.
+soak: venv
+	$(BIN)/python -m tests.model.soak --minutes $(MINUTES) $(if $(SEED),--seed $(SEED))
 
 # PREFECT_UI_URL: the address alerts link runs to (without it every alert says "Run: None").
 ui: venv
