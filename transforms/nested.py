@@ -105,6 +105,10 @@ BAD_GROUPS = (
 )
 
 
+CONFLICTING_GROUPS = ("subscription_groups names the same group twice with different states (subscribed and "
+                      "unsubscribed): keep one entry per group in the export")
+
+
 def groups_from_json(text: pl.Expr) -> pl.Expr:
     """A `subscription_groups` cell (JSON text of a list) as GROUPS_DTYPE: the canonical list Braze takes
     (`subscription_group_id`, `subscription_state`; sorted by id, one entry per id, states lower case), or
@@ -134,6 +138,8 @@ def _canonical_group_list(text: str) -> tuple[str | None, str | None]:
         state = state.strip().lower() if type(state) is str else state
         if type(gid) is not str or not gid.strip() or state not in GROUP_STATES:
             return None, BAD_GROUPS
+        if groups.get(gid.strip(), state) != state:
+            return None, CONFLICTING_GROUPS
         groups[gid.strip()] = state
     if not groups:
         return None, None

@@ -5,7 +5,11 @@ had a value. So, from the plan and what Braze acknowledged:
 - per users column, of the users that hold a value in the snapshot: the share the plan would unset, and the
   share it would change to another value (`users_next/part-*.parquet` holds exactly the values the snapshot
   takes once acknowledged, partition by partition like the snapshot's own parts);
-- per dataset: the rows read tonight against the rows of the last committed run's export.
+- per dataset: the rows read tonight against the rows of the last committed run's export (`user_deletes`
+  apart: the deletes guard judges it, braze_migrate/ops/deletes.py);
+- per dataset, its columns against the last committed run's export (the schema guard): a column renamed by
+  case or punctuation (`tier` → `Tier`) always holds, naming both; a column gone holds from `min_rows` rows on.
+  The baseline is always an acknowledged (committed) run, never a held one.
 A figure over its threshold holds the run: nothing is sent, the plan stays on disk, and the message names
 each column or dataset, its share and the `--accept` value that lets the same plan go out.
 Thresholds are options (`--guard-unset-share`, `BRAZE_MIGRATE_GUARD_UNSET_SHARE`, ...); a state with nothing
@@ -192,20 +196,25 @@ def _shape(name: str) -> str:
     return "".join(ch for ch in name.casefold() if ch.isalnum())
 
 
-def schema_findings(tonight: dict[str, list[str]], before: dict[str, list[str]] | None) -> list[Finding]:
+def schema_findings(tonight: dict[str, list[str]], before: dict[str, list[str]] | None,
+                    rows_before: dict[str, int] | None = None, min_rows: int = 0) -> list[Finding]:
     """Columns of the last acknowledged export missing tonight, each paired with a new column of the same
-    shape when there is one (a rename by case or punctuation). A dataset missing as a whole is the rows
-    guard's; `user_deletes` has only ids."""
+    shape when there is one (a rename by case or punctuation: always held, whatever the size). A column that
+    only vanished is judged, like the rows, from `min_rows` rows in the last acknowledged export on. A dataset
+    missing as a whole is the rows guard's; `user_deletes` has only ids."""
     out: list[Finding] = []
     for dataset, old_columns in sorted((before or {}).items()):
         if dataset not in tonight or dataset in NOT_ROW_JUDGED:
             continue
+        judged = (rows_before or {}).get(dataset, 0) >= max(1, min_rows)
         now = tonight[dataset]
         new = [c for c in now if c not in old_columns]
         for column in old_columns:
             if column in now:
                 continue
             twin = next((c for c in new if _shape(c) == _shape(column)), None)
+            if twin is None and not judged:
+                continue
             out.append(Finding(f"{SCHEMA_PREFIX}{dataset}.{column}", "renamed" if twin else "missing", 1.0, 0, 0,
                                0.0, renamed_to=twin))
     return out
@@ -241,7 +250,7 @@ def check_plan(plan_dir: Path, state: Path, baseline: dict[str, int] | None, set
     """The guard report of a plan written under `plan_dir` against the state folder's snapshot."""
     stats = json.loads((Path(plan_dir) / "stats.json").read_text())
     columns = column_figures(plan_dir, Path(state) / "snapshot" / "users")
-    schema = schema_findings(stats.get("columns", {}), baseline_columns)
+    schema = schema_findings(stats.get("columns", {}), baseline_columns, baseline, settings.min_rows)
     return evaluate(columns, dataset_figures(stats.get("read", {}), baseline), settings, accepted, schema)
 
 
