@@ -37,6 +37,7 @@ from urllib.parse import unquote
 import polars as pl
 
 from connectors.errors import SourceError
+from transforms.nested import KEYED_ARRAY
 
 if TYPE_CHECKING:
     from connectors.mapping import Mapping
@@ -844,6 +845,9 @@ def _scan_one(
             )
         else:
             lf = pl.scan_ndjson(f, infer_schema_length=None, storage_options=storage)
+            as_text = {c: pl.String for c, t in lf.collect_schema().items() if KEYED_ARRAY.match(c) and t.is_nested()}
+            if as_text:  # arrays of objects by id: kept as their JSON text, so each item id keeps its own type
+                lf = pl.scan_ndjson(f, infer_schema_length=None, storage_options=storage, schema_overrides=as_text)
         schema = lf.collect_schema()
     except (pl.exceptions.PolarsError, OSError) as err:
         if options is not None and _is_store_error(err):

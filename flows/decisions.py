@@ -183,8 +183,22 @@ class QuietEngineExit(logging.Filter):
         return not (isinstance(exc, RunUnfinished) or (exc is not None and one_line(exc) is not None))
 
 
+class NoEmptyTraceback(logging.Filter):
+    """Prefect logs a task that returned a Failed state ("Task run failed with state: ...") with `exc_info`
+    although no exception is being handled, which prints a stray `NoneType: None` line under it; the record
+    keeps its message, without the empty traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is not None and record.exc_info[0] is None:
+            record.exc_info = None
+        return True
+
+
 if not any(isinstance(f, QuietEngineExit) for f in logging.getLogger("prefect.flow_runs").filters):
     logging.getLogger("prefect.flow_runs").addFilter(QuietEngineExit())
+for _name in ("prefect.flow_runs", "prefect.task_runs"):
+    if not any(isinstance(f, NoEmptyTraceback) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(NoEmptyTraceback())
 
 
 def one_line(exc: BaseException) -> str | None:

@@ -277,3 +277,77 @@ def test_a_broken_users_symlink_is_an_error_naming_it(sandbox, tmp_path, kind):
                    env=env(sandbox, tmp_path))
         assert done.returncode == 2 and str(link) in last_line(done.stderr)
     assert known(sandbox) == {}
+
+
+# --- case 8: the smaller ones -----------------------------------------------------------------------------------
+
+def test_conflicting_states_of_one_subscription_group_are_rejected_with_a_reason():
+    from transforms.normalize import normalize_users
+
+    lf = pl.LazyFrame({"external_id": ["a", "b"], "_file": ["u.ndjson"] * 2, "_row": [1, 2],
+                       "subscription_groups": [
+                           '[{"id": "g1", "state": "subscribed"}, {"id": "g1", "state": "unsubscribed"}]',
+                           '[{"id": "g1", "state": "subscribed"}, {"id": "g1", "state": "Subscribed"}]']})
+    norm = normalize_users(lf)
+    good, rejects = pl.collect_all([norm.good, norm.rejects])
+    assert rejects["key"].to_list() == ["a"] and rejects["column"].to_list() == ["subscription_groups"]
+    assert "same group twice with different states" in rejects["reason"][0]
+    assert json.loads(good.filter(pl.col("external_id") == "b")["subscription_groups"][0]) == [
+        {"subscription_group_id": "g1", "subscription_state": "subscribed"}]
+
+
+def test_one_string_item_id_leaves_the_other_users_integer_ids_alone(sandbox, tmp_path):
+    users = {f"u{i}": {"pets[id]": [{"id": 1, "kind": "cat"}, {"id": 2, "kind": "dog"}]} for i in range(10)}
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    code, first, _ = run("backfill", write_night(tmp_path / "n1", users), state, e)
+    assert code == 0 and first["data_points"]["sent"] == first["data_points"]["full_resend"]
+    assert known(sandbox)["u1"]["custom_attributes"]["pets"] == [{"id": 1, "kind": "cat"}, {"id": 2, "kind": "dog"}]
+    users["u3"]["pets[id]"] = [{"id": "x", "kind": "owl"}]
+    code, summary, _ = run("sync", write_night(tmp_path / "n2", users), state, e)
+    assert code == 0 and summary["datasets"]["users"]["acknowledged"] == 1  # u3 only
+    assert summary["datasets"]["users"]["unchanged"] == 9
+    assert summary["data_points"]["sent"] <= summary["data_points"]["full_resend"]
+    assert known(sandbox)["u1"]["custom_attributes"]["pets"] == [{"id": 1, "kind": "cat"}, {"id": 2, "kind": "dog"}]
+
+
+def test_ids_that_differ_only_by_whitespace_are_merged_with_a_reason():
+    """Braze's ids are exact, case-sensitive strings (its "Setting user IDs" page): nothing documents trimming."""
+    from transforms.normalize import normalize_users
+
+    lf = pl.LazyFrame({"external_id": [" dup", "dup", "dup ", "x", "x"], "city": ["a", "b", "c", "d", "e"],
+                       "_file": ["u.csv"] * 5, "_row": [1, 2, 3, 4, 5]})
+    norm = normalize_users(lf)
+    good, rejects = pl.collect_all([norm.good, norm.rejects])
+    assert good["external_id"].to_list() == ["dup", "x"]
+    by_row = dict(zip(rejects["row"], rejects["reason"], strict=True))
+    assert "surrounding whitespace is trimmed" in by_row[1] and "surrounding whitespace is trimmed" in by_row[2]
+    assert "whitespace" not in by_row[4]  # a plain duplicate keeps its plain reason
+
+
+def test_a_held_run_says_so_on_stderr_and_in_the_json(sandbox, tmp_path):
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    assert run("backfill", write_night(tmp_path / "n1", USERS), state, e)[0] == 0
+    renamed = {eid: {"TIER": a["tier"], "city": a["city"]} for eid, a in USERS.items()}
+    done = cli("sync", write_night(tmp_path / "n2", renamed), "--state", state, "--no-prefect", env=e)
+    assert done.returncode == 4 and last_line(done.stderr).startswith("braze-migrate: held by the guards")
+    assert "held by the guards" not in done.stdout  # stdout keeps the figures
+    code, summary, _ = run("sync", tmp_path / "n2", state, e)
+    assert code == 4 and summary["message"] and summary["advice"][0]["command"].endswith("--accept column:users.tier")
+
+
+def test_a_task_that_failed_on_purpose_logs_no_stray_nonetype_line():
+    """Prefect logs "Task run failed with state: ..." with exc_info outside any exception: `NoneType: None`."""
+    import io
+    import logging
+
+    import flows.decisions  # noqa: F401 - installs the filters on Prefect's run loggers
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    logger = logging.getLogger("prefect.task_runs")
+    logger.addHandler(handler)
+    try:
+        logger.error("Task run failed with state: Failed('the state folder is damaged')", exc_info=True)  # noqa: LOG014 - what Prefect does
+    finally:
+        logger.removeHandler(handler)
+    assert "the state folder is damaged" in out.getvalue() and "NoneType: None" not in out.getvalue()

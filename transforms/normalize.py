@@ -55,6 +55,13 @@ SUBSCRIPTION_STATES = ("opted_in", "subscribed", "unsubscribed")
 PLATFORMS = ("ios", "android")
 
 SUPERSEDED = "superseded by a later row for this external_id (updated_at)"
+# Braze's external ids are exact, case-sensitive strings ("Setting user IDs", braze.com/docs/developer_guide/
+# platform_integration_guides/swift/analytics/setting_user_ids): nothing documents trimming, so " dup" and
+# "dup" would be two profiles there. Surrounding whitespace is a warehouse artifact far more often than an id,
+# so it is trimmed, and rows that become one user this way are merged with this reason, never silently.
+SUPERSEDED_TRIMMED = ("superseded by a later row for this external_id once surrounding whitespace is trimmed "
+                      "(\" dup\", \"dup\" and \"dup \" are one user here; to Braze they would be different users): "
+                      "trim the ids in the warehouse")
 EXTERNAL_ID_TOO_LONG = f"external_id longer than {MAX_EXTERNAL_ID_BYTES} bytes; Braze rejects it"
 TOO_LONG = f"longer than {MAX_STRING} characters; Braze would truncate it silently"
 NOT_FINITE = "not a finite number (NaN or infinity)"
@@ -189,7 +196,8 @@ def normalize_users(
     row_reason, row_value = _failure_reason_and_value(key_checks, schema)
     entries = [
         pl.when(~ok).then(_entry(None, row_reason, row_value)),
-        pl.when(ok & ~pl.col("__latest")).then(_entry(None, pl.lit(SUPERSEDED), None)),
+        pl.when(ok & ~pl.col("__latest")).then(_entry(None, pl.when(_trimmed_apart(schema)).then(
+            pl.lit(SUPERSEDED_TRIMMED)).otherwise(pl.lit(SUPERSEDED)), None)),
     ]
     if has_ts:
         entries.append(
@@ -838,6 +846,13 @@ def _present(name: str, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.String:
         return (pl.col(name).str.strip_chars().str.len_bytes() > 0).fill_null(False)
     return pl.col(name).is_not_null()
+
+
+def _trimmed_apart(schema: pl.Schema) -> pl.Expr:
+    """Rows of one (trimmed) external_id whose ids as written differ only by surrounding whitespace."""
+    if schema.get("external_id") != pl.String:
+        return pl.lit(False)
+    return (pl.col("external_id").n_unique().over("__external_id") > 1).fill_null(False)
 
 
 def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
