@@ -5,6 +5,7 @@ environment (BRAZE_MIGRATE_<NAME>) and then the model's default decide, exactly 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import types
 import typing
 from pathlib import Path
@@ -63,3 +64,24 @@ def existing_state(settings) -> Path:
         raise ConfigError(f"{state} is not a state folder (no ledger there): check --state or BRAZE_MIGRATE_STATE; "
                           "nothing was changed")
     return open_private(state)
+
+
+@contextlib.contextmanager
+def holding_state(settings, command: str):
+    """(state folder, ledger) of a command that changes what runs left (repair, settle, undelete): the folder
+    must exist (`existing_state`), and the command holds the run lock, so it never works under a live run."""
+    from braze_migrate.run.engine import open_run_ledger
+    from connectors.state.ledger_base import LedgerUnavailable
+    from connectors.state.lock import StateInUse, run_lock
+
+    state = existing_state(settings)
+    url = settings.ledger_url.get_secret_value() if settings.ledger_url else None
+    try:
+        with run_lock(state, command, ledger_url=url):
+            ledger = open_run_ledger(settings)
+            try:
+                yield state, ledger
+            finally:
+                ledger.close()
+    except (StateInUse, LedgerUnavailable) as exc:
+        raise ConfigError(str(exc)) from None

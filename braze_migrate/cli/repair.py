@@ -6,12 +6,8 @@ import argparse
 import json
 
 from braze_migrate.cli.exits import EXIT_OK
-from braze_migrate.cli.options import add_option_flags, existing_state, settings_from_args
+from braze_migrate.cli.options import add_option_flags, holding_state, settings_from_args
 from braze_migrate.ops.repair import repair_state
-from braze_migrate.run.engine import open_run_ledger
-from braze_migrate.settings import ConfigError
-from connectors.state.ledger_base import LedgerUnavailable
-from connectors.state.lock import StateInUse, run_lock
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -24,17 +20,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, "repair")
-    state = existing_state(settings)
-    url = settings.ledger_url.get_secret_value() if settings.ledger_url else None
-    try:
-        with run_lock(state, "repair", ledger_url=url):  # never under a live run
-            ledger = open_run_ledger(settings)
-            try:
-                report = repair_state(state, ledger)
-            finally:
-                ledger.close()
-    except (StateInUse, LedgerUnavailable) as exc:
-        raise ConfigError(str(exc)) from None
+    with holding_state(settings, "repair") as (state, ledger):  # never under a live run
+        report = repair_state(state, ledger)
     if args.json:
         print(json.dumps({"runs": report.runs, "problems": report.problems, "rows": report.rows,
                           "kept_aside": report.kept_aside}, sort_keys=True))

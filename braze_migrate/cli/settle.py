@@ -7,11 +7,10 @@ import argparse
 import json
 
 from braze_migrate.cli.exits import EXIT_OK, EXIT_PENDING
-from braze_migrate.cli.options import add_option_flags, existing_state, settings_from_args
+from braze_migrate.cli.options import add_option_flags, holding_state, settings_from_args
 from braze_migrate.ops.settle import SettleError, check_in_doubt, settle
 from braze_migrate.run.advice import after_settle, render
 from braze_migrate.run.credentials import resolve_credentials
-from braze_migrate.run.engine import open_run_ledger
 from braze_migrate.settings import ConfigError
 
 
@@ -34,21 +33,18 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, "settle")
     decision = next(d for d in ("delivered", "resend", "check") if getattr(args, d) is not None)
     batches = getattr(args, decision) or None
-    state = existing_state(settings)
-    ledger = open_run_ledger(settings)
-    try:
-        if decision == "check":
-            from connectors.braze.export import BrazeExporter
+    with holding_state(settings, "settle") as (state, ledger):
+        try:
+            if decision == "check":
+                from connectors.braze.export import BrazeExporter
 
-            endpoint, api_key = resolve_credentials(settings)
-            report = check_in_doubt(state, ledger, args.run_id, BrazeExporter(endpoint, api_key),
-                                    batches=batches)
-        else:
-            report = settle(state, ledger, args.run_id, decision, batches)
-    except SettleError as exc:
-        raise ConfigError(str(exc)) from None
-    finally:
-        ledger.close()
+                endpoint, api_key = resolve_credentials(settings)
+                report = check_in_doubt(state, ledger, args.run_id, BrazeExporter(endpoint, api_key),
+                                        batches=batches)
+            else:
+                report = settle(state, ledger, args.run_id, decision, batches)
+        except SettleError as exc:
+            raise ConfigError(str(exc)) from None
     steps = after_settle(report.run_id, str(state), report.undecided, report.counts)
     if args.json:
         print(json.dumps({"run_id": report.run_id, "settled": {str(b): d for b, d in report.settled.items()},

@@ -8,12 +8,8 @@ import argparse
 import json
 
 from braze_migrate.cli.exits import EXIT_CONFIG, EXIT_OK
-from braze_migrate.cli.options import add_option_flags, existing_state, settings_from_args
+from braze_migrate.cli.options import add_option_flags, holding_state, settings_from_args
 from braze_migrate.ops.deletes import undelete
-from braze_migrate.run.engine import open_run_ledger
-from braze_migrate.settings import ConfigError
-from connectors.state.ledger_base import LedgerUnavailable
-from connectors.state.lock import StateInUse, run_lock
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,17 +22,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, "undelete")
-    state = existing_state(settings)
-    url = settings.ledger_url.get_secret_value() if settings.ledger_url else None
-    try:
-        with run_lock(state, "undelete", ledger_url=url):
-            ledger = open_run_ledger(settings)
-            try:
-                lifted, unknown = undelete(state, ledger, list(args.ids))
-            finally:
-                ledger.close()
-    except (StateInUse, LedgerUnavailable) as exc:
-        raise ConfigError(str(exc)) from None
+    with holding_state(settings, "undelete") as (state, ledger):
+        lifted, unknown = undelete(state, ledger, list(args.ids))
     if args.json:
         print(json.dumps({"undeleted": lifted, "not_deleted": unknown}, sort_keys=True))
     else:
