@@ -131,14 +131,11 @@ class RunSummary(BaseModel):
     message: str | None = None  # a held run: every figure over its threshold and the flag that accepts it
     deletes: dict | None = None  # user deletes of the run (braze_migrate/ops/deletes.py DeleteReport.to_dict())
     catalogs: list[dict] | None = None  # catalog syncs of the run (braze_migrate/ops/catalogs.py CatalogReport.to_dict())
-<<<<<<< HEAD
     unchanged_since: str | None = None  # the export is the one run X completed: nothing planned, nothing sent
     waited_s: float | None = None  # seconds spent waiting (for the export, for a decision): not in duration_s
     decisions: list[dict] | None = None  # guard/in-doubt decisions: what was asked, the answer, who, when
     export: str | None = None  # readiness: which marker was found after how long (connectors/readiness.py)
-=======
     advice: list[AdviceStep] = Field(default_factory=list)  # what to do next, in order (braze_migrate/run/advice.py)
->>>>>>> a4b3256 (Between features: one advice table for what to do next, tombstones for erasures, a schema guard and deletes apart from the rows guard, repair proves its inputs and takes the run lock)
 
     @property
     def ok(self) -> bool:

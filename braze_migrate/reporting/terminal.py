@@ -51,7 +51,6 @@ def catalog_line(c: dict) -> str:
             f"{c['requests']} requests" + (f" (held: {c['held']})" if c["held"] else ""))
 
 
-<<<<<<< HEAD
 def table(headers: list[str], rows: list[list]) -> list[str]:
     """Lines of a plain text table, indented two spaces: the first column left-aligned, numbers right-aligned
     with thousands separators, each column as wide as its widest cell plus two spaces, so large numbers never
@@ -92,10 +91,10 @@ def render_plan(result: dict) -> str:
             lines.append(f"  a run would be held: {report.message()}")
     lines.append(f"  payloads: {result['payloads']} (nothing was sent)")
     return "\n".join(lines)
-=======
+
+
 def advice_lines(s: RunSummary) -> list[str]:
     """What to do next (the run's advice, braze_migrate/run/advice.py), else the plain resume."""
     if s.advice:
         return render_advice(s.advice)
     return [f"to resume: {s.resume_command}"] if s.resume_command else []
->>>>>>> a4b3256 (Between features: one advice table for what to do next, tombstones for erasures, a schema guard and deletes apart from the rows guard, repair proves its inputs and takes the run lock)

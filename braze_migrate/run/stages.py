@@ -220,30 +220,20 @@ def run_load(kind: str, source: str, mapping: str | None, options: Options, stag
                 return _waited(RunSummary.coerce(prepared.unchanged), export, answers)
             report = stages.guard(prepared, options)
             if report is not None and report.held:
-<<<<<<< HEAD
                 answer = _answer(stages.decide(report, prepared) if stages.decide else "hold", report)
                 answers.append(answer)
                 started += answer.waited_s  # waiting for a person is not loading time
                 if answer.decision != "accept":
                     note = None if answer.decision == "hold" or stages.decide is None else "nobody answered in time"
-                    return _waited(held(kind, source, mapping, prepared, options, report, note), export, answers)
-=======
-                answer = stages.decide(report, prepared) if stages.decide else "hold"
-                if answer != "accept":
-                    note = None if answer == "hold" or stages.decide is None else "nobody answered in time"
-                    return with_advice(held(kind, source, mapping, prepared, options, report, note))
->>>>>>> a4b3256 (Between features: one advice table for what to do next, tombstones for erasures, a schema guard and deletes apart from the rows guard, repair proves its inputs and takes the run lock)
+                    summary = held(kind, source, mapping, prepared, options, report, note)
+                    return with_advice(_waited(summary, export, answers))
                 options = {**options, "accept": [*report.accepted, *(f.accept for f in report.held)]}
                 report = stages.guard(prepared, options)
             stages.load(prepared, options)
             summary = stages.deletes(prepared, options, stages.commit(prepared, options, started))
             summary = stages.catalogs(prepared, options, summary)
             summary = summary if report is None else summary.model_copy(update={"guards": report.to_dict()})
-<<<<<<< HEAD
-            return stages.finish(_waited(summary, export, answers), options)
-=======
-            return with_advice(summary)
->>>>>>> a4b3256 (Between features: one advice table for what to do next, tombstones for erasures, a schema guard and deletes apart from the rows guard, repair proves its inputs and takes the run lock)
+            return stages.finish(with_advice(_waited(summary, export, answers)), options)
     except (StateInUse, LedgerUnavailable) as exc:
         raise ConfigError(str(exc)) from None
 
