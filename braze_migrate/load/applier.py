@@ -248,7 +248,9 @@ def apply_plan(run_id: str, plan_dir: Path, ledger: LedgerBase, settings: LoadSe
         while True:
             ledger.expire_dead_owners(run_id)
             if not checked and ledger.claimable(run_id):
-                check_credentials(endpoint, api_key)  # once, when a batch is ready: nothing to send, no request
+                # Once, when a batch is ready (nothing to send, no request), on a permit of the shared budget.
+                asyncio.run(budget.acquire())
+                check_credentials(endpoint, api_key)
                 checked = True
             claims = ClaimedBatches(ledger, run_id, worker_id, bodies, block or settings.concurrency)
             _merge(stats, loader.run_sync(claims, on_sending=writer.sending, on_result=on_result))
