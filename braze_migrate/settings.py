@@ -127,6 +127,12 @@ class LoadSettings(BaseSettings):
         "(one ecommerce.order_placed per order_id)", commands=PLAN_COMMANDS)
     order_source: str = option("warehouse", "the `source` of an eCommerce event whose export row gives none",
                                commands=PLAN_COMMANDS, min_length=1)
+    # Identities (docs/identity.md): Braze's /users/track updates an existing alias-only user by default and
+    # creates none; external_id, email and phone create the user they name when it does not exist.
+    create_alias_users: bool = option(
+        False, "objects naming a user by alias (alias_name, alias_label) create that user when Braze has none "
+        "(\"_update_existing_only\": false); off: Braze's default, update existing alias users only",
+        commands=PLAN_COMMANDS)
     # Request bodies hold personal data (braze_migrate/ops/retention.py, docs/state.md).
     plan_retention_days: float = option(0.0, "days the request bodies of a committed run's plan are kept "
                                         "(they hold personal data); 0 removes them at commit", ge=0)

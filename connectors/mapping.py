@@ -39,24 +39,27 @@ ORDER_LINE = ("order_id", "external_id", "product_id", "product_name", "variant_
 # Optional columns of an eCommerce order's rows: the line's own, then the order's (read from its first row).
 ORDER_OPTIONAL = ("quantity", "image_url", "product_url", "properties", "total_value", "subtotal_value", "tax",
                   "shipping", "total_discounts", "discounts", "cart_id", "source", "metadata")
+# The columns that identify a user (transforms/identity.py): each dataset that names users needs one of them.
+IDENTIFIERS = ("external_id", "alias_name", "alias_label", "email", "phone")
+IDENTIFIED = ("users", "purchases", "events", "push_tokens", "user_deletes")
 REQUIRED: dict[str, tuple[str, ...]] = {
-    "users": ("external_id",),
-    "purchases": ("purchase_id", "external_id", "product_id", "currency", "price", "time"),
-    "events": ("event_id", "external_id", "name", "time"),
-    "push_tokens": ("external_id", "app_id", "token"),
-    "user_deletes": ("external_id",),
+    "users": (),
+    "purchases": ("purchase_id", "product_id", "currency", "price", "time"),
+    "events": ("event_id", "name", "time"),
+    "push_tokens": ("app_id", "token"),
+    "user_deletes": (),
     # eCommerce events (--purchases-as ecommerce, transforms/ecommerce.py): rows are the lines of an order.
     "order_refunds": ORDER_LINE,
     "order_cancellations": (*ORDER_LINE, "cancel_reason"),
 }
 OPTIONAL: dict[str, tuple[str, ...]] = {
-    "users": ("updated_at",),
+    "users": ("updated_at", *IDENTIFIERS),
     # with --purchases-as ecommerce: order_id instead of purchase_id, and the order columns (docs/sources.md)
-    "purchases": ("quantity", "properties", "order_id", "product_name", "variant_id",
+    "purchases": ("quantity", "properties", "order_id", "product_name", "variant_id", *IDENTIFIERS,
                   *(c for c in ORDER_OPTIONAL if c not in ("quantity", "properties"))),
-    "events": ("properties",),
-    "push_tokens": ("device_id", "platform"),
-    "user_deletes": ("reason",),
+    "events": ("properties", *IDENTIFIERS),
+    "push_tokens": ("device_id", "platform", *IDENTIFIERS),
+    "user_deletes": ("reason", *IDENTIFIERS),
     "order_refunds": ("refund_id", *ORDER_OPTIONAL),
     "order_cancellations": ORDER_OPTIONAL,
 }
@@ -369,6 +372,10 @@ def check_columns(mapping: Mapping, dataset: str, schema: pl.Schema, origin: str
     required = ("id",) if dataset.startswith(CATALOG_PREFIX) else REQUIRED[dataset]
     if dataset == "purchases" and "order_id" in finals:  # eCommerce orders: lines need no purchase_id
         required = ORDER_LINE
+    if dataset in IDENTIFIED and not any(c in finals for c in IDENTIFIERS):
+        message = (f"{dataset} has no identifier column after mapping: map a column onto external_id, "
+                   "alias_name and alias_label, email or phone under columns")
+        problems.append((base + ("columns",), message))
     for column in required:
         if column not in finals:
             hint = _did_you_mean(column, list(ds.columns), prefix="; is the key ")

@@ -103,7 +103,7 @@ def test_external_id_text_with_leading_zeros_stays_text_and_is_trimmed():
 def test_missing_external_id_rejects_the_row():
     good, rejects = users(external_id=["u1", None, "  "])
     assert good["external_id"].to_list() == ["u1"]
-    assert rejects["reason"].to_list() == ["missing external_id"] * 2
+    assert rejects["reason"].to_list() == [N.MISSING_IDENTIFIER] * 2
     assert rejects["column"].to_list() == [None, None]
 
 
@@ -309,11 +309,9 @@ def test_nested_key_with_a_dot_inside_list_items_rejects_the_column():
     assert rejects["reason"][0].startswith(N.BAD_NESTED_KEY)
 
 
-def test_missing_external_id_column_raises_naming_the_files():
-    with pytest.raises(
-        N.NormalizeError, match=r"users: required column 'external_id' is missing in users.csv"
-    ):
-        N.normalize_users(source(email=["a@example.com"]), files=["users.csv"])
+def test_no_identifier_column_raises_naming_the_files():
+    with pytest.raises(N.NormalizeError, match=r"users: no identifier column in users.csv: add external_id"):
+        N.normalize_users(source(first_name=["Ann"]), files=["users.csv"])
 
 
 def test_frame_without_origin_columns_raises():
@@ -433,7 +431,7 @@ def test_missing_purchase_id_rejects_the_row():
 
 def test_purchase_without_external_id_is_rejected():
     _, rejects = purchases(external_id=[None])
-    assert only_reason(rejects) == "missing external_id"
+    assert only_reason(rejects) == N.MISSING_IDENTIFIER
 
 
 def test_product_id_longer_than_255_characters_is_rejected():

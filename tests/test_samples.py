@@ -91,7 +91,7 @@ def test_day1_rejects_are_the_planted_ones():
         "000043",
     ]
     assert users.filter(pl.col("column") == "$legacy_score").height == 1
-    assert set(users["reason"]) >= {"missing external_id", N.EXTERNAL_ID_TOO_LONG}
+    assert set(users["reason"]) >= {N.BAD_EMAIL_ID, N.EXTERNAL_ID_TOO_LONG}
     assert sorted(rejects["purchases"]["key"].drop_nulls()) == sorted(
         [
             "PX-CURRENCY",

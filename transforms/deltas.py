@@ -13,7 +13,7 @@ import msgspec
 import polars as pl
 import polars_hash  # noqa: F401  (registers the stable `.nchash` namespace)
 
-from transforms import nested
+from transforms import identity, nested
 
 # Writing these is free (braze-api.md, "Data points"); everything else costs one point per attribute written.
 NOT_BILLABLE = frozenset({"email_subscribe", "push_subscribe", "subscription_groups"})
@@ -96,7 +96,7 @@ def _attribute_columns(schema: pl.Schema) -> list[str]:
 
 
 def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame, *,
-               snapshot_empty: bool = False, eager: bool = False) -> Delta:
+               snapshot_empty: bool = False, eager: bool = False, create_aliases: bool = False) -> Delta:
     """Column-level diff of normalized users against the acknowledged snapshot.
 
     A changed value is sent, an unchanged one is not, a value that became empty is sent as `null`,
@@ -108,6 +108,10 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     key-level change to compute, it is sent whole, and its cost is counted in Polars rather than per value in
     Python (the same figures: tests/test_deltas.py). `eager`: compute the users' objects now, in memory (for a
     caller that holds one partition), so the three outputs do not each compute them again.
+    `create_aliases`: an alias user's object may create the user (transforms/identity.py `fragment`).
+
+    A user keyed by email (or phone) is named by that field: when the field itself is sent it is the
+    identifier, and it costs no data point (identifiers are not billable).
     """
     attrs = _attribute_columns(tonight.collect_schema())
     snap_attrs = _attribute_columns(snapshot.collect_schema())
@@ -167,6 +171,12 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     merging = (any_merge.fill_null(False) & ~any_set.fill_null(False)).alias("_merging")
     joined = joined.with_columns(merging, *[changed[c].fill_null(False).alias(_CHANGED + c) for c in attrs])
 
+    kind = identity.kind_of(pl.col("external_id"))
+    # The field that names the user, when it is also an attribute sent tonight: then it is the identifier.
+    names_user = pl.lit(False)
+    for c in (identity.EMAIL, identity.PHONE):
+        if c in attrs:
+            names_user = names_user | ((kind == c) & pl.col(_CHANGED + c))
     fragments, points = [], []
     for c in attrs:
         now, ch, did = pl.col(_NOW + c), pl.col(_CH + c), pl.col(_CHANGED + c)
@@ -191,13 +201,16 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
                 .otherwise(pl.lit(1, pl.Int64))
             )
         fragments.append(pl.when(did).then(name + value))
-        if c not in NOT_BILLABLE:
+        if c in (identity.EMAIL, identity.PHONE):
+            points.append(pl.when(did & (kind != c)).then(cost).otherwise(pl.lit(0, pl.Int64)))
+        elif c not in NOT_BILLABLE:
             points.append(pl.when(did).then(cost).otherwise(pl.lit(0, pl.Int64)))
 
     body = pl.concat_str(fragments, separator=",", ignore_nulls=True) if fragments else pl.lit(None, pl.Utf8)
     n_changed = pl.sum_horizontal([pl.col(_CHANGED + c).cast(pl.Int64) for c in attrs]) if attrs else pl.lit(0)
+    ident = identity.fragment(pl.col("external_id"), create_aliases=create_aliases)
     obj = pl.concat_str([
-        pl.lit('{"external_id":'), json_text(pl.col("external_id")), pl.lit(","), body,
+        pl.lit("{"), pl.when(names_user).then(pl.lit("")).otherwise(ident + pl.lit(",")), body,
         pl.when(pl.col("_merging")).then(pl.lit(',"_merge_objects":true')).otherwise(pl.lit("")), pl.lit("}"),
     ])
 

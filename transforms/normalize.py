@@ -16,6 +16,7 @@ from typing import NamedTuple
 import polars as pl
 import polars_hash as plh
 
+from transforms import identity
 from transforms.csv_typing import apply_csv_types, blank_to_null, parse_date, parse_datetime
 from transforms.currencies import ISO_4217
 from transforms.jsontext import (
@@ -68,6 +69,12 @@ NOT_FINITE = "not a finite number (NaN or infinity)"
 NESTED_TOO_LARGE = f"nested object larger than {MAX_NESTED_BYTES // 1000} KB; Braze drops the whole update"
 BAD_EMAIL = "not a valid email address"
 BAD_PHONE = "not an E.164 phone number (+ and 7 to 15 digits)"
+MISSING_IDENTIFIER = "missing external_id (or alias_name and alias_label, email, phone): the row names no user"
+RESERVED_EXTERNAL_ID = "external_id starts with the control character U+001F, which marks other identities"
+HALF_ALIAS = "a user alias needs both alias_name and alias_label; one is missing"
+RESERVED_ALIAS = "alias_name or alias_label holds the control character U+001F"
+BAD_EMAIL_ID = "email identifies this row (no external_id or alias) and is not a valid email address"
+BAD_PHONE_ID = "phone identifies this row (no external_id, alias or email) and is not an E.164 number (+ and 7 to 15 digits)"
 BAD_GENDER = "gender must be one of M, F, O, N, P"
 BAD_SUBSCRIPTION = "must be opted_in, subscribed or unsubscribed"
 BAD_COUNTRY = "country is not an ISO-3166-1 alpha-2 code"
@@ -143,7 +150,8 @@ def normalize_users(
     `column_rejects=False` leaves out the rejects of unusable columns (`users_column_rejects`): the planner
     counts those over every row of a partition, also the rows it skips.
     """
-    _check_columns(lf, "users", ("external_id",), files)
+    _check_columns(lf, "users", (), files)
+    _check_identifiers(lf, "users", files)
     lf, schema, attributes, problems = _typed_users(lf, csv_types)
     sent = [c for c in attributes if c not in problems]
 
@@ -249,7 +257,7 @@ def _typed_users(lf: pl.LazyFrame, csv_types: Mapping[str, pl.DataType] | None
     """(the users frame with a CSV export's custom attributes typed, its schema, the attribute columns, the
     columns that cannot be sent and why)."""
     schema = lf.collect_schema()
-    attributes = [c for c in schema if c not in ("external_id", "updated_at", "_file", "_row")]
+    attributes = [c for c in schema if c not in ("external_id", "alias_name", "alias_label", "updated_at", "_file", "_row")]
     if csv_types:
         custom = {c: t for c, t in csv_types.items() if c in attributes and c not in _PROFILE_FIELDS}
         lf = apply_csv_types(lf, custom)
@@ -478,10 +486,11 @@ def _columns_rejected(lf: pl.LazyFrame, dataset: str, problems: dict[str, str]) 
 # --- purchases and events ---------------------------------------------------------------------------
 
 
-def normalize_purchases(lf: pl.LazyFrame, *, files: Sequence[str] = ()) -> Normalized:
+def normalize_purchases(lf: pl.LazyFrame, *, files: Sequence[str] = (), create_aliases: bool = False) -> Normalized:
     """Valid purchases, one per purchase_id (the first in file order), each with its Braze object."""
-    required = ("purchase_id", "external_id", "product_id", "currency", "price", "time")
+    required = ("purchase_id", "product_id", "currency", "price", "time")
     schema = _check_columns(lf, "purchases", required, files)
+    _check_identifiers(lf, "purchases", files)
     product, product_checks = _text("product_id", schema, max_len=MAX_STRING)
     has_quantity = "quantity" in schema
     fields = {
@@ -506,8 +515,8 @@ def normalize_purchases(lf: pl.LazyFrame, *, files: Sequence[str] = ()) -> Norma
         ).fill_null(False)
         checks.append(Check(bad_quantity, BAD_QUANTITY, "quantity"))
     body = [
-        pl.lit('{"external_id":'),
-        json_text(pl.col("__external_id")),
+        pl.lit("{"),
+        identity.fragment(pl.col("__external_id"), create_aliases=create_aliases),
         pl.lit(',"product_id":'),
         json_text(pl.col("__product_id")),
         pl.lit(',"currency":"'),
@@ -522,13 +531,14 @@ def normalize_purchases(lf: pl.LazyFrame, *, files: Sequence[str] = ()) -> Norma
     return _occurrences(lf, schema, "purchases", "purchase_id", fields, checks, body, PURCHASE_RESERVED)
 
 
-def normalize_events(lf: pl.LazyFrame, *, files: Sequence[str] = ()) -> Normalized:
+def normalize_events(lf: pl.LazyFrame, *, files: Sequence[str] = (), create_aliases: bool = False) -> Normalized:
     """Valid custom events, one per event_id (the first in file order), each with its Braze object."""
-    schema = _check_columns(lf, "events", ("event_id", "external_id", "name", "time"), files)
+    schema = _check_columns(lf, "events", ("event_id", "name", "time"), files)
+    _check_identifiers(lf, "events", files)
     name, name_checks = _text("name", schema, max_len=MAX_STRING)
     body = [
-        pl.lit('{"external_id":'),
-        json_text(pl.col("__external_id")),
+        pl.lit("{"),
+        identity.fragment(pl.col("__external_id"), create_aliases=create_aliases),
         pl.lit(',"name":'),
         json_text(pl.col("__name")),
     ]
@@ -630,13 +640,15 @@ def _properties(schema: pl.Schema, reserved: Sequence[str]) -> pl.Expr:
 # --- push tokens --------------------------------------------------------------------------------------
 
 
-def normalize_push_tokens(lf: pl.LazyFrame, *, files: Sequence[str] = ()) -> Normalized:
+def normalize_push_tokens(lf: pl.LazyFrame, *, files: Sequence[str] = (), create_aliases: bool = False
+                          ) -> Normalized:
     """One row per (app_id, token) (the last in file order) with its attributes object.
 
     A token without external_id is imported anonymously (`push_token_import`). A device_id outside
     8..255 bytes is dropped (the token still loads) and reported as a cell reject.
     """
-    schema = _check_columns(lf, "push_tokens", ("external_id", "app_id", "token"), files)
+    schema = _check_columns(lf, "push_tokens", ("app_id", "token"), files)
+    _check_identifiers(lf, "push_tokens", files)
     eid, eid_checks = _external_id(schema, required=False)
     app_id, app_checks = _text("app_id", schema)
     token, token_checks = _text("token", schema)
@@ -682,7 +694,7 @@ def normalize_push_tokens(lf: pl.LazyFrame, *, files: Sequence[str] = ()) -> Nor
     owner = (
         pl.when(pl.col("__external_id").is_null())
         .then(pl.lit('{"push_token_import":true'))
-        .otherwise(pl.lit('{"external_id":') + json_text(pl.col("__external_id")))
+        .otherwise(pl.lit("{") + identity.fragment(pl.col("__external_id"), create_aliases=create_aliases))
     )
     good = rows.filter(winner).select(
         pl.col("__external_id").alias("external_id"),
@@ -738,16 +750,51 @@ def _check_columns(
 
 
 def _external_id(schema: pl.Schema, *, required: bool) -> tuple[pl.Expr, list[Check]]:
-    """external_id as text (stored in `__external_id`) and its checks."""
-    dtype = schema["external_id"]
+    """The row's user key (transforms/identity.py; stored in `__external_id`) and its checks.
+
+    The identifier is the first present of external_id, user alias (alias_name and alias_label), email,
+    phone; the chosen one is validated (a bad email or phone rejects the row: it names no user).
+    """
     text = pl.col("__external_id")
+    columns = {c: _as_text(c, schema[c]) if c in schema else pl.lit(None, pl.String) for c in identity.COLUMNS}
+    eid, name, label = columns["external_id"], columns["alias_name"], columns["alias_label"]
+    email = columns["email"].str.to_lowercase()
+    phone = columns["phone"].str.replace_all(r"[\s\-().]", "")
+    key = (
+        pl.when(eid.is_not_null()).then(eid)
+        .when(name.is_not_null() & label.is_not_null()).then(identity.encode(identity.USER_ALIAS, name, label))
+        .when(email.is_not_null()).then(identity.encode(identity.EMAIL, email))
+        .when(phone.is_not_null()).then(identity.encode(identity.PHONE, phone))
+    )
+    kind = identity.kind_of(text)
+    present = {c: _present(c, schema[c]) if c in schema else pl.lit(False) for c in identity.COLUMNS}
+    any_present = pl.any_horizontal(list(present.values()))
     checks = [
-        Check(_present("external_id", dtype) & text.is_null(), not_text("external_id"), "external_id"),
-        Check(text.str.len_bytes() > MAX_EXTERNAL_ID_BYTES, EXTERNAL_ID_TOO_LONG),
+        Check(present["external_id"] & eid.is_null(), not_text("external_id"), "external_id"),
+        Check(eid.str.len_bytes() > MAX_EXTERNAL_ID_BYTES, EXTERNAL_ID_TOO_LONG),
+        Check(eid.str.starts_with(identity.SEP), RESERVED_EXTERNAL_ID),
+        Check(text.is_null() & (present["alias_name"] ^ present["alias_label"]), HALF_ALIAS),
+        Check((kind == identity.USER_ALIAS)
+              & (name.str.contains(identity.SEP, literal=True) | label.str.contains(identity.SEP, literal=True)),
+              RESERVED_ALIAS),
+        Check((kind == identity.EMAIL) & ~email.str.contains(identity.EMAIL_PATTERN), BAD_EMAIL_ID),
+        Check((kind == identity.PHONE) & ~phone.str.contains(identity.E164), BAD_PHONE_ID),
     ]
     if required:
-        checks.insert(0, Check(~_present("external_id", dtype), missing("external_id")))
-    return _as_text("external_id", dtype), checks
+        checks.insert(0, Check(~any_present, MISSING_IDENTIFIER))
+        checks.append(Check(text.is_null(), MISSING_IDENTIFIER))
+    return key, checks
+
+
+def _check_identifiers(lf: pl.LazyFrame, dataset: str, files: Sequence[str]) -> None:
+    """A dataset needs at least one identifier column (docs/identity.md)."""
+    schema = lf.collect_schema()
+    if not any(c in schema for c in identity.COLUMNS):
+        where = f" in {', '.join(files[:3])}{' and more' if len(files) > 3 else ''}" if files else ""
+        raise NormalizeError(
+            f"{dataset}: no identifier column{where}: add external_id, alias_name and alias_label, email or "
+            "phone to the export, or map a warehouse column onto one of them"
+        )
 
 
 def _text(column: str, schema: pl.Schema, max_len: int | None = None) -> tuple[pl.Expr, list[Check]]:
@@ -903,9 +950,7 @@ def _as_utc(name: str, dtype: pl.DataType) -> pl.Expr:
 
 
 def external_id_text(lf: pl.LazyFrame) -> pl.Expr:
-    """The normalized text of `external_id` (as `normalize_*` computes it), for partitioning raw rows so that
-    every row of one user lands in the same partition; null when the column is absent."""
-    schema = lf.collect_schema()
-    if "external_id" not in schema:
-        return pl.lit(None, pl.String)
-    return _as_text("external_id", schema["external_id"])
+    """The user key of a raw row (as `normalize_*` computes it: the external_id, else the alias, email or phone
+    key of transforms/identity.py), for partitioning raw rows so that every row of one user lands in the same
+    partition; null when the row has no identifier."""
+    return _external_id(lf.collect_schema(), required=False)[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from transforms import ecommerce
+from transforms import ecommerce, identity
 
 BUCKETS = ("acknowledged", "rejected", "unchanged", "pending")
 REJECT_COLUMNS = ["dataset", "key", "column", "value", "reason", "file", "row"]
@@ -30,6 +30,9 @@ def write_rejects(plan_dir: Path, outcome: pl.DataFrame, path: Path) -> int:
     )
     frames = [f.select(REJECT_COLUMNS).cast({"row": pl.Int64}) for f in (own, kept, braze)]
     allr = pl.concat(frames).sort(["dataset", "file", "row", "column"], nulls_last=False)
+    # A user's key is shown as a person reads it: never an email or phone (file and row name the record).
+    allr = allr.with_columns(key=pl.when(pl.col("dataset").is_in(["users", "user_deletes"]))
+                             .then(identity.display(pl.col("key"))).otherwise(pl.col("key")))
     path.parent.mkdir(parents=True, exist_ok=True)
     allr.write_csv(path)
     return allr.height

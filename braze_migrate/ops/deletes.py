@@ -28,6 +28,7 @@ from connectors.errors import SourceError
 from connectors.sources import open_source, reading
 from connectors.state.integrity import journal_for
 from connectors.state.snapshot import SCHEMAS, Snapshot
+from transforms import identity
 from transforms.normalize import MAX_EXTERNAL_ID_BYTES, external_id_text
 
 PLAN_FILE = "deletes.parquet"
@@ -88,14 +89,14 @@ def read_deletes(source: str, mapping: str | None, work_dir: Path) -> tuple[pl.D
     ds = data.get(DATASET)
     if ds is None:
         return None
-    if "external_id" not in ds.frame.collect_schema():
-        raise SourceError(f"{DATASET}: required column 'external_id' is missing in {', '.join(ds.files[:3])}: "
-                         "add it to the export or map the warehouse column onto 'external_id'")
+    if not any(c in ds.frame.collect_schema() for c in identity.COLUMNS):
+        raise SourceError(f"{DATASET}: no identifier column in {', '.join(ds.files[:3])}: add external_id (or "
+                          "alias_name and alias_label, email, phone) to the export or map a warehouse column onto it")
     with reading(ds):
         rows = ds.frame.select(external_id_text(ds.frame).alias("external_id"), "_file", "_row").collect()
     bad = rows.filter(pl.col("external_id").is_null() | (pl.col("external_id").str.len_bytes() > MAX_EXTERNAL_ID_BYTES))
     rejected = [{"dataset": DATASET, "key": None if r["external_id"] is None or len(r["external_id"].encode())
-                 > MAX_EXTERNAL_ID_BYTES else r["external_id"], "column": "external_id",
+                 > MAX_EXTERNAL_ID_BYTES else identity.display_key(r["external_id"]), "column": "external_id",
                  "reason": NOT_TEXT if r["external_id"] is None else TOO_LONG, "file": r["_file"], "row": r["_row"]}
                 for r in bad.iter_rows(named=True)]
     ids = (rows.join(bad.select("_file", "_row"), on=["_file", "_row"], how="anti")
@@ -118,7 +119,7 @@ def plan_deletes(run_id: str, plan_dir: Path, state: Path, source: str, mapping:
         skip = _deleted(ledger, committed=True)
         report.already_deleted = ids.join(skip, on="external_id", how="semi").height
         todo = ids.join(skip, on="external_id", how="anti")
-        todo = todo.with_columns(batch_no=(pl.int_range(pl.len(), dtype=pl.Int64) // MAX_IDS))
+        todo = _batched(todo)
         plan_dir.mkdir(parents=True, exist_ok=True)
         ids.write_parquet(plan_dir / LISTED_FILE)
         todo.write_parquet(path)
@@ -232,6 +233,16 @@ def undelete(state: Path, ledger, ids: list[str]) -> tuple[list[str], list[str]]
     if lifted:
         keep_out(state, ledger, "undelete")
     return lifted, unknown
+
+
+def _batched(todo: pl.DataFrame) -> pl.DataFrame:
+    """Number the ids 50 per request, one identifier kind per request: Braze takes only one of external_ids,
+    user_aliases, email_addresses or phone_numbers in a request (docs/identity.md)."""
+    rank = {k: i for i, k in enumerate(identity.KINDS)}
+    todo = todo.with_columns(_k=identity.kind_of(pl.col("external_id")).replace_strict(rank, return_dtype=pl.Int8))
+    todo = todo.sort("_k", maintain_order=True).with_columns(_i=pl.int_range(pl.len(), dtype=pl.Int64).over("_k"))
+    first = (pl.col("_i") % MAX_IDS == 0).cast(pl.Int64)
+    return todo.with_columns(batch_no=first.cum_sum() - 1).drop("_k", "_i")
 
 
 def _snapshot_ids(state: Path) -> pl.DataFrame:

@@ -8,6 +8,7 @@ are ranges. Only external_ids, field names and mismatch kinds leave this module,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -26,6 +27,7 @@ from braze_migrate.plan.planner import normalized_datasets
 from connectors.braze.export import BrazeExporter
 from connectors.state.snapshot import Snapshot
 from transforms.deltas import token_key
+from transforms.identity import display_key
 from transforms.nested import braze_name
 
 DEFAULT_SAMPLE = 200
@@ -298,8 +300,7 @@ def read_profiles(endpoint: str, api_key: str, ids: list[str], fields: list[str]
     exporter = BrazeExporter(endpoint, api_key, transport=transport, sleep=sleep)
     result = exporter.export_users_sync(ids, fields)
     wanted = set(ids)
-    profiles = {u["external_id"]: u for u in result.users
-                if isinstance(u, dict) and u.get("external_id") in wanted}
+    profiles = {key: u for key, u in result.by_key.items() if key in wanted}
     return ReadBack(profiles, unread=set(result.pending_ids), requests=result.requests,
                     throttled=result.throttled, retries=result.retries)
 
@@ -427,7 +428,8 @@ def compare(source: str, expectations: Expectations, read: ReadBack) -> VerifyRe
         source=str(source), sampled=sampled, matched=sampled - mismatched, mismatched=mismatched,
         excluded=expectations.excluded, requests=read.requests, throttled=read.throttled,
         retries=read.retries,
-        mismatches=mismatches,
+        # A user named by email or phone is shown as `email`/`phone` only: no personal data leaves verify.
+        mismatches=[dataclasses.replace(m, external_id=display_key(m.external_id)) for m in mismatches],
         deleted_checked=len(expectations.deleted),
     )
 

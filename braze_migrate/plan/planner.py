@@ -37,7 +37,7 @@ import polars as pl
 import pyarrow as pa
 
 from braze_migrate.plan import seen
-from braze_migrate.plan.checks import read_order_source, read_rules
+from braze_migrate.plan.checks import read_create_aliases, read_order_source, read_rules
 from braze_migrate.plan.contract import read_contract
 from braze_migrate.progress import ProgressEvent, ProgressSink
 from connectors.sources import CATALOGS, Dataset, iter_batches, open_source, parquet_batches, reading
@@ -471,7 +471,8 @@ def _plan_unit(plan_dir: Path, unit: dict, u: int, snapshot: Snapshot, held: pl.
     # user_deletes rows (users deleted on behalf of the export, keyed by external_id) apply to every dataset.
     held_here = held.filter(((pl.col("dataset") == name) & (partition_of(pl.col("key"), parts) == p))
                             | (pl.col("dataset") == "user_deletes"))
-    norm = _normalize(name, frame, layout["files"].get(name, []), read_order_source(plan_dir))
+    norm = _normalize(name, frame, layout["files"].get(name, []), read_order_source(plan_dir),
+                      create_aliases=read_create_aliases(plan_dir))
     norm = suspicious.check(name, frame, norm, read_rules(plan_dir))  # held or flagged before anything is sent
     # Normalize once: the diff's several outputs would each run it again from a lazy plan.
     good, rej = pl.collect_all([norm.good, norm.rejects.select(REJECT_COLUMNS).cast(REJECT_SCHEMA)],
@@ -558,7 +559,8 @@ def _plan_users(plan_dir: Path, members: list[_UsersPart], held: pl.LazyFrame, c
                                engine=UNIT_ENGINE)
     before = pl.concat([m.split.snapshot for m in live], how="diagonal_relaxed")
     d = deltas.diff_users(good.lazy(), before.lazy(), _held_users(held, plan_parts, parts),
-                          snapshot_empty=before.height == 0, eager=True)
+                          snapshot_empty=before.height == 0, eager=True,
+                          create_aliases=read_create_aliases(plan_dir))
     p_of = partition_of(pl.col("key"), parts).alias("_p")
     send, kept, unchanged, points, nxt = pl.collect_all([
         d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA).with_columns(p_of),
@@ -696,7 +698,8 @@ def object_files(plan_dir: Path) -> list[Path]:
     return sorted((plan_dir / "objects").glob("*.parquet"))
 
 
-def _normalize(name: str, frame: pl.LazyFrame, files, order_source: str | None = None) -> normalize.Normalized:
+def _normalize(name: str, frame: pl.LazyFrame, files, order_source: str | None = None, *,
+               create_aliases: bool = False) -> normalize.Normalized:
     if name in ecommerce.DATASETS:
         return ecommerce.normalize_orders(frame, dataset=name, source=order_source or "warehouse", files=files)
     fn = {
@@ -704,7 +707,7 @@ def _normalize(name: str, frame: pl.LazyFrame, files, order_source: str | None =
         "events": normalize.normalize_events,
         "push_tokens": normalize.normalize_push_tokens,
     }[name]
-    return fn(frame, files=files)
+    return fn(frame, files=files, create_aliases=create_aliases)
 
 
 def _count_rows(ds: Dataset) -> int:

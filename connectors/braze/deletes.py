@@ -1,4 +1,4 @@
-"""`POST /users/delete`: up to 50 external_ids per request, with its own rate limit.
+"""`POST /users/delete`: up to 50 users per request (one identifier kind each), with its own rate limit.
 
 Reuses the track client's pieces rather than copying them: the one retry layer (`braze_retrying`,
 transient errors only, bounded in attempts and time), the rate limiter (a sliding-window budget plus
@@ -24,9 +24,22 @@ from connectors.braze.outcomes import (
 )
 from connectors.braze.ratelimit import RateLimiter, parse_rate
 from connectors.braze.single import Counts, send_one
+from transforms.identity import request_identifier
 
 PATH = "/users/delete"
 MAX_IDS = 50
+_FIELDS = {"external_id": "external_ids", "user_alias": "user_aliases", "email": "email_addresses",
+           "phone": "phone_numbers"}
+
+
+def delete_body(keys: Sequence[str]) -> dict:
+    """The request body naming these users (keys of one identifier kind, transforms/identity.py): Braze takes
+    one of external_ids, user_aliases, email_addresses or phone_numbers per request."""
+    named = [request_identifier(k) for k in keys]
+    kinds = {kind for kind, _ in named}
+    if len(kinds) != 1:
+        raise ValueError(f"a delete request names one identifier kind, not {sorted(kinds)}")
+    return {_FIELDS[kinds.pop()]: [value for _, value in named]}
 
 
 @dataclass
@@ -74,7 +87,7 @@ class DeleteClient:
     async def _send(self, http: httpx.AsyncClient, ids: list[str]) -> tuple[DeleteResult, BrazeError | None]:
         result = DeleteResult("pending")
         counts = Counts()
-        body = orjson.dumps({"external_ids": ids})
+        body = orjson.dumps(delete_body(ids))
         try:
             answer = await send_one(http, "POST", self.url, body, self.headers, self.limiter, counts,
                                     max_attempts=self.max_attempts, max_seconds=self.max_seconds,

@@ -39,6 +39,7 @@ from connectors.braze.outcomes import (
     classify_exception,
 )
 from connectors.braze.ratelimit import Clock, Rate, RateLimiter, Sleep
+from transforms.identity import EMAIL, EXTERNAL_ID, PHONE, USER_ALIAS, key_of, request_identifier
 
 EXPORT_RATE = Rate(250, 60)
 MAX_IDS = 50
@@ -49,6 +50,7 @@ class ExportResult:
     """Profiles Braze returned, ids it does not know, and ids left without an answer (retries exhausted)."""
 
     users: list[dict] = field(default_factory=list)
+    by_key: dict[str, dict] = field(default_factory=dict)  # each profile under the user key that asked for it
     invalid_user_ids: list[str] = field(default_factory=list)
     pending_ids: list[str] = field(default_factory=list)
     requests: int = 0
@@ -101,15 +103,21 @@ class BrazeExporter:
         return f"BrazeExporter(endpoint={self.endpoint!r}, rate='{self.limiter.rate}')"
 
     async def export_users(self, external_ids: Iterable[str], fields: Sequence[str]) -> ExportResult:
-        """Profiles of `external_ids` with `fields`; 400 raises BrazeRejected, 401/403/404 BrazeConfigError."""
+        """Profiles of `external_ids` (user keys, transforms/identity.py) with `fields`; 400 raises BrazeRejected,
+        401/403/404 BrazeConfigError. External ids and aliases go up to 50 per request; an email or a phone
+        one per request (the endpoint takes a single `email_address` or `phone`)."""
         if not fields:
             raise ValueError("fields_to_export is required (Braze workspaces created since 2024-08-22)")
         ids = list(dict.fromkeys(external_ids))
+        listed = [k for k in ids if request_identifier(k)[0] in (EXTERNAL_ID, USER_ALIAS)]
+        singles = [k for k in ids if request_identifier(k)[0] not in (EXTERNAL_ID, USER_ALIAS)]
         result = ExportResult()
         self._active, owned = open_transport(self._transport)
         try:
-            for start in range(0, len(ids), MAX_IDS):
-                await self._export_chunk(_Chunk(ids[start:start + MAX_IDS], result, self._clock()), list(fields))
+            for start in range(0, len(listed), MAX_IDS):
+                await self._export_chunk(_Chunk(listed[start:start + MAX_IDS], result, self._clock()), list(fields))
+            for key in singles:
+                await self._export_chunk(_Chunk([key], result, self._clock()), list(fields))
         finally:
             if owned:
                 await self._active.aclose()
@@ -121,13 +129,15 @@ class BrazeExporter:
         return asyncio.run(self.export_users(external_ids, fields))
 
     async def _export_chunk(self, chunk: _Chunk, fields: list[str]) -> None:
-        body = orjson.dumps({"external_ids": chunk.ids, "fields_to_export": fields})
+        body = orjson.dumps(_export_body(chunk.ids, fields))
         try:
             doc = await with_retries(self._retrying, self._sleep, self._attempt, chunk, body)
         except (BrazeTransientError, BrazeUnexpectedStatus):
             chunk.result.pending_ids.extend(chunk.ids)
             return
-        chunk.result.users.extend(doc.get("users") or [])
+        users = [u for u in doc.get("users") or [] if isinstance(u, dict)]
+        chunk.result.users.extend(users)
+        chunk.result.by_key.update(_by_key(chunk.ids, users))
         chunk.result.invalid_user_ids.extend(doc.get("invalid_user_ids") or [])
 
     async def _attempt(self, chunk: _Chunk, body: bytes) -> dict:
@@ -159,6 +169,40 @@ class BrazeExporter:
         elif isinstance(error, BrazeTransientError):
             chunk.failures += 1
         return error
+
+
+def _export_body(keys: list[str], fields: list[str]) -> dict:
+    """`external_ids` and `user_aliases` (several keys), or one `email_address` or `phone`."""
+    named = [request_identifier(k) for k in keys]
+    body: dict = {}
+    if len(named) == 1 and named[0][0] in (EMAIL, PHONE):
+        body["email_address" if named[0][0] == EMAIL else "phone"] = named[0][1]
+    else:
+        if ids := [v for kind, v in named if kind == EXTERNAL_ID]:
+            body["external_ids"] = ids
+        if aliases := [v for kind, v in named if kind == USER_ALIAS]:
+            body["user_aliases"] = aliases
+            fields = [*fields, "user_aliases"] if "user_aliases" not in fields else fields
+    body["fields_to_export"] = fields
+    return body
+
+
+def _by_key(keys: list[str], users: list[dict]) -> dict[str, dict]:
+    """Which asked-for key each returned profile answers: its external_id, one of its aliases, or the single
+    email or phone the request named."""
+    wanted, out = set(keys), {}
+    if len(keys) == 1 and request_identifier(keys[0])[0] in (EMAIL, PHONE):
+        return {keys[0]: users[0]} if users else {}
+    for user in users:
+        if isinstance(user.get("external_id"), str) and user["external_id"] in wanted:
+            out[user["external_id"]] = user
+        for alias in user.get("user_aliases") or []:
+            if isinstance(alias, dict) and isinstance(alias.get("alias_name"), str) \
+                    and isinstance(alias.get("alias_label"), str):
+                key = key_of(USER_ALIAS, alias)
+                if key in wanted:
+                    out[key] = user
+    return out
 
 
 def _count_retry(retry_state: RetryCallState) -> None:

@@ -495,6 +495,44 @@ def write_shop(root: Path) -> None:
             df.write_csv(out / f"{name}.csv")
 
 
+# --- the identity example: users known by alias, email or phone only (docs/identity.md) -------------------
+
+
+def identity_frames(night: int) -> dict[str, list[dict]]:
+    """Two nights of users identified every way Braze allows: external_id, a user alias (alias_name +
+    alias_label), email only, phone only, rows with several identifiers (precedence), and rows whose only
+    identifier is invalid. Events and purchases name users the same ways. Rows as JSON records."""
+    tier = {1: "bronze", 2: "silver"}[night]
+    users: list[dict] = []
+    for i in range(1, 4):
+        users.append({"external_id": f"c{i}", "first_name": f"Cid{i}", "tier": tier if i == 1 else "bronze"})
+        users.append({"alias_name": f"dev-{i}", "alias_label": "legacy_id", "first_name": f"Ali{i}",
+                      "tier": tier if i == 1 else "bronze"})
+        users.append({"email": f"lead{i}@example.com", "first_name": f"Em{i}", "tier": tier if i == 1 else "bronze"})
+        users.append({"phone": f"+4930123456{i}", "first_name": f"Ph{i}", "tier": tier if i == 1 else "bronze"})
+    users.append({"external_id": "c9", "email": "c9@example.com", "first_name": "Both"})      # external_id wins
+    users.append({"alias_name": "dev-9", "alias_label": "legacy_id", "email": "dev9@example.com"})  # alias wins
+    users.append({"email": "not-an-address", "first_name": "Bad"})                       # rejected: bad email
+    users.append({"phone": "030 1234567", "first_name": "Bad"})                         # rejected: not E.164
+    users.append({"alias_name": "dev-half", "first_name": "Bad"})                       # rejected: half an alias
+    who = [{"external_id": "c1"}, {"alias_name": "dev-1", "alias_label": "legacy_id"},
+           {"email": "lead1@example.com"}, {"phone": "+49301234561"}]
+    events = [{"event_id": f"n{night}-e{k}", **w, "name": "visited", "time": f"2026-11-0{night}T10:0{k}:00Z"}
+              for k, w in enumerate(who)]
+    purchases = [{"purchase_id": f"n{night}-p{k}", **w, "product_id": "sku-1", "currency": "EUR", "price": 9.5,
+                  "time": f"2026-11-0{night}T11:0{k}:00Z"} for k, w in enumerate(who)]
+    return {"users": users, "events": events, "purchases": purchases}
+
+
+def write_identity(root: Path) -> None:
+    """Write `root`/identity/night1 and night2 (NDJSON)."""
+    for night in (1, 2):
+        out = root / "identity" / f"night{night}"
+        _reset(out)
+        for name, rows in identity_frames(night).items():
+            (out / f"{name}.ndjson").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
 def write_benchmark(root: Path, n: int, fmt: str, seed: int) -> None:
     """Write clean `root`/day1 and `root`/day2 exports, every dataset one file in `fmt`."""
     rng = Rng(seed)
@@ -537,7 +575,9 @@ def _plant_users(df: pl.DataFrame) -> pl.DataFrame:
 
     template = df.head(1)
     extra = [
-        template.with_columns(external_id=pl.lit(None, pl.String), email=pl.lit("orphan@example.com")),
+        # No external_id and an email that is no address: nothing identifies the row (docs/identity.md).
+        template.with_columns(external_id=pl.lit(None, pl.String), email=pl.lit("orphan.example.com"),
+                              phone=pl.lit(None, pl.String)),
         template.with_columns(external_id=pl.lit("9" * 1000)),
         row("000042", updated_at=dt.datetime(2026, 11, 20), loyalty_tier="gold"),
         row("000042", updated_at=dt.datetime(2026, 11, 10), loyalty_tier="silver"),
@@ -694,6 +734,7 @@ def main(argv: list[str] | None = None) -> None:
         write_samples(Path(__file__).resolve().parent)
         write_user_model(Path(__file__).resolve().parent)
         write_shop(Path(__file__).resolve().parent)
+        write_identity(Path(__file__).resolve().parent)
         return
     if args.out is None:
         parser.error("--out is required with --users")

@@ -147,6 +147,15 @@ class Store:
         identified = [p for p in candidates if p.external_id is not None]
         return max(identified or candidates, key=lambda p: p.seq)
 
+    def all_named(self, ident: Identifier) -> list[Profile]:
+        """Every profile an identifier names: one at most, but every holder of an email or phone."""
+        kind, value = ident
+        if kind in ("email", "phone"):
+            index = self.by_email.get(value.lower()) if kind == "email" else self.by_phone.get(value)
+            return list(index or [])
+        profile = self.find(ident)
+        return [] if profile is None else [profile]
+
     def resolve(self, ident: Identifier, create: bool) -> Profile | None:
         """Find the identifier's profile, creating it when the rules allow (braze_id never creates)."""
         if ident[0] == "external_id":

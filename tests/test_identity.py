@@ -1,0 +1,165 @@
+"""Users known by alias, email or phone only (data/samples/identity): loaded, changed and kept in step with the
+export through the CLI and the sandbox, exactly like external_id users; every identifier validated."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.conftest import API_KEY
+from transforms import identity
+from transforms import normalize as N
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+NIGHTS = SAMPLES / "identity"
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("samples_generate_identity", SAMPLES / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_identity_samples_are_what_the_generator_writes(tmp_path):
+    _generator().write_identity(tmp_path)
+    committed = sorted(p.relative_to(SAMPLES).as_posix() for p in NIGHTS.rglob("*") if p.is_file())
+    fresh = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "identity").rglob("*") if p.is_file())
+    assert committed == fresh
+    for name in committed:
+        assert (SAMPLES / name).read_bytes() == (tmp_path / name).read_bytes(), name
+
+
+def _users(rows: list[dict]) -> N.Normalized:
+    lf = pl.DataFrame(rows).lazy().with_columns(_file=pl.lit("users.ndjson"),
+                                                _row=pl.int_range(1, len(rows) + 1, dtype=pl.Int64))
+    good, rejects = pl.collect_all(N.normalize_users(lf))
+    return N.Normalized(good, rejects)
+
+
+def test_precedence_external_id_then_alias_then_email_then_phone():
+    good, rejects = _users([
+        {"external_id": "u1", "alias_name": "a", "alias_label": "l", "email": "x@example.com", "phone": "+4930123456"},
+        {"external_id": None, "alias_name": "a", "alias_label": "l", "email": "x@example.com", "phone": "+4930123456"},
+        {"external_id": None, "alias_name": None, "alias_label": None, "email": "X@Example.com", "phone": "+4930123456"},
+        {"external_id": None, "alias_name": None, "alias_label": None, "email": None, "phone": "+49 (30) 123-456"},
+    ])
+    assert rejects.height == 0
+    kinds = good.select(identity.kind_of(pl.col("external_id")).alias("kind"))["kind"].to_list()
+    assert sorted(kinds) == sorted(["external_id", "user_alias", "email", "phone"])
+    keys = set(good["external_id"])
+    assert {"u1", "\x1fuser_alias\x1fa\x1fl", "\x1femail\x1fx@example.com", "\x1fphone\x1f+4930123456"} == keys
+    # alias_name and alias_label identify; they are never custom attributes
+    assert "alias_name" not in good.columns and "alias_label" not in good.columns
+
+
+@pytest.mark.parametrize(("row", "reason"), [
+    ({"email": "not-an-address", "phone": None, "alias_name": None}, N.BAD_EMAIL_ID),
+    ({"email": None, "phone": "0301234567", "alias_name": None}, N.BAD_PHONE_ID),
+    ({"email": None, "phone": None, "alias_name": "half"}, N.HALF_ALIAS),
+    ({"email": None, "phone": None, "alias_name": None}, N.MISSING_IDENTIFIER),
+])
+def test_an_invalid_identifier_rejects_the_row_with_its_reason_and_no_personal_value(row, reason):
+    good, rejects = _users([{"external_id": None, "first_name": "A", **row}])
+    assert good.height == 0
+    assert rejects.select("reason", "value").rows() == [(reason, None)]
+
+
+def test_an_external_id_that_looks_like_another_identity_is_rejected():
+    good, rejects = _users([{"external_id": "\x1femail\x1fa@b.co"}])
+    assert good.height == 0 and rejects["reason"].to_list() == [N.RESERVED_EXTERNAL_ID]
+
+
+def test_objects_name_their_user_by_each_identifier():
+    keys = pl.DataFrame({"k": ["u1", identity.key_of("user_alias", {"alias_name": "n", "alias_label": "l"}),
+                               identity.key_of("email", "a@b.co"), identity.key_of("phone", "+4930123456")]})
+    out = keys.select(identity.fragment(pl.col("k"), create_aliases=True).alias("f"))["f"].to_list()
+    assert [json.loads("{" + f + "}") for f in out] == [
+        {"external_id": "u1"},
+        {"user_alias": {"alias_name": "n", "alias_label": "l"}, "_update_existing_only": False},
+        {"email": "a@b.co"}, {"phone": "+4930123456"},
+    ]
+    for k in keys["k"]:
+        assert identity.key_of(*identity.request_identifier(k)) == k
+
+
+def _run(env: dict, command: str, night: int, state: Path, *extra: str) -> dict:
+    r = subprocess.run([sys.executable, "-m", "braze_migrate.cli.main", command, str(NIGHTS / f"night{night}"),
+                        "--state", str(state), "--no-prefect", "--json", *extra],
+                       capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout)
+
+
+def _by_identity(sandbox) -> dict[str, dict]:
+    """Every sandbox profile under the key of the identity the export names it by."""
+    out = {}
+    for p in sandbox.profiles().values():
+        if p["external_id"]:
+            out[p["external_id"]] = p
+        for a in p["user_aliases"]:
+            out[identity.key_of("user_alias", a)] = p
+        if not p["external_id"] and not p["user_aliases"]:
+            if p.get("email"):
+                out[identity.key_of("email", p["email"])] = p
+            if p.get("phone"):
+                out[identity.key_of("phone", p["phone"])] = p
+    return out
+
+
+def _expected(night: int) -> dict[str, dict]:
+    good, _ = _users(_generator().identity_frames(night)["users"])
+    return {r["external_id"]: r for r in good.to_dicts()}
+
+
+def test_three_nights_of_alias_email_and_phone_users_stay_in_step(sandbox, tmp_path):
+    env = {**os.environ, "BRAZE_REST_ENDPOINT": sandbox.url, "BRAZE_API_KEY": API_KEY,
+           "PREFECT_HOME": str(tmp_path / "prefect")}
+    state = tmp_path / "state"
+    first = _run(env, "backfill", 1, state, "--create-alias-users")
+    assert first["status"] == "completed", first
+    for night in (1, 2):
+        if night == 2:
+            before = sandbox.stats()["data_points"]
+            second = _run(env, "sync", 2, state, "--create-alias-users")
+            # One attribute (tier) changed for one user of each kind, plus four events and four purchases.
+            assert sandbox.stats()["data_points"] - before == 4 + 4 + 4
+            assert second["datasets"]["users"]["acknowledged"] == 4, second
+        profiles = _by_identity(sandbox)
+        for key, row in _expected(night).items():
+            profile = profiles[key]
+            assert profile.get("first_name") == (json.loads(row["first_name"]) if row["first_name"] else None), key
+            assert profile.get("email") == (json.loads(row["email"]) if row.get("email") else None), key
+            assert profile["custom_attributes"].get("tier") == (json.loads(row["tier"]) if row.get("tier") else None)
+        # Every event and purchase of every night, exactly once, on the user the export names.
+        for key in ("c1", identity.key_of("user_alias", {"alias_name": "dev-1", "alias_label": "legacy_id"}),
+                    identity.key_of("email", "lead1@example.com"), identity.key_of("phone", "+49301234561")):
+            assert sorted(e["name"] for e in profiles[key]["events"]) == ["visited"] * night
+            assert len(profiles[key]["purchases"]) == night
+    before = sandbox.stats()
+    repeat = _run(env, "sync", 2, state, "--create-alias-users")
+    after = sandbox.stats()  # a repeat sends nothing (its one request is the key check, which writes nothing)
+    assert (after["objects"], after["data_points"]) == (before["objects"], before["data_points"])
+    assert repeat["data_points"]["sent"] == 0 and repeat["batches"] == 0
+    assert repeat["datasets"]["users"]["acknowledged"] == 0
+    with open(repeat["rejects_file"], newline="") as fh:
+        rejects = [r for r in csv.DictReader(fh) if r["dataset"] == "users"]
+    assert sorted(r["reason"] for r in rejects) == sorted([N.BAD_EMAIL_ID, N.BAD_PHONE_ID, N.HALF_ALIAS])
+    assert not any("@" in v or "+49" in v for r in rejects for v in r.values())  # no personal data
+
+
+def test_alias_users_are_not_created_by_default_as_braze_documents(sandbox, tmp_path):
+    env = {**os.environ, "BRAZE_REST_ENDPOINT": sandbox.url, "BRAZE_API_KEY": API_KEY,
+           "PREFECT_HOME": str(tmp_path / "prefect")}
+    _run(env, "backfill", 1, tmp_path / "state")
+    profiles = _by_identity(sandbox)
+    assert not any(k.startswith("\x1fuser_alias") for k in profiles)
+    assert identity.key_of("email", "lead1@example.com") in profiles and "c1" in profiles
