@@ -151,6 +151,18 @@ class LoadSettings(BaseSettings):
     catalog_delete_max_share: float = option(0.1, "hold catalog deletes over this share of a catalog's acknowledged "
                                              "items (--allow-mass-delete sends them)", commands=PLAN_COMMANDS,
                                              ge=0, le=1)
+    # Identity requests (braze_migrate/ops/identities.py): `identifies` (/users/identify shares the delete limit)
+    # and `external_id_renames` (/users/external_ids/rename and /remove: 1,000/min), guarded like deletes.
+    rename_rate_limit: str = option("1000/60s", "requests per period to /users/external_ids/rename and /remove "
+                                    "(Braze: 1,000/min)")
+    identity_max_count: int = option(1000, "hold a run's identifies and renames when they name more users than "
+                                     "this", ge=0)
+    identity_max_share: float = option(0.1, "hold a run's identifies and renames when they name more than this "
+                                       "share of the acknowledged users", ge=0)
+    allow_mass_identity: bool = option(False, "send this run's identifies and renames even over "
+                                       "identity_max_count/identity_max_share")
+    remove_deprecated_ids: bool = option(False, "after a rename, remove the old (deprecated) external_id with "
+                                         "/users/external_ids/remove (never /users/delete, which deletes the user)")
     # Verification (`braze-migrate verify`, the `verify` flow and deployment), not the load flows.
     sample: int = option(200, "users to compare (the same users every time)", commands=("verify",), flow=False,
                          ge=1)
@@ -162,7 +174,7 @@ class LoadSettings(BaseSettings):
     ledger_url: SecretStr | None = option(None, "PostgreSQL ledger URL (postgresql://...) shared by workers",
                                           commands=(), flow=False)
 
-    @field_validator("rate_limit", "catalog_rate_limit")
+    @field_validator("rate_limit", "catalog_rate_limit", "rename_rate_limit")
     @classmethod
     def _check_rate(cls, v: str) -> str:
         from connectors.braze.ratelimit import parse_rate

@@ -136,6 +136,7 @@ class RunSummary(BaseModel):
     decisions: list[dict] | None = None  # guard/in-doubt decisions: what was asked, the answer, who, when
     export: str | None = None  # readiness: which marker was found after how long (connectors/readiness.py)
     advice: list[AdviceStep] = Field(default_factory=list)  # what to do next, in order (braze_migrate/run/advice.py)
+    identities: dict | None = None  # identify/rename/remove requests (braze_migrate/ops/identities.py IdentityReport)
 
     @property
     def ok(self) -> bool:
@@ -148,7 +149,7 @@ class RunSummary(BaseModel):
     def to_json(self) -> dict[str, Any]:
         """The `--json` object (and what the ledger stores): today's keys; parallel-only keys when set."""
         optional = ("workers", "drained_batches", "guards", "message", "deletes", "catalogs", "unchanged_since",
-                    "waited_s", "decisions", "export")
+                    "waited_s", "decisions", "export", "identities")
         return self.model_dump(mode="json", exclude_none=False,
                                exclude={k for k in optional if getattr(self, k) is None})
 

@@ -48,6 +48,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "events": ("event_id", "name", "time"),
     "push_tokens": ("app_id", "token"),
     "user_deletes": (),
+    # identity requests (braze_migrate/ops/identities.py): an alias user gets an external_id; an id is renamed
+    "identifies": ("alias_name", "alias_label", "external_id"),
+    "external_id_renames": ("current_external_id", "new_external_id"),
     # eCommerce events (--purchases-as ecommerce, transforms/ecommerce.py): rows are the lines of an order.
     "order_refunds": ORDER_LINE,
     "order_cancellations": (*ORDER_LINE, "cancel_reason"),
@@ -60,6 +63,8 @@ OPTIONAL: dict[str, tuple[str, ...]] = {
     "events": ("properties", *IDENTIFIERS),
     "push_tokens": ("device_id", "platform", *IDENTIFIERS),
     "user_deletes": ("reason", *IDENTIFIERS),
+    "identifies": (),
+    "external_id_renames": (),
     "order_refunds": ("refund_id", *ORDER_OPTIONAL),
     "order_cancellations": ORDER_OPTIONAL,
 }
@@ -190,7 +195,7 @@ class MappingModel(_Strict):
     storage: Storage = Field(default_factory=Storage)
     sql: Sql = Field(default_factory=Sql)
     datasets: dict[Literal["users", "purchases", "events", "push_tokens", "user_deletes", "order_refunds",
-                           "order_cancellations"], DatasetMap] = Field(
+                           "order_cancellations", "identifies", "external_id_renames"], DatasetMap] = Field(
         default_factory=dict
     )
     # Braze catalogs by name (the dataset `catalogs/<name>`): an `id` column and one column per catalog field.

@@ -44,8 +44,10 @@ if TYPE_CHECKING:
     from connectors.objectstore import StoreOptions
     from connectors.sql import Query
 
-# user_deletes: braze_migrate/ops/deletes.py; order_refunds, order_cancellations: eCommerce events (transforms/ecommerce.py)
-DATASETS = ("users", "purchases", "events", "push_tokens", "user_deletes", "order_refunds", "order_cancellations")
+# user_deletes: braze_migrate/ops/deletes.py; order_refunds, order_cancellations: eCommerce events (transforms/ecommerce.py);
+# identifies, external_id_renames: braze_migrate/ops/identities.py
+DATASETS = ("users", "purchases", "events", "push_tokens", "user_deletes", "order_refunds", "order_cancellations",
+            "identifies", "external_id_renames")
 FORMATS: dict[str, Literal["parquet", "csv", "ndjson"]] = {
     ".parquet": "parquet",
     ".csv": "csv",

@@ -23,7 +23,7 @@ from prefect.exceptions import MissingContextError
 from prefect.runtime import deployment, flow_run
 
 from braze_migrate.progress import STAGES, Meter, ProgressEvent, eta_text, summary_text
-from braze_migrate.reporting.terminal import catalog_line
+from braze_migrate.reporting.terminal import catalog_line, identity_line
 from braze_migrate.summary import RunSummary
 
 UPDATE_EVERY_S = 2.0  # one API call per couple of seconds, not one per batch
@@ -355,6 +355,9 @@ def report_markdown(summary: RunSummary, deployment_name: str | None = None) -> 
         lines += [f"- `{eid}`" for eid in d["deleted_ids"][:200]]
     if s.catalogs:  # catalog syncs (braze_migrate/ops/catalogs.py)
         lines += ["", "## Catalogs", ""] + [f"-{catalog_line(c)[1:]}" for c in s.catalogs]
+    if s.identities:  # identify / rename / remove (braze_migrate/ops/identities.py): counts only
+        lines += ["", "## Identity requests", "", identity_line(s.identities)
+                  + (" — **held by the guard**: " + (s.message or "") if s.identities["held"] else "")]
     lines += ["", "## What to do", ""]
     for note in s.notes:
         lines.append(f"- Note: {note}")

@@ -7,6 +7,7 @@ import csv
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -120,36 +121,61 @@ def _expected(night: int) -> dict[str, dict]:
     return {r["external_id"]: r for r in good.to_dicts()}
 
 
-def test_three_nights_of_alias_email_and_phone_users_stay_in_step(sandbox, tmp_path):
+def _in_step(sandbox, night: int) -> dict[str, dict]:
+    """Every user of the night's export as Braze holds it: the same first name, tier and email."""
+    profiles = _by_identity(sandbox)
+    for key, row in _expected(night).items():
+        profile = profiles[key]
+        assert profile.get("first_name") == (json.loads(row["first_name"]) if row["first_name"] else None), key
+        assert profile.get("email") == (json.loads(row["email"]) if row.get("email") else None), key
+        assert profile["custom_attributes"].get("tier") == (json.loads(row["tier"]) if row.get("tier") else None)
+    return profiles
+
+
+def test_three_nights_of_alias_email_and_phone_users_identified_and_renamed_stay_in_step(sandbox, tmp_path):
     env = {**os.environ, "BRAZE_REST_ENDPOINT": sandbox.url, "BRAZE_API_KEY": API_KEY,
            "PREFECT_HOME": str(tmp_path / "prefect")}
     state = tmp_path / "state"
     first = _run(env, "backfill", 1, state, "--create-alias-users")
     assert first["status"] == "completed", first
-    for night in (1, 2):
-        if night == 2:
-            before = sandbox.stats()["data_points"]
-            second = _run(env, "sync", 2, state, "--create-alias-users")
-            # One attribute (tier) changed for one user of each kind, plus four events and four purchases.
-            assert sandbox.stats()["data_points"] - before == 4 + 4 + 4
-            assert second["datasets"]["users"]["acknowledged"] == 4, second
-        profiles = _by_identity(sandbox)
-        for key, row in _expected(night).items():
-            profile = profiles[key]
-            assert profile.get("first_name") == (json.loads(row["first_name"]) if row["first_name"] else None), key
-            assert profile.get("email") == (json.loads(row["email"]) if row.get("email") else None), key
-            assert profile["custom_attributes"].get("tier") == (json.loads(row["tier"]) if row.get("tier") else None)
-        # Every event and purchase of every night, exactly once, on the user the export names.
-        for key in ("c1", identity.key_of("user_alias", {"alias_name": "dev-1", "alias_label": "legacy_id"}),
-                    identity.key_of("email", "lead1@example.com"), identity.key_of("phone", "+49301234561")):
-            assert sorted(e["name"] for e in profiles[key]["events"]) == ["visited"] * night
-            assert len(profiles[key]["purchases"]) == night
+    _in_step(sandbox, 1)
+
+    before = sandbox.stats()["data_points"]
+    second = _run(env, "sync", 2, state, "--create-alias-users")
+    # One attribute (tier) changed for one user of each kind, plus four events and four purchases.
+    assert sandbox.stats()["data_points"] - before == 4 + 4 + 4
+    assert second["datasets"]["users"]["acknowledged"] == 4, second
+    ids = second["identities"]
+    assert (ids["done"]["identify"], ids["done"]["rename"], ids["pending"]["identify"]) == (10, 10, 0)
+    assert second["datasets"]["identifies"]["acknowledged"] == 10
+    assert second["datasets"]["external_id_renames"]["acknowledged"] == 10
+    assert sandbox.stats()["requests_by_endpoint"]["/users/identify"] == 1
+    assert sandbox.stats()["requests_by_endpoint"]["/users/external_ids/rename"] == 1
+    profiles = _by_identity(sandbox)
+    alias = identity.key_of("user_alias", {"alias_name": "dev-6", "alias_label": "legacy_id"})
+    assert profiles[alias] is profiles["c16"] or profiles[alias]["braze_id"] == profiles["c16"]["braze_id"]
+    assert profiles["k1"]["braze_id"] == sandbox.profile("c1")["braze_id"]  # the old id still names the user
+
     before = sandbox.stats()
-    repeat = _run(env, "sync", 2, state, "--create-alias-users")
+    third = _run(env, "sync", 3, state, "--create-alias-users")
+    after = sandbox.stats()
+    # Under the new ids only the real changes go: the tier of k1 and of m1, and the night's occurrences.
+    assert after["data_points"] - before["data_points"] == 2 + 4 + 4, third
+    assert third["datasets"]["users"]["acknowledged"] == 2
+    profiles = _in_step(sandbox, 3)
+    # Every event and purchase of every night, exactly once, on the user the export names tonight.
+    for key in ("k1", "m1", identity.key_of("email", "lead1@example.com"), identity.key_of("phone", "+49301234561")):
+        assert sorted(e["name"] for e in profiles[key]["events"]) == ["visited"] * 3, key
+        assert len(profiles[key]["purchases"]) == 3
+
+    before = sandbox.stats()
+    repeat = _run(env, "sync", 3, state, "--create-alias-users")
     after = sandbox.stats()  # a repeat sends nothing (its one request is the key check, which writes nothing)
     assert (after["objects"], after["data_points"]) == (before["objects"], before["data_points"])
     assert repeat["data_points"]["sent"] == 0 and repeat["batches"] == 0
-    assert repeat["datasets"]["users"]["acknowledged"] == 0
+    again = _run(env, "sync", 2, state, "--create-alias-users")  # night 2's requests again: already carried out
+    assert again["identities"]["already_done"] == {"identify": 10, "rename": 10}
+    assert sandbox.stats()["requests_by_endpoint"]["/users/identify"] == 1
     with open(repeat["rejects_file"], newline="") as fh:
         rejects = [r for r in csv.DictReader(fh) if r["dataset"] == "users"]
     assert sorted(r["reason"] for r in rejects) == sorted([N.BAD_EMAIL_ID, N.BAD_PHONE_ID, N.HALF_ALIAS])
@@ -163,3 +189,64 @@ def test_alias_users_are_not_created_by_default_as_braze_documents(sandbox, tmp_
     profiles = _by_identity(sandbox)
     assert not any(k.startswith("\x1fuser_alias") for k in profiles)
     assert identity.key_of("email", "lead1@example.com") in profiles and "c1" in profiles
+
+
+def test_plan_shows_each_identifier_kind_the_precedence_and_the_create_option(tmp_path):
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    r = subprocess.run([sys.executable, "-m", "braze_migrate.cli.main", "plan", str(NIGHTS / "night1"),
+                        "--state", str(tmp_path / "state"), "--json"], capture_output=True, text=True, env=env,
+                       timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    preview = json.loads(r.stdout)["identities"]
+    assert preview["create_alias_users"] is False  # Braze's default for alias objects
+    assert preview["datasets"]["users"] == {"external_id": 21, "user_alias": 13, "email": 4, "phone": 4, "none": 1,
+                                            "several": 2}
+    assert preview["datasets"]["events"]["several"] == 0
+    text = subprocess.run([sys.executable, "-m", "braze_migrate.cli.main", "plan", str(NIGHTS / "night1"),
+                           "--state", str(tmp_path / "state"), "--create-alias-users"], capture_output=True,
+                          text=True, env=env, timeout=300, check=False).stdout
+    assert "2 rows carry several identifiers (precedence: external_id, alias, email, phone)" in text
+    assert "alias objects create their user" in text
+
+
+@pytest.mark.parametrize("path", ["/users/identify", "/users/external_ids/rename"])
+def test_kill_9_during_an_identity_request_then_the_same_command_sends_nothing_twice(sandbox, tmp_path, path):
+    """Killed while Braze holds the request (it applied it; its answer is delayed): the same command reads the
+    users back, records what Braze did, and sends nothing again; night 3 then sends only real changes."""
+    env = {**os.environ, "BRAZE_REST_ENDPOINT": sandbox.url, "BRAZE_API_KEY": API_KEY,
+           "PREFECT_HOME": str(tmp_path / "prefect")}
+    state = tmp_path / "state"
+    _run(env, "backfill", 1, state, "--create-alias-users")
+    # Applied, its answer held back (and only this endpoint's): the kill lands meanwhile.
+    sandbox.configure(identity_latency_ms=120_000, identity_latency_path=path)
+    args = [sys.executable, "-m", "braze_migrate.cli.main", "sync", str(NIGHTS / "night2"), "--state", str(state),
+            "--no-prefect", "--json", "--create-alias-users"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        while not sandbox.stats()["requests_by_endpoint"].get(path) and proc.poll() is None:
+            _pause(proc)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        sandbox.configure(identity_latency_ms=0, identity_latency_path=None)
+    if path == "/users/external_ids/rename":  # the identify before it was answered: recorded, not settled
+        assert sandbox.stats()["requests_by_endpoint"]["/users/identify"] == 1
+    resumed = _run(env, "sync", 2, state, "--create-alias-users")
+    ids = resumed["identities"]
+    assert ids["settled_by_reading_back"] == 10  # the killed request's changes, read back, not requested again
+    assert ids["done"] == ({"identify": 0, "rename": 10, "remove": 0} if path == "/users/identify"
+                           else {"identify": 0, "rename": 0, "remove": 0})
+    assert sandbox.stats()["requests_by_endpoint"]["/users/identify"] == 1
+    assert sandbox.stats()["requests_by_endpoint"]["/users/external_ids/rename"] == 1
+    before = sandbox.stats()["data_points"]
+    third = _run(env, "sync", 3, state, "--create-alias-users")
+    assert sandbox.stats()["data_points"] - before == 2 + 4 + 4, third
+    _in_step(sandbox, 3)
+
+
+def _pause(proc) -> None:
+    try:
+        proc.wait(timeout=0.1)
+    except subprocess.TimeoutExpired:
+        pass

@@ -27,7 +27,8 @@ NOT_IN_PREFECT_YAML = {"max_attempts", "max_retry_seconds", "timeout_seconds", "
                        "strict", "plan_retention_days", "delete_rate_limit", "delete_max_count",
                        "delete_max_share", "allow_mass_delete", "accept_type_change",
                        "suspicious", "time_horizon_year", "auto_settle",
-                       "ready_marker", "ready_deadline", "ready_poll_seconds", "skip_unchanged"}
+                       "ready_marker", "ready_deadline", "ready_poll_seconds", "skip_unchanged", "rename_rate_limit",
+                       "identity_max_count", "identity_max_share", "allow_mass_identity", "remove_deprecated_ids"}
 # Per deployment: options it deliberately leaves to whoever activates it (issue 12: nightly-sync must not
 # run until its source and state are configured, and state never defaults into the checkout).
 LEFT_TO_CONFIGURE = {"nightly-sync": {"state"}, "backfill": {"state"}}

@@ -119,3 +119,22 @@ def display_key(key: str) -> str:
         assert isinstance(value, dict)
         return f"alias {value['alias_label']}:{value['alias_name']}"
     return kind if kind in (EMAIL, PHONE) else key
+
+
+def census(schema: pl.Schema, key: pl.Expr) -> list[pl.Expr]:
+    """Aggregations counting a dataset's rows by the kind of identifier that names them (`key`: the row's
+    key, null when none), and the rows that carry several identifiers (the precedence chose one)."""
+    present = [
+        pl.col(c).cast(pl.String).str.strip_chars().str.len_bytes().gt(0).fill_null(False)
+        for c in ("external_id", "email", "phone") if c in schema
+    ]
+    if "alias_name" in schema and "alias_label" in schema:
+        present.append(pl.all_horizontal(
+            pl.col(c).cast(pl.String).str.strip_chars().str.len_bytes().gt(0).fill_null(False)
+            for c in ("alias_name", "alias_label")))
+    kind = kind_of(key)
+    counts = [(kind == k).sum().alias(k) for k in KINDS]
+    counts.append(key.is_null().sum().alias("none"))
+    several = pl.sum_horizontal([p.cast(pl.Int32) for p in present]) > 1 if present else pl.lit(False)
+    counts.append(several.sum().alias("several"))
+    return counts

@@ -172,8 +172,11 @@ def commit_deletes(run_id: str, plan_dir: Path, state: Path, ledger, report: Del
     report.pending_batches = sum(1 for s in status.values() if s not in ("acknowledged", "rejected"))
     todo = pl.read_parquet(plan_dir / PLAN_FILE).with_columns(
         _status=pl.col("batch_no").replace_strict(status, default="planned", return_dtype=pl.Utf8))
-    report.deleted_ids = todo.filter(pl.col("_status") == "acknowledged")["external_id"].to_list()
-    report.pending_ids = todo.filter(pl.col("_status") != "acknowledged")["external_id"].to_list()
+    # Shown in the report and artifacts: an email or phone user reads `email` / `phone` (transforms/identity.py).
+    report.deleted_ids = [identity.display_key(k) for k in
+                          todo.filter(pl.col("_status") == "acknowledged")["external_id"].to_list()]
+    report.pending_ids = [identity.display_key(k) for k in
+                          todo.filter(pl.col("_status") != "acknowledged")["external_id"].to_list()]
     drop_from_snapshot(state, ledger, run_id)
     keep_out(state, ledger, run_id)
     return report

@@ -37,6 +37,8 @@ def render_text(summary: RunSummary | dict) -> str:
         lines.append(f"  export: {s.export}")
     for d in s.decisions or []:
         lines.append(f"  decision: {d['asked']}: {d['decision'] or 'nobody answered'} by {d['by']} at {d['at']}")
+    if s.identities:  # braze_migrate/ops/identities.py
+        lines.append("  " + identity_line(s.identities))
     lines.append(f"  rejects file: {s.rejects_file} ({s.rejects} entries)")
     for note in s.notes:
         lines.append(f"  note: {note}")
@@ -84,6 +86,8 @@ def render_plan(result: dict) -> str:
         lines.append(f"  catalog {c['name']}: {c['requests']} requests ({c['creates']} items to create, {c['edits']} to "
                      f"edit, {c['deletes']} to delete, {c['unchanged']} unchanged, {c['gone_kept']} gone and kept); "
                      "0 data points (catalog items are not billed as data points)")
+    if result.get("identities"):
+        lines += identity_plan_lines(result["identities"])
     if result.get("guards") is not None:
         report = guards.GuardReport.from_dict(result["guards"])
         lines.append(guards.render_text(report))
@@ -98,3 +102,28 @@ def advice_lines(s: RunSummary) -> list[str]:
     if s.advice:
         return render_advice(s.advice)
     return [f"to resume: {s.resume_command}"] if s.resume_command else []
+
+
+def identity_line(d: dict) -> str:
+    """The identity requests of a run in one line: done, pending and refused per kind, requests per endpoint."""
+    parts = [f"{kind} {d['done'].get(kind, 0)} done" + (f", {d['pending'][kind]} pending" if d["pending"].get(kind) else "")
+             + (f", {d['refused'][kind]} refused" if d["refused"].get(kind) else "")
+             for kind in ("identify", "rename", "remove") if kind in d["done"] or d["requested"].get(kind)]
+    requests = ", ".join(f"{k} {v}" for k, v in d["requests"].items())
+    return ("identity requests: " + "; ".join(parts) + (f" (requests: {requests})" if requests else "")
+            + (" (held by the guard)" if d["held"] else ""))
+
+
+def identity_plan_lines(preview: dict) -> list[str]:
+    """What identifies the users of a plan (braze_migrate/run/identities.py): per dataset, the rows named by each
+    identifier, and whether alias objects may create their user."""
+    lines = []
+    for name, c in preview["datasets"].items():
+        if c["user_alias"] or c["email"] or c["phone"] or c["several"]:
+            lines.append(f"  identities of {name}: external_id {c['external_id']}, alias {c['user_alias']}, "
+                         f"email {c['email']}, phone {c['phone']}, none {c['none']}; {c['several']} rows carry "
+                         "several identifiers (precedence: external_id, alias, email, phone)")
+    if lines:
+        create = "create their user" if preview["create_alias_users"] else "update existing users only (Braze's default)"
+        lines.append(f"  alias objects {create}; email and phone objects create their user when Braze has none")
+    return lines

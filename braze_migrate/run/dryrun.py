@@ -16,6 +16,7 @@ from braze_migrate.plan import guards
 from braze_migrate.plan.checks import write_rules
 from braze_migrate.plan.planner import build_plan, object_files, scan_batches
 from braze_migrate.run import user_model
+from braze_migrate.run.identities import identities_preview
 from braze_migrate.settings import LoadSettings
 from connectors.state.private import open_private
 from connectors.state.snapshot import Snapshot
@@ -84,5 +85,6 @@ def dry_run(settings: LoadSettings, source: str, *, out: str | None = None, mapp
         "user_model": model,
         "deletes": user_model.deletes_preview(source, mapping, state, plan_dir / "deletes-work", settings),
         "catalogs": catalogs.preview(source, mapping, state, plan_dir, catalogs.CatalogSettings.of(settings)),
+        "identities": identities_preview(source, mapping, plan_dir / "identities-work", settings),
         "guards": guards.dry_run_report(state, plan_dir, settings).to_dict(),  # what a run would hold on
     }

@@ -27,6 +27,7 @@ from braze_migrate.run.catalogs_stage import catalogs_stage
 from braze_migrate.run.credentials import resolve_credentials
 from braze_migrate.run.deletes_stage import deletes_stage
 from braze_migrate.run.engine import Engine, Prepared
+from braze_migrate.run.identities_stage import identities_stage
 from braze_migrate.run.workers import still_planning
 from braze_migrate.settings import ConfigError, load_settings
 from braze_migrate.summary import RunStatus, RunSummary, WorkerReport
@@ -201,6 +202,8 @@ class Stages:
     decide: Decide | None = None
     deletes: Callable[..., RunSummary] = deletes_stage  # user deletes after the commit (braze_migrate/run/deletes_stage.py)
     catalogs: Callable[..., RunSummary] = catalogs_stage  # catalog sync after them (braze_migrate/run/catalogs_stage.py)
+    # identify and rename after the deletes (braze_migrate/run/identities_stage.py)
+    identities: Callable[..., RunSummary] = identities_stage
 
 
 def run_load(kind: str, source: str, mapping: str | None, options: Options, stages: Stages = Stages()) -> RunSummary:
@@ -231,6 +234,7 @@ def run_load(kind: str, source: str, mapping: str | None, options: Options, stag
                 report = stages.guard(prepared, options)
             stages.load(prepared, options)
             summary = stages.deletes(prepared, options, stages.commit(prepared, options, started))
+            summary = stages.identities(prepared, options, summary)
             summary = stages.catalogs(prepared, options, summary)
             summary = summary if report is None else summary.model_copy(update={"guards": report.to_dict()})
             return stages.finish(with_advice(_waited(summary, export, answers)), options)

@@ -499,34 +499,58 @@ def write_shop(root: Path) -> None:
 
 
 def identity_frames(night: int) -> dict[str, list[dict]]:
-    """Two nights of users identified every way Braze allows: external_id, a user alias (alias_name +
-    alias_label), email only, phone only, rows with several identifiers (precedence), and rows whose only
-    identifier is invalid. Events and purchases name users the same ways. Rows as JSON records."""
-    tier = {1: "bronze", 2: "silver"}[night]
+    """Three nights of users identified every way Braze allows: 20 by external_id (`c1`…), 12 by a user alias
+    (`dev-1`… with label `legacy_id`), 3 by email only, 3 by phone only, rows with several identifiers
+    (precedence) and rows whose only identifier is invalid; events and purchases name users the same ways.
+    Night 2 changes one attribute of one user of each kind, identifies `dev-1`…`dev-10` (the first five as new
+    external ids `m1`…, the next five into the existing `c16`…`c20`) and renames `c1`…`c10` to `k1`…; night 3
+    names those users by their new ids and changes the tier of `k1` and `m1` only. Rows as JSON records."""
+    tier = {1: "bronze", 2: "silver", 3: "silver"}[night]
+    identified = {f"dev-{i}": (f"m{i}" if i <= 5 else f"c{i + 10}") for i in range(1, 11)}
+    renamed = {f"c{i}": f"k{i}" for i in range(1, 11)}
+
+    def now(key: str, changed: bool) -> str:
+        return (tier if changed else "bronze") if night < 3 or key not in ("c1", "dev-1") else "gold"
+
     users: list[dict] = []
+    for i in range(1, 21):
+        eid = f"c{i}"
+        users.append({"external_id": renamed.get(eid, eid) if night == 3 else eid, "first_name": f"Cid{i}",
+                      "tier": now(eid, i == 1)})
+    for i in range(1, 13):
+        alias = f"dev-{i}"
+        row = {"alias_name": alias, "alias_label": "legacy_id", "first_name": f"Ali{i}", "tier": now(alias, i == 1)}
+        if night == 3 and alias in identified:
+            if i > 5:
+                continue  # merged into c16…c20: the warehouse knows them by that id now
+            row["external_id"] = identified[alias]  # several identifiers: external_id names the user
+        users.append(row)
     for i in range(1, 4):
-        users.append({"external_id": f"c{i}", "first_name": f"Cid{i}", "tier": tier if i == 1 else "bronze"})
-        users.append({"alias_name": f"dev-{i}", "alias_label": "legacy_id", "first_name": f"Ali{i}",
-                      "tier": tier if i == 1 else "bronze"})
         users.append({"email": f"lead{i}@example.com", "first_name": f"Em{i}", "tier": tier if i == 1 else "bronze"})
         users.append({"phone": f"+4930123456{i}", "first_name": f"Ph{i}", "tier": tier if i == 1 else "bronze"})
-    users.append({"external_id": "c9", "email": "c9@example.com", "first_name": "Both"})      # external_id wins
-    users.append({"alias_name": "dev-9", "alias_label": "legacy_id", "email": "dev9@example.com"})  # alias wins
+    users.append({"external_id": "c99", "email": "c99@example.com", "first_name": "Both"})   # external_id wins
+    users.append({"alias_name": "dev-99", "alias_label": "legacy_id", "email": "dev99@example.com"})  # alias wins
     users.append({"email": "not-an-address", "first_name": "Bad"})                       # rejected: bad email
     users.append({"phone": "030 1234567", "first_name": "Bad"})                         # rejected: not E.164
     users.append({"alias_name": "dev-half", "first_name": "Bad"})                       # rejected: half an alias
-    who = [{"external_id": "c1"}, {"alias_name": "dev-1", "alias_label": "legacy_id"},
+    who = [{"external_id": "k1" if night == 3 else "c1"},
+           {"external_id": "m1"} if night == 3 else {"alias_name": "dev-1", "alias_label": "legacy_id"},
            {"email": "lead1@example.com"}, {"phone": "+49301234561"}]
     events = [{"event_id": f"n{night}-e{k}", **w, "name": "visited", "time": f"2026-11-0{night}T10:0{k}:00Z"}
               for k, w in enumerate(who)]
     purchases = [{"purchase_id": f"n{night}-p{k}", **w, "product_id": "sku-1", "currency": "EUR", "price": 9.5,
                   "time": f"2026-11-0{night}T11:0{k}:00Z"} for k, w in enumerate(who)]
-    return {"users": users, "events": events, "purchases": purchases}
+    out = {"users": users, "events": events, "purchases": purchases}
+    if night == 2:
+        out["identifies"] = [{"alias_name": a, "alias_label": "legacy_id", "external_id": e}
+                             for a, e in identified.items()]
+        out["external_id_renames"] = [{"current_external_id": c, "new_external_id": n} for c, n in renamed.items()]
+    return out
 
 
 def write_identity(root: Path) -> None:
-    """Write `root`/identity/night1 and night2 (NDJSON)."""
-    for night in (1, 2):
+    """Write `root`/identity/night1, night2 and night3 (NDJSON)."""
+    for night in (1, 2, 3):
         out = root / "identity" / f"night{night}"
         _reset(out)
         for name, rows in identity_frames(night).items():

@@ -12,7 +12,7 @@ import logging
 
 import orjson
 
-from braze_sandbox import admin, catalogs
+from braze_sandbox import admin, catalogs, identity
 from braze_sandbox.config import SandboxConfig, parse_mau_policy, parse_rate
 from braze_sandbox.deletes import process_delete
 from braze_sandbox.exporter import process_export
@@ -74,6 +74,7 @@ class SandboxApp:
         self.track_limiter = make_limiter(config)
         self.export_limiter = Limiter(parse_rate(config.export_rate_limit))
         self.delete_limiter = Limiter(parse_rate(config.delete_rate_limit))
+        self.rename_limiter = Limiter(parse_rate(identity.RENAME_RATE))
         self.catalogs.configure(config.catalog_rate_limit, max_items=config.catalog_max_items)
         self.authorization = b"Bearer " + config.api_key.encode()
 
@@ -114,6 +115,14 @@ class SandboxApp:
             if path == TRACK:
                 return self._track(request)
             return self._export(request) if path == EXPORT else self._delete(request)
+        if path in (identity.IDENTIFY, identity.ALIAS_NEW, identity.RENAME, identity.REMOVE):
+            if request.method != "POST":
+                return Response(405, {"message": "Method Not Allowed"}, [(b"Allow", b"POST")])
+            limiter = self.delete_limiter if path in identity.SHARED_WITH_DELETE else self.rename_limiter
+            hold = self.config.identity_latency_path in (None, path)
+            held = self.config.identity_latency_ms / 1000 if hold else 0.0
+            return self._user_request(request, path, limiter,
+                                      lambda body: identity.process(path, body, self.store), held)
         if path == catalogs.PATH or path.startswith(catalogs.PATH + "/"):
             return self.catalogs.handle(self, request)
         if path == catalogs.HOOK:
@@ -174,12 +183,18 @@ class SandboxApp:
         return self._answer(EXPORT, status, payload, headers)
 
     def _delete(self, request: Request) -> Response:
-        """`/users/delete`: its own limit (Braze: 20,000/min shared with identify, alias, merge); the
-        injected faults apply as for `/users/track`, so a client's in-doubt handling can be tested."""
-        stats, limiter = self.stats, self.delete_limiter
-        stats.request(DELETE)
+        """`/users/delete`: its own limit (Braze: 20,000/min shared with identify, alias, merge)."""
+        return self._user_request(request, DELETE, self.delete_limiter,
+                                  lambda body: process_delete(body, self.store, self.config.delete_max_ids))
+
+    def _user_request(self, request: Request, endpoint: str, limiter: Limiter, apply, held: float = 0.0
+                      ) -> Response:
+        """A users endpoint other than track (delete, identify, alias, rename, remove) under its own limiter;
+        the injected faults apply as for `/users/track`, so a client's in-doubt handling can be tested."""
+        stats = self.stats
+        stats.request(endpoint)
         if request.headers.get(b"authorization") != self.authorization:
-            return self._answer(DELETE, 401, UNAUTHORIZED, limiter.admit(consume=False)[1])
+            return self._answer(endpoint, 401, UNAUTHORIZED, limiter.admit(consume=False)[1])
         fault = self.faults.decide()
         delay = fault.latency_s
         if fault.reset:
@@ -187,19 +202,19 @@ class SandboxApp:
             return Response(reset=True, delay=delay)
         allowed, headers = limiter.admit()
         if not allowed:
-            return self._answer(DELETE, 429, RATE_LIMITED, headers, delay)
+            return self._answer(endpoint, 429, RATE_LIMITED, headers, delay)
         if fault.fail_status:
             stats.faults["fail"] += 1
-            return self._answer(DELETE, fault.fail_status, {"message": FAULT_MESSAGES[fault.fail_status]}, headers,
-                                delay)
+            return self._answer(endpoint, fault.fail_status, {"message": FAULT_MESSAGES[fault.fail_status]},
+                                headers, delay)
         status, payload = _parse(request)
         if status == 0:
-            status, payload = process_delete(payload, self.store, self.config.delete_max_ids)
+            status, payload = apply(payload)
             if status == 201 and fault.applied_then_fail_status:
                 stats.faults["applied_then_fail"] += 1
                 status = fault.applied_then_fail_status
                 payload = {"message": FAULT_MESSAGES[status]}
-        return self._answer(DELETE, status, payload, headers, delay)
+        return self._answer(endpoint, status, payload, headers, delay + held)
 
 
 def _parse(request: Request) -> tuple[int, object]:

@@ -63,6 +63,10 @@ class SandboxConfig:
     delete_max_ids: int = 50
     catalog_rate_limit: str = "16000/60s"  # shared by the asynchronous catalog item endpoints (catalogs.py)
     catalog_max_items: int = 50
+    # Test hook: added to every answer of the identity endpoints (identity.py) after the request is applied, so
+    # a client can be stopped while Braze holds a request it already carried out.
+    identity_latency_ms: int = 0
+    identity_latency_path: str | None = None  # only this identity endpoint is held back (all when None)
     mau_policy: str | None = None
     fail_rate: float = 0.0
     applied_then_fail_rate: float = 0.0

@@ -118,6 +118,7 @@ class Store:
         self.by_email: dict[str, list[Profile]] = {}
         self.by_phone: dict[str, list[Profile]] = {}
         self.token_owner: dict[tuple[str, str], Profile] = {}
+        self.deprecated: dict[str, list[str]] = {}  # braze_id -> deprecated external ids (renames)
         self.next_id = 1
         self.seq = 0
         self.events_stored = 0
@@ -155,6 +156,32 @@ class Store:
             return list(index or [])
         profile = self.find(ident)
         return [] if profile is None else [profile]
+
+    def set_external_id(self, profile: Profile, external_id: str) -> None:
+        """Identify an alias-only profile (`/users/identify` when no user has the external_id)."""
+        profile.external_id = external_id
+        self.by_external_id[external_id] = profile
+        self.touch(profile)
+
+    def add_alias(self, profile: Profile, alias: tuple[str, str]) -> None:
+        profile.aliases.append({"alias_name": alias[0], "alias_label": alias[1]})
+        self.by_alias[alias] = profile
+        self.touch(profile)
+
+    def rename_external_id(self, profile: Profile, new: str) -> None:
+        """`/users/external_ids/rename`: `new` becomes primary; the old id stays a deprecated id of the
+        profile (it still finds the user) until removed."""
+        self.by_external_id[new] = profile
+        if profile.external_id is not None:
+            self.deprecated.setdefault(profile.braze_id, []).append(profile.external_id)
+        profile.external_id = new
+        self.touch(profile)
+
+    def remove_deprecated(self, external_id: str) -> None:
+        """`/users/external_ids/remove`: a deprecated id no longer names its user."""
+        profile = self.by_external_id.pop(external_id, None)
+        if profile is not None and external_id in self.deprecated.get(profile.braze_id, []):
+            self.deprecated[profile.braze_id].remove(external_id)
 
     def resolve(self, ident: Identifier, create: bool) -> Profile | None:
         """Find the identifier's profile, creating it when the rules allow (braze_id never creates)."""
@@ -254,6 +281,8 @@ class Store:
             self.by_alias.pop((alias["alias_name"], alias["alias_label"]), None)
         if profile.external_id is not None:
             self.by_external_id.pop(profile.external_id, None)
+        for external_id in self.deprecated.pop(profile.braze_id, []):
+            self.by_external_id.pop(external_id, None)
         self.events_stored -= len(profile.events)
         self.purchases_stored -= len(profile.purchases)
         del self.profiles[profile.braze_id]
