@@ -15,7 +15,7 @@ DAY1_USERS = [
      "dob": date(1990, 5, 1), "zip": "0150", "vip": True, "score": 12, "balance": 3.5, "city": "Oslo"},
     {"external_id": "u2", "updated_at": T0, "email": "not-an-email", "first_name": "Bob", "country": "SE",
      "dob": None, "zip": "1000", "vip": False, "score": 7, "balance": None, "city": "Malmo"},
-    {"external_id": None, "updated_at": T0, "email": "nobody@example.com", "first_name": "Nobody", "country": "DK",
+    {"external_id": None, "updated_at": T0, "email": None, "first_name": "Nobody", "country": "DK",
      "dob": None, "zip": "2000", "vip": False, "score": 1, "balance": None, "city": "Aarhus"},
     {"external_id": "u3", "updated_at": T0, "email": "old@example.com", "first_name": "Old", "country": "FI",
      "dob": None, "zip": "3000", "vip": False, "score": 1, "balance": None, "city": "Turku"},

@@ -250,3 +250,42 @@ def _pause(proc) -> None:
         proc.wait(timeout=0.1)
     except subprocess.TimeoutExpired:
         pass
+
+
+def test_identity_requests_over_the_guard_are_held_and_deprecated_ids_removed_on_request(sandbox, tmp_path):
+    env = {**os.environ, "BRAZE_REST_ENDPOINT": sandbox.url, "BRAZE_API_KEY": API_KEY,
+           "PREFECT_HOME": str(tmp_path / "prefect")}
+    state = tmp_path / "state"
+    _run(env, "backfill", 1, state, "--create-alias-users")
+    args = [sys.executable, "-m", "braze_migrate.cli.main", "sync", str(NIGHTS / "night2"), "--state", str(state),
+            "--no-prefect", "--json", "--create-alias-users", "--identity-max-count", "5",
+            "--remove-deprecated-ids"]
+    held = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, check=False)
+    summary = json.loads(held.stdout)
+    assert held.returncode == 4 and summary["status"] == "held", held.stderr[-2000:]
+    assert "--allow-mass-identity" in summary["resume_command"]
+    assert summary["identities"]["held"] and "20 users to identify or rename" in summary["message"]
+    assert "/users/identify" not in sandbox.stats()["requests_by_endpoint"]
+    done = _run(env, "sync", 2, state, "--create-alias-users", "--allow-mass-identity", "--remove-deprecated-ids")
+    assert done["identities"]["done"] == {"identify": 10, "rename": 10, "remove": 10}
+    assert sandbox.stats()["requests_by_endpoint"]["/users/external_ids/remove"] == 1
+    assert "/users/delete" not in sandbox.stats()["requests_by_endpoint"]  # never deleted to remove an id
+    assert sandbox.profile("c1") is None and sandbox.profile("k1")["first_name"] == "Cid1"
+
+
+def test_identity_requests_appear_in_the_terminal_report_and_the_prefect_artifact():
+    from braze_migrate.reporting.terminal import render_text
+    from braze_migrate.summary import RunSummary
+    from flows.artifacts import report_markdown
+
+    report = {"requested": {"identify": 10, "rename": 10}, "already_done": {}, "rejected_rows": [], "held": False,
+              "message": None, "batches": {"identify": 1, "rename": 1}, "acknowledged_batches": 2,
+              "pending_batches": 0, "requests": {"identify": 1, "rename": 1},
+              "done": {"identify": 10, "rename": 9, "remove": 0}, "refused": {"rename": 1},
+              "pending": {"identify": 0, "rename": 0, "remove": 0}, "settled_by_reading_back": 0}
+    summary = RunSummary.model_validate({"run_id": "r", "kind": "sync", "source": "s", "state": "st",
+                                         "status": "completed", "identities": report})
+    line = "identity requests: identify 10 done; rename 9 done, 1 refused (requests: identify 1, rename 1)"
+    assert line in render_text(summary)
+    assert "## Identity requests" in report_markdown(summary) and line in report_markdown(summary)
+    assert "identities" in summary.to_json()

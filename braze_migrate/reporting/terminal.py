@@ -108,7 +108,8 @@ def identity_line(d: dict) -> str:
     """The identity requests of a run in one line: done, pending and refused per kind, requests per endpoint."""
     parts = [f"{kind} {d['done'].get(kind, 0)} done" + (f", {d['pending'][kind]} pending" if d["pending"].get(kind) else "")
              + (f", {d['refused'][kind]} refused" if d["refused"].get(kind) else "")
-             for kind in ("identify", "rename", "remove") if kind in d["done"] or d["requested"].get(kind)]
+             for kind in ("identify", "rename", "remove")
+             if d["done"].get(kind) or d["pending"].get(kind) or d["requested"].get(kind)]
     requests = ", ".join(f"{k} {v}" for k, v in d["requests"].items())
     return ("identity requests: " + "; ".join(parts) + (f" (requests: {requests})" if requests else "")
             + (" (held by the guard)" if d["held"] else ""))
