@@ -289,3 +289,23 @@ def test_identity_requests_appear_in_the_terminal_report_and_the_prefect_artifac
     assert line in render_text(summary)
     assert "## Identity requests" in report_markdown(summary) and line in report_markdown(summary)
     assert "identities" in summary.to_json()
+
+
+def test_verify_reads_back_users_by_alias_email_and_phone(sandbox, tmp_path):
+    env = {**os.environ, "BRAZE_REST_ENDPOINT": sandbox.url, "BRAZE_API_KEY": API_KEY,
+           "PREFECT_HOME": str(tmp_path / "prefect")}
+    state = tmp_path / "state"
+    _run(env, "backfill", 1, state, "--create-alias-users")
+    r = subprocess.run([sys.executable, "-m", "braze_migrate.cli.main", "verify", str(NIGHTS / "night1"), "--state",
+                        str(state), "--sample", "100", "--no-prefect", "--json"], capture_output=True, text=True,
+                       env=env, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(r.stdout)
+    assert (report["sampled"], report["mismatched"]) == (40, 0), report
+    # external ids and aliases 50 per request (34 users: one request), one request per email and per phone user
+    assert report["requests"] == 1 + 3 + 3
+    sandbox.patch_user("c1", first_name="Changed")
+    changed = subprocess.run([sys.executable, "-m", "braze_migrate.cli.main", "verify", str(NIGHTS / "night1"),
+                              "--state", str(state), "--sample", "100", "--no-prefect", "--json"],
+                             capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert json.loads(changed.stdout)["mismatched"] == 1
