@@ -309,3 +309,22 @@ def test_verify_reads_back_users_by_alias_email_and_phone(sandbox, tmp_path):
                               "--state", str(state), "--sample", "100", "--no-prefect", "--json"],
                              capture_output=True, text=True, env=env, timeout=300, check=False)
     assert json.loads(changed.stdout)["mismatched"] == 1
+
+
+def test_user_deletes_are_batched_one_identifier_kind_per_request():
+    from braze_migrate.ops.deletes import _batched
+    from connectors.braze.deletes import delete_body
+
+    alias = identity.key_of("user_alias", {"alias_name": "n", "alias_label": "l"})
+    email = identity.key_of("email", "a@example.com")
+    keys = ["u1", email, alias, "u2", identity.key_of("phone", "+4930123456")]
+    batched = _batched(pl.DataFrame({"external_id": keys}))
+    groups = batched.group_by("batch_no", maintain_order=True).agg("external_id")["external_id"].to_list()
+    assert [delete_body(g) for g in groups] == [
+        {"external_ids": ["u1", "u2"]},
+        {"user_aliases": [{"alias_name": "n", "alias_label": "l"}]},
+        {"email_addresses": ["a@example.com"]},
+        {"phone_numbers": ["+4930123456"]},
+    ]
+    with pytest.raises(ValueError, match="one identifier kind"):
+        delete_body(["u1", email])
