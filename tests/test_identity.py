@@ -176,7 +176,7 @@ def test_three_nights_of_alias_email_and_phone_users_identified_and_renamed_stay
     again = _run(env, "sync", 2, state, "--create-alias-users")  # night 2's requests again: already carried out
     assert again["identities"]["already_done"] == {"identify": 10, "rename": 10}
     assert sandbox.stats()["requests_by_endpoint"]["/users/identify"] == 1
-    with open(repeat["rejects_file"], newline="") as fh:
+    with open(third["rejects_file"], newline="") as fh:
         rejects = [r for r in csv.DictReader(fh) if r["dataset"] == "users"]
     assert sorted(r["reason"] for r in rejects) == sorted([N.BAD_EMAIL_ID, N.BAD_PHONE_ID, N.HALF_ALIAS])
     assert not any("@" in v or "+49" in v for r in rejects for v in r.values())  # no personal data
