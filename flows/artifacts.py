@@ -294,7 +294,7 @@ def headline(summary: RunSummary) -> str:
     if summary.unchanged_since:
         return f"{summary.status}: unchanged since run {summary.unchanged_since}, nothing sent"
     if summary.status == "held":
-        return f"held: nothing sent, {summary.batches:,} batches waiting for a decision"
+        return f"held: nothing sent, {summary.batches:,} batches planned and kept until accepted"
     line = (f"{summary.status}: {summary.total('acknowledged')} of {summary.total('read')} rows acknowledged, "
             f"{summary.total('unchanged')} unchanged, {summary.total('rejected')} rejected, "
             f"{summary.total('pending')} pending")

@@ -104,6 +104,15 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
         stop(proc)
 
 
+@pytest.fixture(scope="module")
+def prefect_api(prefect_server):
+    """The server, with this process's Prefect client pointed at it for the module."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        yield prefect_server
+
+
 @contextmanager
 def serving(server: PrefectServer, env: dict[str, str | None], log: Path, names: list[str]) -> Iterator[None]:
     """`python -m flows.serve` against the server with extra environment (None removes a variable), until

@@ -19,12 +19,11 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, FlowRunFilter, LogFilter
 from prefect.deployments import run_deployment
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from automations.apply import apply, load_specs, webhook_block
 from connectors.state.ledger import Ledger
 from tests.conftest import API_KEY
-from tests.conftest_prefect import prefect_server, serving, wait_for  # noqa: F401 - fixture
+from tests.conftest_prefect import prefect_api, prefect_server, serving, wait_for  # noqa: F401 - fixtures
 from tests.test_prefect_decisions import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,13 +34,7 @@ pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
-def prefect_api(prefect_server):  # noqa: F811 - the imported fixture
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
-        yield prefect_server
-
-
-@pytest.fixture(scope="module")
-def receiver(prefect_api):
+def receiver(prefect_api):  # noqa: F811 - the imported fixture
     r = Receiver()
     apply(load_specs(), webhook_block(r.url))
     yield r
@@ -56,7 +49,7 @@ def night(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def served(prefect_api, sandbox_server, night, tmp_path_factory):
+def served(prefect_api, sandbox_server, night, tmp_path_factory):  # noqa: F811 - the imported fixture
     exports, state = night
     exports.mkdir()
     env = {
@@ -164,7 +157,7 @@ def test_marker_that_never_comes_fails_at_the_deadline_with_one_line_and_an_aler
     assert not any("Traceback" in line for line in logs(run.id))
 
 
-def test_an_emitted_event_starts_a_sync_of_the_folder_it_names(served, prefect_api, night, sandbox_server):
+def test_an_emitted_event_starts_a_sync_of_the_folder_it_names(served, prefect_api, night, sandbox_server):  # noqa: F811
     exports, state = night
     folder = exports / "2000-01-02"
     shutil.copytree(DAY2, folder)
