@@ -157,6 +157,8 @@ def _session(query: Query) -> Iterator[_Session]:
         session: _Session = _DuckDB(query)
     elif scheme in ("postgresql", "postgres"):
         session = _Postgres(query)
+    elif scheme == "bigquery":
+        session = _BigQuery(query)
     else:
         session = _Adbc(query)
     try:
@@ -186,13 +188,14 @@ def _driver(query: Query):
 
 
 class _Adbc(_Session):
-    """Any ADBC driver (Snowflake, BigQuery): the same calls as PostgreSQL's, without its type casts."""
+    """An ADBC driver (Snowflake here; BigQuery and PostgreSQL below): connect, describe the query, read its
+    Arrow batches."""
 
     def __init__(self, query: Query) -> None:
         self.query = query
         driver = _driver(query)
         try:
-            self.conn = driver.connect(self._uri(), autocommit=True)
+            self.conn = self._connect(driver)
         except Exception as exc:  # noqa: BLE001 - each driver has its own error classes
             raise _connect_error(query, exc) from None
         self.cur = self.conn.cursor()
@@ -210,8 +213,9 @@ class _Adbc(_Session):
             raise _query_error(query, exc) from None
         self.schema = _schema_of(query, self.arrow_schema)
 
-    def _uri(self) -> str:
-        return self.query.url
+    def _connect(self, driver):
+        """Snowflake's driver takes its DSN without the scheme: `user:password@account/database/schema?...`."""
+        return driver.connect(self.query.url.split("://", 1)[1], autocommit=True)
 
     def _prepare(self) -> None:
         """Session settings before the query runs."""
@@ -240,16 +244,25 @@ class _Adbc(_Session):
                     thing.close()
 
 
+class _BigQuery(_Adbc):
+    """BigQuery: `bigquery://PROJECT_ID`; credentials are Google's Application Default Credentials (for
+    example GOOGLE_APPLICATION_CREDENTIALS naming a service account's key file)."""
+
+    def _connect(self, driver):
+        project = urlsplit(self.query.url).netloc or urlsplit(self.query.url).path.strip("/")
+        return driver.connect(db_kwargs={"adbc.bigquery.sql.project_id": project}, autocommit=True)
+
+
 class _Postgres(_Adbc):
     """PostgreSQL through ADBC (binary COPY into Arrow), read-only, in UTC. Columns the driver has no plain
     Arrow type for (numeric, json, uuid, inet, ...) are cast by the server in a wrapping SELECT."""
 
-    def _uri(self) -> str:
+    def _connect(self, driver):
         parts = urlsplit(self.query.url)
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         params.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
         params.setdefault("application_name", "braze-migrate")
-        return urlunsplit(parts._replace(query=urlencode(params)))
+        return driver.connect(urlunsplit(parts._replace(query=urlencode(params))), autocommit=True)
 
     def _prepare(self) -> None:
         self.cur.execute("SET default_transaction_read_only = on")
