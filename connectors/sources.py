@@ -83,8 +83,9 @@ def iter_batches(dataset: Dataset, rows: int) -> Iterator[pl.DataFrame]:
     """The rows of `dataset` in order, in batches of at most about `rows` rows, each with the columns and types
     of `dataset.frame`: memory holds one batch whatever the size of one file or one Parquet row group.
 
-    Local Parquet is read with pyarrow batch by batch, also inside a row group; CSV, NDJSON and object-store
-    files go through Polars' streaming engine, which reads them in chunks.
+    Local Parquet is read with pyarrow batch by batch, also inside a row group; CSV and NDJSON are parsed by
+    Polars in blocks cut at record ends; an object-store file is first streamed to a temporary local file. A
+    dataset made without a reader (none here) falls back to Polars' streaming engine, which is not bounded.
     """
     schema = dataset.frame.collect_schema()
     raw = dataset.reader(rows) if dataset.reader is not None else _streamed(dataset.frame, rows)
