@@ -25,11 +25,12 @@ from prefect.runtime import deployment, flow_run
 from braze_migrate.progress import STAGES, Meter, ProgressEvent, eta_text, summary_text
 from braze_migrate.reporting.terminal import catalog_line, identity_line
 from braze_migrate.summary import RunSummary
+from connectors.states import Outcome, RunState
 
 UPDATE_EVERY_S = 2.0  # one API call per couple of seconds, not one per batch
 LOG_EVERY_S = 30.0  # a plain progress line in the run's logs (and a worker's output): per stage, not per batch
 MAX_TABLE_ROWS = 500  # a table artifact is one JSON document: the CLI's --json output has every row
-BUCKET_COLUMNS = ("read", "acknowledged", "rejected", "unchanged", "pending", "rejected_cells")
+BUCKET_COLUMNS = ("read", *(o.value for o in Outcome), "rejected_cells")
 
 
 @contextmanager
@@ -264,7 +265,7 @@ def plan_line(prepared, options: dict) -> str:
     rate = parse_rate(options.get("rate_limit") or "3000/3s")
     left = t["batches"] - t["acknowledged_batches"]
     at_limit = left * rate.seconds / rate.requests
-    what = "resuming the unfinished plan" if prepared.resumed else "planned"
+    what = "resuming the unfinished plan" if prepared.resumed else RunState.PLANNED.value
     return (f"run {prepared.run_id} {what}: {t['batches']:,} batches ({t['objects']:,} objects), {left:,} to send; "
             f"at {rate.requests}/{rate.seconds:g}s that is at least {eta_text(at_limit).removeprefix('ETA ')} "
             "of loading")
@@ -312,8 +313,8 @@ def report_markdown(summary: RunSummary, deployment_name: str | None = None) -> 
     dp = s.data_points
     duration = s.duration_s or 0.0
     throughput = s.requests / duration if duration else 0.0
-    pending = s.total("pending")
-    rejected = s.total("rejected") + s.total("rejected_cells")
+    pending = s.total(Outcome.PENDING)
+    rejected = s.total(Outcome.REJECTED) + s.total("rejected_cells")
     lines = [
         f"# {s.kind} {s.run_id}: {s.status}",
         "",

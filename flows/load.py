@@ -23,6 +23,7 @@ from braze_migrate.run.engine import Prepared
 from braze_migrate.settings import ConfigError, load_settings, public_options
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
 from connectors import readiness
+from connectors.states import Outcome
 from flows import artifacts, decisions, tonight
 from flows.decisions import called, cleanly
 from flows.options import with_options
@@ -171,7 +172,7 @@ def finish(summary: RunSummary) -> State:
     artifacts.publish_summary(summary)
     logger = get_run_logger()
     logger.info("%s run %s %s: %d requests, %d rejected rows, %d pending", summary.kind, summary.run_id,
-                summary.status, summary.requests, summary.total("rejected"), summary.total("pending"))
+                summary.status, summary.requests, summary.total(Outcome.REJECTED), summary.total(Outcome.PENDING))
     if summary.rejects:
         logger.warning("%d rejected rows or cells: see %s", summary.rejects, summary.rejects_file)
     if summary.unchanged_since:

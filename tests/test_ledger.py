@@ -62,6 +62,8 @@ def test_snapshot_advances_only_for_acknowledged_objects(tmp_path):
     snap = Snapshot(tmp_path)
     run = led.new_run("backfill", "src", "fp", {})
     led.add_batches(run, [(0, True, 3), (1, True, 1)])
+    led.mark_sending(run, 0)
+    led.mark_sending(run, 1)
     led.record_result(run, result(0, errors=[ObjectError("attributes", 1, "EMAIL_BAD_FORMAT")]))
     led.record_result(run, result(1, status="pending", pending=[("purchases", 0)], in_doubt=True))
     outcome = commit_run(run, plan, led, snap, in_doubt_policy="skip")
@@ -89,6 +91,7 @@ def test_objects_not_listed_pending_in_a_finished_pending_batch_are_acknowledged
     led = Ledger(tmp_path / "ledger.sqlite")
     run = led.new_run("backfill", "src", "fp", {})
     led.add_batches(run, [(0, True, 2), (1, True, 1)])
+    led.mark_sending(run, 0)
     led.record_result(run, result(0, status="pending", pending=[("events", 0)], in_doubt=True))
     led.mark_sending(run, 1)  # killed while sending: no outcome known
     outcome = commit_run(run, plan, led, Snapshot(tmp_path), in_doubt_policy="skip")

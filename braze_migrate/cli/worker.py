@@ -11,6 +11,7 @@ from braze_migrate.cli.exits import EXIT_INTERRUPTED, EXIT_OK
 from braze_migrate.cli.options import add_option_flags, settings_from_args
 from braze_migrate.load.applier import ClaimLost
 from braze_migrate.run.workers import join_run
+from connectors.states import BatchState
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"load-worker: {totals['note']}")
     else:
         print(f"load-worker {totals['worker_id']}: run {totals['run_id']}, {totals['batches']} batches "
-              f"({totals['acknowledged']} acknowledged, {totals['pending']} pending), {totals['requests']} requests, "
+              f"({totals[BatchState.ACKNOWLEDGED]} acknowledged, {totals[BatchState.PENDING]} pending), {totals['requests']} requests, "
               f"{totals['throttled']} throttled, {totals['leases']} budget leases")
     return EXIT_INTERRUPTED if totals.get("stopped") else EXIT_OK
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import polars as pl
 
+from connectors.states import Outcome
 from transforms import ecommerce, identity
 
-BUCKETS = ("acknowledged", "rejected", "unchanged", "pending")
+BUCKETS = tuple(o.value for o in Outcome)  # acknowledged, rejected, unchanged, pending: every row counts in one
+ACKED, REJECTED, UNCHANGED, PENDING = BUCKETS
 REJECT_COLUMNS = ["dataset", "key", "column", "value", "reason", "file", "row"]
 
 
@@ -19,11 +21,11 @@ def write_rejects(plan_dir: Path, outcome: pl.DataFrame, path: Path) -> int:
     """One CSV: normalization rejects, rows held back as rejected, and objects Braze rejected (mapped back
     through the array as sent to their source file and row). Returns the number of entries."""
     own = pl.read_parquet(plan_dir / "rejects.parquet")
-    kept = pl.read_parquet(plan_dir / "kept.parquet").filter(pl.col("bucket") == "rejected").select(
+    kept = pl.read_parquet(plan_dir / "kept.parquet").filter(pl.col("bucket") == Outcome.REJECTED).select(
         "dataset", "key", pl.lit(None, pl.Utf8).alias("column"), pl.lit(None, pl.Utf8).alias("value"),
         "reason", pl.col("_file").alias("file"), pl.col("_row").alias("row"),
     )
-    braze = outcome.filter(pl.col("outcome") == "rejected").select(
+    braze = outcome.filter(pl.col("outcome") == Outcome.REJECTED).select(
         "dataset", "key", pl.lit(None, pl.Utf8).alias("column"), pl.lit(None, pl.Utf8).alias("value"),
         (pl.lit("rejected by Braze: ") + pl.col("reason").fill_null("no reason given")).alias("reason"),
         pl.col("_file").alias("file"), pl.col("_row").alias("row"),
@@ -54,10 +56,10 @@ def buckets(plan_dir: Path, outcome: pl.DataFrame) -> dict[str, dict[str, int]]:
         oc = dict(zip(o["outcome"].to_list(), o["count"].to_list())) if o.height else {}
         out[name] = {
             "read": int(read),
-            "acknowledged": int(oc.get("acknowledged", 0)),
-            "rejected": int(rows + kc.get("rejected", 0) + oc.get("rejected", 0)),
-            "unchanged": int(stats["unchanged"].get(name, 0) + kc.get("unchanged", 0)),
-            "pending": int(kc.get("pending", 0) + oc.get("pending", 0)),
+            ACKED: int(oc.get(ACKED, 0)),
+            REJECTED: int(rows + kc.get(REJECTED, 0) + oc.get(REJECTED, 0)),
+            UNCHANGED: int(stats[UNCHANGED].get(name, 0) + kc.get(UNCHANGED, 0)),
+            PENDING: int(kc.get(PENDING, 0) + oc.get(PENDING, 0)),
             "rejected_cells": int(cells),
         }
     return out
@@ -80,8 +82,8 @@ def in_doubt_batches(outcome: pl.DataFrame) -> list[dict]:
     g = d.group_by("batch_no").agg(
         events=(pl.col("array") == "events").sum(),  # eCommerce orders are events to Braze
         purchases=(pl.col("dataset") == "purchases").sum(),
-        resent=(occurrence & (pl.col("outcome") == "acknowledged")).sum(),
-        held=(occurrence & (pl.col("outcome") == "pending")).sum(),
+        resent=(occurrence & (pl.col("outcome") == Outcome.ACKNOWLEDGED)).sum(),
+        held=(occurrence & (pl.col("outcome") == Outcome.PENDING)).sum(),
     ).sort("batch_no")
     actions = []
     for r in g.iter_rows(named=True):

@@ -19,6 +19,7 @@ from connectors.state import plan_digests
 from connectors.state.integrity import journal_for, require_intact
 from connectors.state.ledger import Ledger
 from connectors.state.snapshot import SCHEMAS, Snapshot
+from connectors.states import BatchState, HeldReason, Outcome
 from transforms import ecommerce
 
 # Datasets whose acknowledged ids the snapshot keeps (each sent once); eCommerce orders are events to Braze.
@@ -48,8 +49,8 @@ def _outcome(objects: pl.DataFrame, batches: pl.DataFrame, outcomes: pl.DataFram
             # A finished batch (acknowledged, or pending with its pending objects listed) acknowledged every
             # object it does not list; a batch never finished (planned, sending) acknowledged nothing.
             outcome=pl.when(pl.col("_outcome").is_not_null()).then(pl.col("_outcome"))
-            .when(pl.col("_status").is_in(["acknowledged", "pending"])).then(pl.lit("acknowledged"))
-            .otherwise(pl.lit("pending")),
+            .when(pl.col("_status").is_in([BatchState.ACKNOWLEDGED, BatchState.PENDING])).then(pl.lit(Outcome.ACKNOWLEDGED))
+            .otherwise(pl.lit(Outcome.PENDING)),
             reason=pl.col("_reason"),
             in_doubt=pl.col("in_doubt").fill_null(False),
         )
@@ -95,11 +96,11 @@ def _commit(run_id: str, plan_dir: Path, ledger: Ledger, snapshot: Snapshot, in_
         p = int(f.stem.split("-")[1])  # users units come first: a users unit's number is its partition
         outcome = _outcome(pl.read_parquet(f), batches, outcomes)
         _commit_users(p, outcome, plan_dir, snapshot)
-        acked_users[p] = outcome.filter((pl.col("outcome") == "acknowledged") & (pl.col("dataset") == "users")
+        acked_users[p] = outcome.filter((pl.col("outcome") == Outcome.ACKNOWLEDGED) & (pl.col("dataset") == "users")
                                         ).select("external_id")
         parts.append(outcome)
     outcome = pl.concat(parts) if parts else object_outcomes(run_id, plan_dir, ledger)
-    acked = outcome.filter(pl.col("outcome") == "acknowledged")
+    acked = outcome.filter(pl.col("outcome") == Outcome.ACKNOWLEDGED)
     commit_entries(plan_dir, snapshot, acked_users)
 
     for name in OCCURRENCE_IDS:
@@ -119,7 +120,7 @@ def _commit(run_id: str, plan_dir: Path, ledger: Ledger, snapshot: Snapshot, in_
 
 def _commit_users(p: int, outcome: pl.DataFrame, plan_dir: Path, snapshot: Snapshot) -> None:
     """Partition p of the users snapshot takes the planned values of the users Braze acknowledged."""
-    acked = outcome.filter((pl.col("outcome") == "acknowledged") & (pl.col("dataset") == "users")).select("external_id")
+    acked = outcome.filter((pl.col("outcome") == Outcome.ACKNOWLEDGED) & (pl.col("dataset") == "users")).select("external_id")
     users_next = plan_dir / "users_next" / f"part-{p:05d}.parquet"
     if not acked.height or not users_next.exists():
         return
@@ -131,16 +132,16 @@ def _commit_users(p: int, outcome: pl.DataFrame, plan_dir: Path, snapshot: Snaps
 
 def _commit_held(run_id: str, outcome: pl.DataFrame, snapshot: Snapshot, in_doubt_policy: str) -> None:
     """Objects not to send again unchanged: Braze rejected them, or (under `skip`) they are in doubt."""
-    rejected = outcome.filter(pl.col("outcome") == "rejected").select(
-        "dataset", "key", "fingerprint", pl.lit("rejected").alias("status"), pl.col("reason").fill_null("rejected"),
+    rejected = outcome.filter(pl.col("outcome") == Outcome.REJECTED).select(
+        "dataset", "key", "fingerprint", pl.lit(HeldReason.REJECTED).alias("status"), pl.col("reason").fill_null(Outcome.REJECTED.value),
     )
     doubtful = outcome.filter(
-        (pl.col("outcome") == "pending") & pl.col("in_doubt") & pl.col("dataset").is_in(OCCURRENCE_IDS)
+        (pl.col("outcome") == Outcome.PENDING) & pl.col("in_doubt") & pl.col("dataset").is_in(OCCURRENCE_IDS)
         & pl.lit(in_doubt_policy == "skip")
-    ).select("dataset", "key", "fingerprint", pl.lit("in_doubt").alias("status"),
+    ).select("dataset", "key", "fingerprint", pl.lit(HeldReason.IN_DOUBT).alias("status"),
              pl.lit("sent, then no definite answer (5xx, timeout or crash)").alias("reason"))
     newly_held = pl.concat([rejected, doubtful]).with_columns(run_id=pl.lit(run_id)).cast(SCHEMAS["held"])
-    settled = outcome.filter(pl.col("outcome") != "pending").select("dataset", "key")
+    settled = outcome.filter(pl.col("outcome") != Outcome.PENDING).select("dataset", "key")
     held_before = snapshot.scan("held").collect()
     if newly_held.height or held_before.join(settled, on=["dataset", "key"], how="semi").height:
         held = pl.concat([held_before.join(settled, on=["dataset", "key"], how="anti")

@@ -31,6 +31,7 @@ from connectors.braze.outcomes import LoadStats
 from connectors.braze.ratelimit import RateLimiter, parse_rate
 from connectors.state.budget import LeasedBudget, budget_key
 from connectors.state.ledger import LEASE_SECONDS, UNFINISHED_BATCHES, LedgerBase
+from connectors.states import BatchState
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ def apply_plan(run_id: str, plan_dir: Path, ledger: LedgerBase, settings: LoadSe
 
         async def on_result(result) -> None:
             await writer.result(result)
-            if result.status == "acknowledged":
+            if result.status == BatchState.ACKNOWLEDGED:
                 report()
 
         report(progress["done"])
@@ -277,13 +278,13 @@ def _wait_for_work(ledger: LedgerBase, run_id: str, poll_seconds: float, report:
             return False
         if ledger.claimable(run_id) or ledger.expire_dead_owners(run_id):
             return True
-        report(counts.get("acknowledged", 0))
+        report(counts.get(BatchState.ACKNOWLEDGED, 0))
         time.sleep(min(poll_seconds, PLANNING_POLL_SECONDS) if more else poll_seconds)
 
 
 def _done(ledger: LedgerBase, run_id: str) -> int:
     """Progress is batches acknowledged of batches planned: a run that ends with pending ones stays below 100%."""
-    return ledger.status_counts(run_id).get("acknowledged", 0)
+    return ledger.status_counts(run_id).get(BatchState.ACKNOWLEDGED, 0)
 
 
 def _merge(total: LoadStats, part: LoadStats) -> None:

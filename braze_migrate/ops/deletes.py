@@ -28,6 +28,7 @@ from connectors.errors import SourceError
 from connectors.sources import open_source, reading
 from connectors.state.integrity import journal_for
 from connectors.state.snapshot import SCHEMAS, Snapshot
+from connectors.states import FINAL_REQUESTS, HeldReason, RequestState
 from transforms import identity
 from transforms.normalize import MAX_EXTERNAL_ID_BYTES, external_id_text
 
@@ -146,7 +147,7 @@ def apply_deletes(run_id: str, plan_dir: Path, ledger, endpoint: str, api_key: s
     statuses = {b.batch_no: b.status for b in ledger.delete_batches(run_id)}
     batches = [(b, ids) for b, ids in
                todo.group_by("batch_no", maintain_order=True).agg("external_id").sort("batch_no").iter_rows()
-               if statuses.get(b) not in ("acknowledged", "rejected")]
+               if statuses.get(b) not in FINAL_REQUESTS]
     client = DeleteClient(endpoint, api_key, rate=settings.rate_limit, max_attempts=settings.max_attempts,
                           max_seconds=settings.max_retry_seconds, timeout=settings.timeout_seconds)
 
@@ -168,15 +169,15 @@ def commit_deletes(run_id: str, plan_dir: Path, state: Path, ledger, report: Del
     rows = ledger.delete_batches(run_id)
     status = {b.batch_no: b.status for b in rows}
     report.requests = sum(b.requests for b in rows)
-    report.acknowledged_batches = sum(1 for s in status.values() if s == "acknowledged")
-    report.pending_batches = sum(1 for s in status.values() if s not in ("acknowledged", "rejected"))
+    report.acknowledged_batches = sum(1 for s in status.values() if s == RequestState.ACKNOWLEDGED)
+    report.pending_batches = sum(1 for s in status.values() if s not in FINAL_REQUESTS)
     todo = pl.read_parquet(plan_dir / PLAN_FILE).with_columns(
-        _status=pl.col("batch_no").replace_strict(status, default="planned", return_dtype=pl.Utf8))
+        _status=pl.col("batch_no").replace_strict(status, default=RequestState.PLANNED.value, return_dtype=pl.Utf8))
     # Shown in the report and artifacts: an email or phone user reads `email` / `phone` (transforms/identity.py).
     report.deleted_ids = [identity.display_key(k) for k in
-                          todo.filter(pl.col("_status") == "acknowledged")["external_id"].to_list()]
+                          todo.filter(pl.col("_status") == RequestState.ACKNOWLEDGED)["external_id"].to_list()]
     report.pending_ids = [identity.display_key(k) for k in
-                          todo.filter(pl.col("_status") != "acknowledged")["external_id"].to_list()]
+                          todo.filter(pl.col("_status") != RequestState.ACKNOWLEDGED)["external_id"].to_list()]
     drop_from_snapshot(state, ledger, run_id)
     keep_out(state, ledger, run_id)
     return report
@@ -192,7 +193,7 @@ def keep_out(state: Path, ledger, run_id: str) -> None:
     mine = held.filter(pl.col("dataset") == DATASET)
     if sorted(mine["key"].to_list()) == sorted(keys.to_list()):
         return
-    rows = pl.DataFrame({"dataset": DATASET, "key": keys, "fingerprint": None, "status": "deleted",
+    rows = pl.DataFrame({"dataset": DATASET, "key": keys, "fingerprint": None, "status": HeldReason.DELETED.value,
                          "reason": "deleted on behalf of user_deletes", "run_id": run_id}).cast(SCHEMAS["held"])
     snapshot.replace("held", pl.concat([held.filter(pl.col("dataset") != DATASET), rows]).sort(["dataset", "key"]))
 

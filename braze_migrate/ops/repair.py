@@ -33,6 +33,7 @@ from connectors.state.integrity import (
 )
 from connectors.state.ledger_base import LedgerBase, Run
 from connectors.state.snapshot import SCHEMAS, Snapshot
+from connectors.states import BatchState, HeldReason, RunState
 
 DEFAULT_PARTITIONS_KEY = "partitions"
 
@@ -89,13 +90,13 @@ def _abandon_unsent_runs_without_plan(state: Path, ledger: LedgerBase) -> None:
     for run in ledger.runs(limit=1_000_000):
         if run.status not in UNFINISHED or (state / "runs" / run.run_id / "plan").is_dir():
             continue
-        sent = [b for b, status in ledger.batch_statuses(run.run_id).items() if status not in ("planned", "claimed")]
+        sent = [b for b, status in ledger.batch_statuses(run.run_id).items() if status not in (BatchState.PLANNED, BatchState.CLAIMED)]
         if sent:
             raise RepairImpossible(
                 f"run {run.run_id} sent {len(sent)} batch(es) before its plan (runs/{run.run_id}/plan) was deleted: "
                 "which events and purchases Braze acknowledged is unknown; restore that folder from a backup"
             )
-        ledger.set_run_status(run.run_id, "abandoned")
+        ledger.set_run_status(run.run_id, RunState.ABANDONED)
 
 
 def _drop_deleted_users(snapshot: Snapshot, ledger: LedgerBase, run_id: str) -> None:
@@ -111,7 +112,7 @@ def _drop_deleted_users(snapshot: Snapshot, ledger: LedgerBase, run_id: str) -> 
     if snapshot.path("push_tokens").exists():
         snapshot.replace("push_tokens", snapshot.scan("push_tokens").collect().join(deleted, on="external_id",
                                                                                     how="anti"))
-    rows = pl.DataFrame({"dataset": DELETES, "key": deleted["external_id"], "fingerprint": None, "status": "deleted",
+    rows = pl.DataFrame({"dataset": DELETES, "key": deleted["external_id"], "fingerprint": None, "status": HeldReason.DELETED.value,
                          "reason": "deleted on behalf of user_deletes", "run_id": run_id}).cast(SCHEMAS["held"])
     held = snapshot.scan("held").collect().filter(pl.col("dataset") != DELETES)
     snapshot.replace("held", pl.concat([held, rows]).sort(["dataset", "key"]))
@@ -119,7 +120,7 @@ def _drop_deleted_users(snapshot: Snapshot, ledger: LedgerBase, run_id: str) -> 
 
 def _committed(ledger: LedgerBase) -> list[Run]:
     """Committed runs, oldest first: the order their commits were made in."""
-    return sorted((r for r in ledger.runs(limit=1_000_000) if r.status == "committed"), key=lambda r: r.created_at)
+    return sorted((r for r in ledger.runs(limit=1_000_000) if r.status == RunState.COMMITTED), key=lambda r: r.created_at)
 
 
 def _require_plans(state: Path, runs: list[Run], ledger: LedgerBase) -> None:

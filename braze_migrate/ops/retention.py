@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from connectors.state.ledger_base import LedgerBase
+from connectors.states import RunState
 
 DAY = 86_400.0
 BODIES = ("batches",)
@@ -42,7 +43,7 @@ def prune(state: Path, ledger: LedgerBase, days: float, *, now: float | None = N
     now = time.time() if now is None else now
     removed = 0
     for run in ledger.runs(limit=1_000_000):
-        if (run.status == "committed" and _age(run, now) >= days * DAY
+        if (run.status == RunState.COMMITTED and _age(run, now) >= days * DAY
                 and not _in_doubt(ledger, run.run_id)):
             removed += drop_bodies(state / "runs" / run.run_id / "plan")
     dry_runs = state / "plans"

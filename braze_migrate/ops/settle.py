@@ -42,6 +42,7 @@ from connectors.state.integrity import journal_for, require_intact
 from connectors.state.ledger_base import LedgerBase
 from connectors.state.settlements import Decision
 from connectors.state.snapshot import Snapshot
+from connectors.states import HeldReason, RunState
 
 OCCURRENCES = ("events", "purchases")
 WINDOW_DAYS = 90  # Braze's aggregates cover the last 90 days (braze-api.md, "Reading back")
@@ -75,7 +76,7 @@ def held_objects(state: Path, ledger: LedgerBase, run_id: str) -> pl.DataFrame:
         return pl.DataFrame(schema={"dataset": pl.Utf8, "array": pl.Utf8, "index": pl.Int64, "key": pl.Utf8,
                                     "external_id": pl.Utf8, "fingerprint": pl.UInt64, "batch_no": pl.Int64})
     # Only what the snapshot still holds in doubt: a later run may have settled or resent some already.
-    still_held = Snapshot(Path(state)).scan("held").filter(pl.col("status") == "in_doubt").select("dataset", "key")
+    still_held = Snapshot(Path(state)).scan("held").filter(pl.col("status") == HeldReason.IN_DOUBT).select("dataset", "key")
     return (
         pl.scan_parquet(files)
         .filter(pl.col("dataset").is_in(OCCURRENCES))
@@ -173,7 +174,7 @@ def _committed_run(ledger: LedgerBase, run_id: str):
         run = ledger.run(run_id)
     except KeyError:
         raise SettleError(f"no run {run_id} in the ledger: `braze-migrate status` lists the runs") from None
-    if run.status != "committed":
+    if run.status != RunState.COMMITTED:
         raise SettleError(f"run {run_id} is not finished ({run.status}): run `braze-migrate {run.kind} {run.source}` "
                           "first, then settle what it left in doubt")
     return run

@@ -26,6 +26,7 @@ import polars_hash as plh
 from braze_migrate.plan.planner import normalized_datasets
 from connectors.braze.export import BrazeExporter
 from connectors.state.snapshot import Snapshot
+from connectors.states import HeldReason
 from transforms.deltas import token_key
 from transforms.identity import display_key
 from transforms.nested import braze_name
@@ -270,9 +271,9 @@ def _expect_counts(users: dict[str, Expectation], rows: pl.LazyFrame, held: pl.L
         edge = since.astimezone(UTC)
         certain = certain & (when >= edge + WINDOW_SLACK)
         in_window = pl.col("status").is_null() & (when >= edge - WINDOW_SLACK)
-        possible = in_window | (pl.col("status") == "in_doubt")
+        possible = in_window | (pl.col("status") == HeldReason.IN_DOUBT)
     else:
-        possible = certain | (pl.col("status") == "in_doubt")
+        possible = certain | (pl.col("status") == HeldReason.IN_DOUBT)
     frame = (
         rows.join(status, on=key, how="left")
         # Braze trims event names and product ids.
@@ -282,7 +283,7 @@ def _expect_counts(users: dict[str, Expectation], rows: pl.LazyFrame, held: pl.L
         .agg(
             pl.col("__n").filter(certain).sum().alias("low"),
             pl.col("__n").filter(possible).sum().alias("high"),
-            (pl.col("status") == "rejected").sum().alias("rejected"),
+            (pl.col("status") == HeldReason.REJECTED).sum().alias("rejected"),
         )
         .sort("external_id", "__name")
         .collect()

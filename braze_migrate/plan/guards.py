@@ -26,6 +26,8 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel
 
+from connectors.states import BatchState, RunState
+
 EXIT_HELD = 4
 FIGURE_SCHEMA = {"column": pl.Utf8, "users": pl.Int64, "unset": pl.Int64, "changed": pl.Int64,
                  "unset_share": pl.Float64, "changed_share": pl.Float64}
@@ -266,7 +268,7 @@ def baseline(runs: Iterable, state: Path, *, exclude: str | None = None) -> Base
     """The export of the last committed run (newest first in `runs`): a held or abandoned run was never
     acknowledged, so it is never the baseline. Read from that run's plan (`stats.json`), else from its summary."""
     for run in runs:
-        if run.status != "committed" or run.run_id == exclude:
+        if run.status != RunState.COMMITTED or run.run_id == exclude:
             continue
         stats = Path(state) / "runs" / run.run_id / "plan" / "stats.json"
         if stats.exists():
@@ -303,7 +305,7 @@ def guard_run(state: Path, plan_dir: Path, run_id: str, ledger, settings: GuardS
               accepted: Iterable[str] = ()) -> GuardReport | None:
     """The guard report of a run about to send (also written to `plan_dir/guards.json`), or None once any of
     its batches left: its figures were passed or accepted then, and a resumed load is never held halfway."""
-    if any(status != "planned" for status in ledger.status_counts(run_id)):
+    if any(status != BatchState.PLANNED for status in ledger.status_counts(run_id)):
         return None
     if not (Path(plan_dir) / "complete").exists():
         return None  # a first load, planned while it loads (braze_migrate/run/pipeline.py): no figures to compare

@@ -42,6 +42,7 @@ from braze_migrate.plan.contract import read_contract
 from braze_migrate.progress import ProgressEvent, ProgressSink
 from connectors.sources import CATALOGS, Dataset, iter_batches, open_source, parquet_batches, reading
 from connectors.state.snapshot import Snapshot, partition_of
+from connectors.states import HeldReason, Outcome
 from transforms import deltas, ecommerce, normalize, suspicious, type_contract
 from transforms.csv_typing import infer_csv_types
 from transforms.payloads import empty_tail, pack_unit
@@ -74,6 +75,8 @@ REJECT_SCHEMA = {"dataset": pl.Utf8, "key": pl.Utf8, "column": pl.Utf8, "value":
 LEDGER_COLUMNS = ["batch_no", "n_attributes", "n_events", "n_purchases"]
 
 UnitCallback = Callable[[int, pl.DataFrame], None]
+
+UNCHANGED = Outcome.UNCHANGED.value  # the plan's count of rows found unchanged
 
 
 class UnitsRunner(Protocol):
@@ -129,7 +132,7 @@ def build_plan(source: str, snapshot: Snapshot, plan_dir: Path, *, batch_size: i
     units = layout["units"]
     held = snapshot.scan("held")
     if resend_in_doubt:
-        held = held.filter(pl.col("status") != "in_doubt")
+        held = held.filter(pl.col("status") != HeldReason.IN_DOUBT)
     csv_types = _csv_types(plan_dir, layout)
     emit(ProgressEvent("planning", 0, len(units), "units"))
     ahead = _UnitsAhead(plan_workers(), plan_dir, snapshot, held, csv_types, layout, units_runner)
@@ -464,7 +467,7 @@ def _plan_unit(plan_dir: Path, unit: dict, u: int, snapshot: Snapshot, held: pl.
         part = _split_users(plan_dir, u, unit, snapshot, held, csv_types, layout)
         return _plan_users(plan_dir, [part], held, csv_types, layout)[u]
     files = _spooled(plan_dir, name, p)
-    record = {"dataset": name, "part": p, "unchanged": 0, "full_dp": 0, "full_objects": 0}
+    record = {"dataset": name, "part": p, UNCHANGED: 0, "full_dp": 0, "full_objects": 0}
     if not files:
         return pl.LazyFrame(schema=OBJECT_SCHEMA), record
     frame = pl.scan_parquet(files)
@@ -487,8 +490,8 @@ def _plan_unit(plan_dir: Path, unit: dict, u: int, snapshot: Snapshot, held: pl.
         cost = deltas.full_resend_cost(None, [good.lazy()])
     send, kept, n_unchanged, c = pl.collect_all([
         d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA),
-        d.kept.filter(pl.col("bucket") != "unchanged").select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA),
-        d.kept.filter(pl.col("bucket") == "unchanged").select(pl.len()),
+        d.kept.filter(pl.col("bucket") != Outcome.UNCHANGED).select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA),
+        d.kept.filter(pl.col("bucket") == Outcome.UNCHANGED).select(pl.len()),
         cost,
     ], engine=UNIT_ENGINE)
     record.update(unchanged=int(n_unchanged.item()), full_dp=int(c["dp"][0] or 0),
@@ -540,7 +543,7 @@ def _plan_users(plan_dir: Path, members: list[_UsersPart], held: pl.LazyFrame, c
     paid once, not per partition), then write each partition's files and return each unit's objects and
     counts. Every step is per user, so the result is the same whatever the grouping (tests/test_seen.py)."""
     out = {m.u: (pl.LazyFrame(schema=OBJECT_SCHEMA),
-                 {"dataset": "users", "part": m.part, "unchanged": 0, "full_dp": 0, "full_objects": 0})
+                 {"dataset": "users", "part": m.part, UNCHANGED: 0, "full_dp": 0, "full_objects": 0})
            for m in members}
     live = [m for m in members if m.frame is not None]
     if not live:
@@ -564,8 +567,8 @@ def _plan_users(plan_dir: Path, members: list[_UsersPart], held: pl.LazyFrame, c
     p_of = partition_of(pl.col("key"), parts).alias("_p")
     send, kept, unchanged, points, nxt = pl.collect_all([
         d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA).with_columns(p_of),
-        d.kept.filter(pl.col("bucket") != "unchanged").select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA).with_columns(p_of),
-        d.kept.filter(pl.col("bucket") == "unchanged").select("key", p_of),
+        d.kept.filter(pl.col("bucket") != Outcome.UNCHANGED).select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA).with_columns(p_of),
+        d.kept.filter(pl.col("bucket") == Outcome.UNCHANGED).select("key", p_of),
         # Per user: the memo keeps each user's cost, and their sum is the full resend's.
         good.lazy().select("external_id", "_file", "_row", deltas.user_points(good.schema).alias("data_points"),
                            partition_of(pl.col("external_id"), parts).alias("_p")),
@@ -591,7 +594,7 @@ def _plan_users(plan_dir: Path, members: list[_UsersPart], held: pl.LazyFrame, c
         skipped = m.split.skipped
         out[m.u] = (own_send.lazy(), {
             "dataset": "users", "part": m.part,
-            "unchanged": skipped.height + unchanged.filter(mine).height,
+            UNCHANGED: skipped.height + unchanged.filter(mine).height,
             "full_dp": int(skipped["data_points"].sum() or 0) + int(own_points["data_points"].sum() or 0),
             "full_objects": skipped.height + own_points.height,
         })
@@ -622,13 +625,13 @@ def _finish(plan_dir: Path, source: str, mapping: str | None, layout: dict, batc
     _merge(plan_dir / "rejects", REJECT_SCHEMA, plan_dir / "rejects.parquet", written)
     unchanged = {name: 0 for name in layout["read"]}
     for r in records:
-        unchanged[r["dataset"]] = unchanged.get(r["dataset"], 0) + r["unchanged"]
+        unchanged[r["dataset"]] = unchanged.get(r["dataset"], 0) + r[UNCHANGED]
     stats = {
         "source": source,
         "mapping": mapping,
         "read": layout["read"],
         "columns": layout.get("columns", {}),
-        "unchanged": unchanged,
+        UNCHANGED: unchanged,
         "partitions": layout["partitions"],
         "units": len(layout["units"]),
         "units_planned": len(records),

@@ -25,6 +25,7 @@ import transforms
 from braze_migrate.plan.contract import read_contract
 from connectors.state.seen import SeenCache
 from connectors.state.snapshot import Snapshot
+from connectors.states import Outcome
 from transforms import normalize
 from transforms.rowhash import raw_row_hash, values_hash
 from transforms.type_contract import KINDS, conforms, first_conforms
@@ -119,7 +120,7 @@ def next_entries(good: pl.DataFrame, rejects: pl.DataFrame, keys: pl.DataFrame, 
     `data_points`). A first load's entries get their future rows' hash and kinds from `with_first_rows`."""
     outcome = pl.concat([
         sent.select(pl.col("key").alias("external_id"), pl.lit("sent").alias("kind")),
-        unchanged.select(pl.col("key").alias("external_id"), pl.lit("unchanged").alias("kind")),
+        unchanged.select(pl.col("key").alias("external_id"), pl.lit(Outcome.UNCHANGED).alias("kind")),
     ])
     rejected = rejects.filter(pl.col("key").is_not_null()).select(pl.col("key").alias("external_id")).unique()
     return (
@@ -130,7 +131,7 @@ def next_entries(good: pl.DataFrame, rejects: pl.DataFrame, keys: pl.DataFrame, 
         .join(rejected, on="external_id", how="anti")
         .join(outcome, on="external_id", how="inner")
         .join(snapshot_hashes, on="external_id", how="left")
-        .with_columns(pl.when(pl.col("kind") == "unchanged").then(pl.col("values_hash")).alias("values_hash"))
+        .with_columns(pl.when(pl.col("kind") == Outcome.UNCHANGED).then(pl.col("values_hash")).alias("values_hash"))
         .with_columns(next_hash=pl.lit(None, pl.UInt64), kinds=pl.lit(None, pl.Utf8))
         .select(list(_ENTRY)).cast(_ENTRY)
     )

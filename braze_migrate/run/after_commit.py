@@ -11,6 +11,7 @@ from braze_migrate.run.credentials import resolve_credentials
 from braze_migrate.run.engine import Engine
 from braze_migrate.settings import LoadSettings, load_settings
 from connectors.state.ledger_base import Run
+from connectors.states import RunState
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class AfterCommit:
 
     def record(self, summary) -> None:
         """Store the summary the stage completed with its run (the run stays committed)."""
-        self.engine.ledger.set_run_status(self.run.run_id, "committed", summary.to_json())
+        self.engine.ledger.set_run_status(self.run.run_id, RunState.COMMITTED, summary.to_json())
 
 
 @contextmanager

@@ -20,6 +20,9 @@ from braze_migrate.run.identities import identities_preview
 from braze_migrate.settings import LoadSettings
 from connectors.state.private import open_private
 from connectors.state.snapshot import Snapshot
+from connectors.states import Outcome
+
+UNCHANGED = Outcome.UNCHANGED.value  # the plan's count of rows found unchanged
 
 
 def _require_intact(settings: LoadSettings, state: Path) -> None:
@@ -60,7 +63,7 @@ def dry_run(settings: LoadSettings, source: str, *, out: str | None = None, mapp
             "read": read,
             "to_send": o.height,
             "data_points": int(o["data_points"].sum() or 0),
-            "unchanged": info.stats["unchanged"].get(name, 0),
+            UNCHANGED: info.stats[UNCHANGED].get(name, 0),
             "held": k.height,
             "rejected_rows": r.select("file", "row").unique().height,
             "rejected_cells": rejects.filter((pl.col("dataset") == name) & pl.col("column").is_not_null()).height,

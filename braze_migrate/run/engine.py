@@ -35,6 +35,7 @@ from connectors.state.ledger_base import LedgerBase, LedgerUnavailable
 from connectors.state.ledgers import open_ledger
 from connectors.state.private import open_private, prove_writable
 from connectors.state.snapshot import Snapshot
+from connectors.states import UNFINISHED_BATCHES, Outcome, RunState
 
 FINISHED = "all_stages_done"  # in a stored summary: every stage of the run ended (see Engine.finished)
 UNREAD_FILE = "unread.json"  # in the plan: files of the export no dataset reads, for the summary
@@ -78,17 +79,17 @@ class Engine:
         mapping = str(mapping) if mapping else None
         unfinished = self.ledger.unfinished_run()
         notes = []
-        if unfinished is not None and unfinished.status == "planning":
+        if unfinished is not None and unfinished.status == RunState.PLANNING:
             # Died while planning: nothing was sent, so the plan can be thrown away.
             shutil.rmtree(self.run_dir(unfinished.run_id), ignore_errors=True)
-            self.ledger.set_run_status(unfinished.run_id, "abandoned")
+            self.ledger.set_run_status(unfinished.run_id, RunState.ABANDONED)
             unfinished = None
-        if unfinished is not None and unfinished.status == "held" and (
+        if unfinished is not None and unfinished.status == RunState.HELD and (
                 unfinished.source != source or (unfinished.settings or {}).get("mapping") != mapping
                 or unfinished.source_fingerprint != source_fingerprint(source, mapping)):
             # Held by the guards (guards.py), so nothing of it was sent: a fixed or another export replaces it.
             shutil.rmtree(self.run_dir(unfinished.run_id), ignore_errors=True)
-            self.ledger.set_run_status(unfinished.run_id, "abandoned")
+            self.ledger.set_run_status(unfinished.run_id, RunState.ABANDONED)
             notes.append(f"run {unfinished.run_id}, held by the guards, was dropped: the export changed since")
             unfinished = None
         if unfinished is not None:
@@ -122,7 +123,7 @@ class Engine:
         write_rules(plan_dir, s, datetime.now(UTC).date())
         if plan_while_loading and self._pipelined():
             # Nothing committed yet, so no guard has figures to hold a plan on: plan while loading (`apply`).
-            self.ledger.set_run_status(run_id, "loading")
+            self.ledger.set_run_status(run_id, RunState.LOADING)
             plan_dir.mkdir(parents=True, exist_ok=True)
             (plan_dir / UNREAD_FILE).write_text(json.dumps([{"path": u.path, "reason": u.reason} for u in unread]))
             return Prepared(run_id, plan_dir, False, 0, notes)
@@ -135,7 +136,7 @@ class Engine:
         self.ledger.add_batches(run_id, (
             (b, (e + p) > 0, a + e + p) for b, a, e, p in batches.iter_rows()
         ))
-        self.ledger.set_run_status(run_id, "planned")
+        self.ledger.set_run_status(run_id, RunState.PLANNED)
         return Prepared(run_id, plan_dir, False, info.batches, notes)
 
     def _unchanged_since(self, source: str, mapping: str | None, fingerprint: str) -> str | None:
@@ -167,7 +168,7 @@ class Engine:
 
     def _pipelined(self) -> bool:
         """A first load into this state (no run committed yet) is planned while it loads (pipeline.py)."""
-        return not any(r.status == "committed" for r in self.ledger.runs(limit=1_000_000))
+        return not any(r.status == RunState.COMMITTED for r in self.ledger.runs(limit=1_000_000))
 
     def apply(self, prepared: Prepared, endpoint: str, api_key: str, *, on_progress=None, transport=None,
               on_plan_progress: ProgressSink | None = None):
@@ -175,7 +176,7 @@ class Engine:
         Before the first request, the run proves it can write everything its commit will write (exit 6 if not)."""
         prove_writable([self.snapshot.root, self.snapshot.root / "users", self.state / "seen",
                         self.run_dir(prepared.run_id)], self.state)
-        self.ledger.set_run_status(prepared.run_id, "loading")
+        self.ledger.set_run_status(prepared.run_id, RunState.LOADING)
         if not plan_complete(prepared.plan_dir):
             run = self.ledger.run(prepared.run_id)
             _, stats = plan_and_apply(prepared.run_id, run.source, self.snapshot, prepared.plan_dir, self.ledger,
@@ -197,7 +198,7 @@ class Engine:
         emit(ProgressEvent("committing", 0, 1, "steps", detail="snapshot, rejects file, summary"))
         run = self.ledger.run(prepared.run_id)
         statuses = self.ledger.batch_statuses(prepared.run_id)
-        unsent = sum(1 for s in statuses.values() if s in ("planned", "claimed", "sending"))
+        unsent = sum(1 for s in statuses.values() if s in UNFINISHED_BATCHES)
         unsent += not plan_complete(prepared.plan_dir)  # stopped while later units were still to plan
         outcome = commit_run(prepared.run_id, prepared.plan_dir, self.ledger, self.snapshot,
                              in_doubt_policy=self.settings.in_doubt)
@@ -207,7 +208,7 @@ class Engine:
         totals = self.ledger.totals(prepared.run_id)
         emit(ProgressEvent("committing", 1, 1, "steps", finished=True))
         stats = json.loads((prepared.plan_dir / "stats.json").read_text())
-        pending = sum(d["pending"] for d in datasets.values())
+        pending = sum(d[Outcome.PENDING] for d in datasets.values())
         status = (RunStatus.INTERRUPTED if unsent else
                   RunStatus.COMPLETED if pending == 0 else RunStatus.INCOMPLETE)
         resume = None
@@ -215,7 +216,7 @@ class Engine:
             mapping = (run.settings or {}).get("mapping")
             resume = (f"braze-migrate {run.kind} {run.source}" + (f" --mapping {mapping}" if mapping else "")
                       + f" --state {self.state}")  # what else to do first: run/advice.py
-        acked = outcome.filter(outcome["outcome"] == "acknowledged")
+        acked = outcome.filter(outcome["outcome"] == Outcome.ACKNOWLEDGED)
         unread_json = prepared.plan_dir / UNREAD_FILE
         unread = [UnreadFile(**u) for u in json.loads(unread_json.read_text())] if unread_json.exists() else []
         suspicious = report.suspicious_count(prepared.plan_dir)
@@ -260,7 +261,7 @@ class Engine:
     def record(self, summary: RunSummary) -> None:
         """Store the summary with its run: committed when every batch is final, else still loading."""
         final = summary.status in (RunStatus.COMPLETED, RunStatus.INCOMPLETE)
-        self.ledger.set_run_status(summary.run_id, "committed" if final else "loading", summary.to_json())
+        self.ledger.set_run_status(summary.run_id, RunState.COMMITTED if final else RunState.LOADING, summary.to_json())
 
 
 def _exporter(settings: LoadSettings):

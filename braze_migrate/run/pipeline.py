@@ -28,6 +28,7 @@ from braze_migrate.settings import LoadSettings
 from connectors.braze.ratelimit import parse_rate
 from connectors.state.ledger import LedgerBase
 from connectors.state.snapshot import Snapshot
+from connectors.states import BatchState, RunState
 
 log = logging.getLogger(__name__)
 BACKLOG_SECONDS = 10  # of sending at the rate limit: how far the planner may run ahead of the sender
@@ -80,7 +81,7 @@ class PlannerThread:
             self.recorded += batches.height
         log.debug("unit %d planned: %d batches recorded", unit, batches.height)
         if self.backlog is not None:
-            while not self._stop.is_set() and self._ledger.status_counts(self.run_id).get("planned", 0) > self.backlog:
+            while not self._stop.is_set() and self._ledger.status_counts(self.run_id).get(BatchState.PLANNED, 0) > self.backlog:
                 self._stop.wait(BACKLOG_POLL_SECONDS)
 
     def _run(self) -> None:
@@ -113,7 +114,7 @@ def plan_and_apply(run_id: str, source: str, snapshot: Snapshot, plan_dir: Path,
         if not ledger.batch_statuses(run_id):
             # Nothing was recorded, so nothing was sent: drop the run, so that the next command (once the
             # export is fixed) plans afresh instead of resuming this one.
-            ledger.set_run_status(run_id, "abandoned")
+            ledger.set_run_status(run_id, RunState.ABANDONED)
         raise
     return info, stats
 

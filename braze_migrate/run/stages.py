@@ -34,6 +34,7 @@ from braze_migrate.summary import RunStatus, RunSummary, WorkerReport
 from connectors import readiness
 from connectors.state.ledger_base import LedgerUnavailable
 from connectors.state.lock import StateInUse, run_lock
+from connectors.states import BatchState, RunState
 
 Options = Mapping[str, Any]
 
@@ -110,7 +111,7 @@ def left_over(prepared: Prepared, options: Options) -> tuple[int, int]:
     engine = Engine(load_settings(**options))
     try:
         counts = engine.ledger.status_counts(prepared.run_id)
-        return sum(n for status, n in counts.items() if status != "acknowledged"), sum(counts.values())
+        return sum(n for status, n in counts.items() if status != BatchState.ACKNOWLEDGED), sum(counts.values())
     finally:
         engine.close()
 
@@ -125,7 +126,7 @@ def guard(prepared: Prepared, options: Options) -> GuardReport | None:
         report = guards.guard_run(engine.state, prepared.plan_dir, prepared.run_id, engine.ledger,
                                   guards.GuardSettings.of(settings), settings.accept)
         if report is not None:
-            engine.ledger.set_run_status(prepared.run_id, "held" if report.held else "planned")
+            engine.ledger.set_run_status(prepared.run_id, RunState.HELD if report.held else RunState.PLANNED)
         return report
     finally:
         engine.close()
@@ -145,7 +146,7 @@ def held(kind: str, source: str, mapping: str | None, prepared: Prepared, option
     )
     engine = Engine(settings)
     try:
-        engine.ledger.set_run_status(prepared.run_id, "held", summary.to_json())
+        engine.ledger.set_run_status(prepared.run_id, RunState.HELD, summary.to_json())
     finally:
         engine.close()
     return summary

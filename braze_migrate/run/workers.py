@@ -18,6 +18,7 @@ from braze_migrate.run.credentials import resolve_credentials
 from braze_migrate.run.engine import Engine
 from braze_migrate.settings import ConfigError, LoadSettings
 from connectors.state.ledger_base import LedgerBase
+from connectors.states import BatchState, RunState
 
 # Settings a worker takes from the run it joins, so every worker loads it the same way.
 RUN_SETTINGS = ("rate_limit", "in_doubt", "max_attempts", "max_retry_seconds", "timeout_seconds",
@@ -47,7 +48,7 @@ def join_run(settings: LoadSettings, wait_for_run: float = 0.0, on_wait: Callabl
     finally:
         engine.close()
     return {"run_id": found.run_id, "worker_id": stats.worker_id, "batches": stats.batches,
-            "acknowledged": stats.acknowledged, "pending": stats.pending, "requests": stats.requests,
+            BatchState.ACKNOWLEDGED.value: stats.acknowledged, BatchState.PENDING.value: stats.pending, "requests": stats.requests,
             "retries": stats.retries, "throttled": stats.throttled, "leases": stats.leases,
             "lease_ms": round(1000 * stats.lease_seconds / max(1, stats.leases), 3),
             "elapsed_s": round(stats.elapsed, 3), "stopped": stats.stopped}
@@ -62,7 +63,7 @@ def still_planning(ledger: LedgerBase, run_id: str, plan_dir: Path, *, stall_s: 
     seen = {"batches": -1, "at": clock()}
 
     def planning() -> bool:
-        if plan_complete(plan_dir) or getattr(ledger.run(run_id), "status", None) != "loading":
+        if plan_complete(plan_dir) or getattr(ledger.run(run_id), "status", None) != RunState.LOADING:
             return False
         batches = sum(ledger.status_counts(run_id).values())
         if batches != seen["batches"]:
@@ -84,7 +85,7 @@ def _wait_for_run(engine: Engine, seconds: float, on_wait: Callable[[], None] | 
     waiting = False
     while True:
         found = engine.ledger.unfinished_run()
-        if found is not None and found.status in ("loading", "loaded"):
+        if found is not None and found.status in (RunState.LOADING, RunState.LOADED):
             return found
         if time.monotonic() >= deadline:
             return None

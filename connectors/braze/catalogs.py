@@ -22,6 +22,7 @@ import orjson
 from connectors.braze.outcomes import BrazeConfigError, BrazeError, BrazeRejected
 from connectors.braze.ratelimit import RateLimiter, parse_rate
 from connectors.braze.single import Counts, send_one
+from connectors.states import RequestState
 
 MAX_ITEMS = 50
 RATE = "16000/60s"  # shared by every asynchronous catalog item endpoint
@@ -57,7 +58,7 @@ class CatalogClient:
         """{catalog name: its fields [{name, type}]} from GET /catalogs; BrazeConfigError for a bad key or URL."""
         async def run() -> dict:
             async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as http:
-                return await self._request(http, "GET", "/catalogs", None, ItemsResult("pending"), self.list_limiter)
+                return await self._request(http, "GET", "/catalogs", None, ItemsResult(RequestState.PENDING), self.list_limiter)
 
         try:
             answer = asyncio.run(run())
@@ -78,13 +79,13 @@ class CatalogClient:
         async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as http:
             for batch_no, method, body in batches:
                 on_sending(batch_no)
-                result = ItemsResult("pending")
+                result = ItemsResult(RequestState.PENDING)
                 fatal = None
                 try:
                     await self._request(http, method, path, body, result, self.limiter)
-                    result.status = "acknowledged"
+                    result.status = RequestState.ACKNOWLEDGED
                 except BrazeRejected as exc:
-                    result.status, result.reason = "rejected", exc.braze_message
+                    result.status, result.reason = RequestState.REJECTED, exc.braze_message
                 except BrazeConfigError as exc:
                     result.reason, fatal = str(exc), exc
                 except BrazeError as exc:

@@ -54,6 +54,7 @@ from connectors.braze.outcomes import (
     classify_exception,
 )
 from connectors.braze.ratelimit import Clock, Rate, RateLimiter, Sleep
+from connectors.states import BatchState
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +326,7 @@ class _Batch:
         pending = sorted(set(self.pending), key=lambda obj: (order[obj[0]], obj[1]))
         return BatchResult(
             batch_no=self.batch_no,
-            status="pending" if pending else "acknowledged",
+            status=BatchState.PENDING if pending else BatchState.ACKNOWLEDGED,
             errors=errors,
             pending=pending,
             in_doubt=self.in_doubt,

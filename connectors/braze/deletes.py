@@ -24,6 +24,7 @@ from connectors.braze.outcomes import (
 )
 from connectors.braze.ratelimit import RateLimiter, parse_rate
 from connectors.braze.single import Counts, send_one
+from connectors.states import RequestState
 from transforms.identity import request_identifier
 
 PATH = "/users/delete"
@@ -47,7 +48,7 @@ class DeleteResult:
     """One request's outcome: `acknowledged` (Braze answered success), `rejected` (a 400: not retried) or
     `pending` (no answer within the retry budget; safe to send again)."""
 
-    status: str
+    status: RequestState
     reason: str | None = None
     deleted: int | None = None
     requests: int = 0
@@ -85,7 +86,7 @@ class DeleteClient:
                     raise fatal
 
     async def _send(self, http: httpx.AsyncClient, ids: list[str]) -> tuple[DeleteResult, BrazeError | None]:
-        result = DeleteResult("pending")
+        result = DeleteResult(RequestState.PENDING)
         counts = Counts()
         body = orjson.dumps(delete_body(ids))
         try:
@@ -93,7 +94,7 @@ class DeleteClient:
                                     max_attempts=self.max_attempts, max_seconds=self.max_seconds,
                                     stopped=self.stopped)
         except BrazeRejected as exc:
-            result.status, result.reason = "rejected", str(exc)
+            result.status, result.reason = RequestState.REJECTED, str(exc)
             return result, None
         except BrazeConfigError as exc:
             result.reason = str(exc)
@@ -103,7 +104,7 @@ class DeleteClient:
             return result, None
         finally:
             result.requests, result.retries, result.throttled = counts.requests, counts.retries, counts.throttled
-        result.status = "acknowledged"
+        result.status = RequestState.ACKNOWLEDGED
         deleted = answer.get("deleted")
         result.deleted = deleted if isinstance(deleted, int) else None
         return result, None

@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, NamedTuple
+from typing import ClassVar, NamedTuple
 from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
 import orjson
+
+from connectors.states import BatchState
 
 ARRAYS = ("attributes", "events", "purchases")
 REASON_MAX = 500
@@ -34,7 +36,7 @@ NOT_SENT = (
     aiohttp.ConnectionTimeoutError,
 )
 
-Status = Literal["acknowledged", "pending"]
+Status = BatchState  # acknowledged | pending: a batch result is final
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,7 @@ class LoadStats:
     def add(self, result: BatchResult) -> None:
         """Fold one batch result into the totals."""
         self.batches += 1
-        if result.status == "acknowledged":
+        if result.status == BatchState.ACKNOWLEDGED:
             self.acknowledged += 1
         else:
             self.pending += 1

@@ -18,14 +18,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import polars as pl
 
 from connectors.state.ledger_base import LedgerBase
+from connectors.states import FINAL_REQUESTS, RequestState
 
-Status = Literal["planned", "sending", "acknowledged", "rejected", "pending"]
-FINAL: tuple[Status, ...] = ("acknowledged", "rejected")
+Status = RequestState
+FINAL: tuple[Status, ...] = FINAL_REQUESTS
 
 
 @dataclass(frozen=True)
@@ -54,19 +54,19 @@ class CatalogLedger:
             for batch_no, method, n in rows:
                 self.ledger._execute(
                     "INSERT INTO catalog_batches (run_id, catalog, batch_no, method, status, n_items) "
-                    "VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING", (run_id, catalog, batch_no, method, "planned", n))
+                    "VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                    (run_id, catalog, batch_no, method, RequestState.PLANNED.value, n))
 
     def mark_sending(self, run_id: str, catalog: str, batch_no: int) -> None:
         """Write-ahead: committed before the request leaves."""
-        self.ledger._execute("UPDATE catalog_batches SET status='sending', attempts=attempts+1, updated_at=? "
-                             "WHERE run_id=? AND catalog=? AND batch_no=?", (time.time(), run_id, catalog, batch_no))
+        self.ledger._move("catalog_batches", RequestState.SENDING, "attempts=attempts+1, updated_at=?", (time.time(),),
+                          "run_id=? AND catalog=? AND batch_no=?", (run_id, catalog, batch_no))
 
     def record_result(self, run_id: str, catalog: str, batch_no: int, status: Status, *, requests: int,
                       throttled: int, reason: str | None) -> None:
-        self.ledger._execute(
-            "UPDATE catalog_batches SET status=?, requests=requests+?, throttled=throttled+?, reason=?, updated_at=? "
-            "WHERE run_id=? AND catalog=? AND batch_no=?",
-            (status, requests, throttled, reason, time.time(), run_id, catalog, batch_no))
+        self.ledger._move("catalog_batches", RequestState(status), "requests=requests+?, throttled=throttled+?, "
+                          "reason=?, updated_at=?", (requests, throttled, reason, time.time()),
+                          "run_id=? AND catalog=? AND batch_no=?", (run_id, catalog, batch_no))
 
     def mark_committed(self, run_id: str, catalog: str, batch_nos: list[int]) -> None:
         with self.ledger._transaction():
@@ -84,7 +84,7 @@ class CatalogLedger:
         sql = ("SELECT run_id, catalog, batch_no, method, status, n_items, requests, throttled, reason, committed "
                "FROM catalog_batches" + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY run_id, catalog, batch_no")
-        return [CatalogBatch(*r[:9], bool(r[9])) for r in self.ledger._execute(sql, tuple(params)).fetchall()]
+        return [CatalogBatch(*r[:4], RequestState(r[4]), *r[5:9], bool(r[9])) for r in self.ledger._execute(sql, tuple(params)).fetchall()]
 
     def unfinished(self) -> list[tuple[str, str]]:
         """(run_id, catalog) of every plan with a request not final, or acknowledged and not committed."""

@@ -8,12 +8,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from connectors.state.sqlbase import SqlBackend
+from connectors.states import RequestState
 
 
 @dataclass(frozen=True, slots=True)
 class DeleteBatch:
     batch_no: int
-    status: str
+    status: RequestState
     requests: int
 
 
@@ -25,12 +26,12 @@ class DeleteOps(SqlBackend):
         with self._transaction():
             for batch_no, n in rows:
                 self._execute("INSERT INTO delete_batches (run_id, batch_no, status, n_ids) VALUES (?,?,?,?) "
-                              "ON CONFLICT DO NOTHING", (run_id, batch_no, "planned", n))
+                              "ON CONFLICT DO NOTHING", (run_id, batch_no, RequestState.PLANNED.value, n))
 
     def delete_batches(self, run_id: str) -> list[DeleteBatch]:
         rows = self._execute("SELECT batch_no, status, requests FROM delete_batches WHERE run_id=? ORDER BY batch_no",
                              (run_id,)).fetchall()
-        return [DeleteBatch(int(b), s, int(r)) for b, s, r in rows]
+        return [DeleteBatch(int(b), RequestState(s), int(r)) for b, s, r in rows]
 
     def deletes_started(self, run_id: str) -> bool:
         """Some delete request of the run already left (the guard was passed, or accepted, before)."""
@@ -40,8 +41,8 @@ class DeleteOps(SqlBackend):
 
     def mark_delete_sending(self, run_id: str, batch_no: int) -> None:
         """Write-ahead: committed before the request leaves."""
-        self._execute("UPDATE delete_batches SET status='sending', attempts=attempts+1, updated_at=? "
-                      "WHERE run_id=? AND batch_no=?", (time.time(), run_id, batch_no))
+        self._move("delete_batches", RequestState.SENDING, "attempts=attempts+1, updated_at=?", (time.time(),),
+                   "run_id=? AND batch_no=?", (run_id, batch_no))
 
     def record_delete_result(self, run_id: str, batch_no: int, result, ids: Iterable[str]) -> None:
         """The outcome of one delete request (a `DeleteResult`) and, when acknowledged, its deleted `ids`, in one
@@ -49,11 +50,11 @@ class DeleteOps(SqlBackend):
         recorded delete."""
         now = time.time()
         with self._transaction():
-            self._execute("UPDATE delete_batches SET status=?, requests=requests+?, throttled=throttled+?, "
-                          "deleted=?, reason=?, updated_at=? WHERE run_id=? AND batch_no=?",
-                          (result.status, result.requests, result.throttled, result.deleted, result.reason, now,
-                           run_id, batch_no))
-            if result.status == "acknowledged":
+            status = RequestState(result.status)
+            self._move("delete_batches", status, "requests=requests+?, throttled=throttled+?, deleted=?, reason=?, "
+                       "updated_at=?", (result.requests, result.throttled, result.deleted, result.reason, now),
+                       "run_id=? AND batch_no=?", (run_id, batch_no))
+            if status is RequestState.ACKNOWLEDGED:
                 self.record_deleted(run_id, ids, at=now)
 
     def record_deleted(self, run_id: str, ids: Iterable[str], *, at: float | None = None,

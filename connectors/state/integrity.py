@@ -22,8 +22,10 @@ from typing import Protocol
 
 import polars as pl
 
+from connectors.states import RunState
+
 # Runs whose plan is still needed to finish them ("planning" ones are thrown away and planned again).
-UNFINISHED = ("planned", "loading", "loaded")
+UNFINISHED = (RunState.PLANNED, RunState.LOADING, RunState.LOADED)
 # Files of the snapshot folder that are not data: temporary files of an interrupted atomic write.
 TEMPORARY = (".tmp",)
 
@@ -151,7 +153,7 @@ def check_state(state: Path, ledger: SqlLedger) -> list[str]:
     problems += [f"the plan of unfinished run {run_id} (runs/{run_id}/plan) is gone"
                  for run_id, status in sorted(known.items())
                  if status in UNFINISHED and not (runs / run_id / "plan").is_dir() and _has_batches(ledger, run_id)]
-    committed = sum(1 for status in known.values() if status == "committed")
+    committed = sum(1 for status in known.values() if status == RunState.COMMITTED)
     return problems + check_snapshot(state, ledger, committed_runs=committed)
 
 

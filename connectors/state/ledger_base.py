@@ -32,14 +32,14 @@ from connectors.state.schema import upgrade
 from connectors.state.settlements import SettlementOps
 from connectors.state.sqlbase import LedgerUnavailable, SqlBackend
 from connectors.state.tombstones import TombstoneOps
+from connectors.states import OPEN_RUNS, UNFINISHED_BATCHES, BatchState, Outcome, RunState
 
 __all__ = ["LEASE_SECONDS", "OPEN_STATUSES", "UNFINISHED_BATCHES", "Claim", "LedgerBase", "LedgerUnavailable", "Run",
            "SqlBackend"]
 
 RUN_COLUMNS = "run_id, kind, source, source_fingerprint, status, created_at, updated_at, settings, summary"
 
-OPEN_STATUSES = ("planning", "planned", "held", "loading", "loaded")  # held: by the guards (guards.py)
-UNFINISHED_BATCHES = ("planned", "claimed", "sending")
+OPEN_STATUSES = OPEN_RUNS  # held: by the guards (guards.py)
 # A claim is the owner's for this long after its last heartbeat; a live worker renews it far more often.
 LEASE_SECONDS = 60.0
 
@@ -50,7 +50,7 @@ class Run:
     kind: str
     source: str
     source_fingerprint: str
-    status: str
+    status: RunState
     created_at: float
     settings: dict
     summary: dict | None
@@ -91,18 +91,15 @@ class LedgerBase(SettlementOps, DeleteOps, TombstoneOps, PlanFileOps, SqlBackend
         now = time.time()
         self._execute(
             f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,NULL)",
-            (run_id, kind, source, source_fingerprint, "planning", now, now, json.dumps(settings)),
+            (run_id, kind, source, source_fingerprint, RunState.PLANNING.value, now, now, json.dumps(settings)),
         )
         return run_id
 
-    def set_run_status(self, run_id: str, status: str, summary: dict | None = None) -> None:
-        if summary is None:
-            self._execute("UPDATE runs SET status=?, updated_at=? WHERE run_id=?", (status, time.time(), run_id))
-        else:
-            self._execute(
-                "UPDATE runs SET status=?, updated_at=?, summary=? WHERE run_id=?",
-                (status, time.time(), json.dumps(summary), run_id),
-            )
+    def set_run_status(self, run_id: str, status: RunState, summary: dict | None = None) -> None:
+        """Move the run to `status` (a legal transition, states.TRANSITIONS), recording its summary if given."""
+        sets, params = ("updated_at=?", (time.time(),)) if summary is None else (
+            "updated_at=?, summary=?", (time.time(), json.dumps(summary)))
+        self._move("runs", RunState(status), sets, params, "run_id=?", (run_id,))
 
     def run(self, run_id: str) -> Run:
         row = self._execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id=?", (run_id,)).fetchone()
@@ -133,27 +130,25 @@ class LedgerBase(SettlementOps, DeleteOps, TombstoneOps, PlanFileOps, SqlBackend
                 ((run_id, b, int(h), n) for b, h, n in rows),
             )
 
-    def batch_statuses(self, run_id: str) -> dict[int, str]:
-        return dict(self._execute("SELECT batch_no, status FROM batches WHERE run_id=?", (run_id,)).fetchall())
+    def batch_statuses(self, run_id: str) -> dict[int, BatchState]:
+        rows = self._execute("SELECT batch_no, status FROM batches WHERE run_id=?", (run_id,)).fetchall()
+        return {b: BatchState(s) for b, s in rows}
 
-    def status_counts(self, run_id: str) -> dict[str, int]:
+    def status_counts(self, run_id: str) -> dict[BatchState, int]:
         rows = self._execute("SELECT status, COUNT(*) FROM batches WHERE run_id=? GROUP BY status", (run_id,))
-        return dict(rows.fetchall())
+        return {BatchState(s): n for s, n in rows.fetchall()}
 
     def mark_sending(self, run_id: str, batch_no: int, owner: str | None = None) -> bool:
         """Write-ahead: persisted before the request leaves. With `owner`, only while that worker still holds
         the claim; False means the claim was lost and the batch must not be sent."""
         if owner is None:
-            cur = self._execute(
-                "UPDATE batches SET status='sending', attempts=attempts+1, updated_at=? WHERE run_id=? AND batch_no=?",
-                (time.time(), run_id, batch_no),
-            )
-        else:
-            cur = self._execute(
-                "UPDATE batches SET status='sending', attempts=attempts+1, updated_at=? "
-                "WHERE run_id=? AND batch_no=? AND status='claimed' AND owner=?",
-                (time.time(), run_id, batch_no, owner),
-            )
+            return self._move("batches", BatchState.SENDING, "attempts=attempts+1, updated_at=?", (time.time(),),
+                              "run_id=? AND batch_no=?", (run_id, batch_no)) == 1
+        cur = self._execute(
+            "UPDATE batches SET status='sending', attempts=attempts+1, updated_at=? "
+            "WHERE run_id=? AND batch_no=? AND status='claimed' AND owner=?",
+            (time.time(), run_id, batch_no, owner),
+        )
         return cur.rowcount == 1
 
     def record_result(self, run_id: str, result) -> None:
@@ -163,23 +158,23 @@ class LedgerBase(SettlementOps, DeleteOps, TombstoneOps, PlanFileOps, SqlBackend
         with self._transaction():
             self._execute("DELETE FROM outcomes WHERE run_id=? AND batch_no=?", (run_id, result.batch_no))
             self._executemany(upsert, [
-                *((run_id, result.batch_no, e.array, e.index, "rejected", e.reason) for e in result.errors),
-                *((run_id, result.batch_no, a, i, "pending", "in doubt" if result.in_doubt else "no answer")
+                *((run_id, result.batch_no, e.array, e.index, Outcome.REJECTED.value, e.reason) for e in result.errors),
+                *((run_id, result.batch_no, a, i, Outcome.PENDING.value, "in doubt" if result.in_doubt else "no answer")
                   for a, i in result.pending),
             ])
-            self._execute(
-                "UPDATE batches SET status=?, in_doubt=?, requests=requests+?, retries=retries+?, "
-                "throttled=throttled+?, updated_at=?, lease_until=NULL WHERE run_id=? AND batch_no=?",
-                (result.status, int(result.in_doubt), result.requests, result.retries, result.throttled,
-                 time.time(), run_id, result.batch_no),
-            )
+            self._move("batches", BatchState(result.status),
+                       "in_doubt=?, requests=requests+?, retries=retries+?, throttled=throttled+?, updated_at=?, "
+                       "lease_until=NULL",
+                       (int(result.in_doubt), result.requests, result.retries, result.throttled, time.time()),
+                       "run_id=? AND batch_no=?", (run_id, result.batch_no))
 
     def assume_acknowledged(self, run_id: str) -> int:
         """Every batch of the run acknowledged without sending it: for benchmarks and fixtures that need the
         state a complete load leaves, never for a real run. Returns how many batches."""
-        cur = self._execute("UPDATE batches SET status='acknowledged', updated_at=? WHERE run_id=?",
-                            (time.time(), run_id))
-        return cur.rowcount
+        with self._transaction():
+            self._move("batches", BatchState.SENDING, "attempts=attempts+1", (), "run_id=?", (run_id,))
+            return self._move("batches", BatchState.ACKNOWLEDGED, "requests=requests+1, updated_at=?", (time.time(),),
+                              "run_id=?", (run_id,))
 
     def batches(self, run_id: str) -> list[dict]:
         cur = self._execute("SELECT * FROM batches WHERE run_id=? ORDER BY batch_no", (run_id,))
@@ -353,5 +348,5 @@ def process_alive(pid: int) -> bool:
 
 
 def _run(row) -> Run:
-    return Run(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[7]), json.loads(row[8]) if row[8] else None,
+    return Run(row[0], row[1], row[2], row[3], RunState(row[4]), row[5], json.loads(row[7]), json.loads(row[8]) if row[8] else None,
                row[6])

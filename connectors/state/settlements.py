@@ -10,6 +10,7 @@ import time
 from typing import Literal
 
 from connectors.state.sqlbase import SqlBackend
+from connectors.states import BatchState
 
 Decision = Literal["delivered", "resend"]
 
@@ -49,9 +50,8 @@ class SettlementOps(SqlBackend):
                         "('events','purchases')", (run_id, batch_no))
                     left = self._execute("SELECT COUNT(*) FROM outcomes WHERE run_id=? AND batch_no=? AND "
                                          "outcome='pending'", (run_id, batch_no)).fetchone()[0]
-                    status = "acknowledged" if left == 0 else "pending"
-                    self._execute("UPDATE batches SET status=?, in_doubt=0 WHERE run_id=? AND batch_no=?",
-                                  (status, run_id, batch_no))
+                    status = BatchState.ACKNOWLEDGED if left == 0 else BatchState.PENDING
+                    self._move("batches", status, "in_doubt=0", (), "run_id=? AND batch_no=?", (run_id, batch_no))
                 else:
                     self._execute("UPDATE batches SET in_doubt=0 WHERE run_id=? AND batch_no=?", (run_id, batch_no))
                 self._execute("INSERT INTO settlements VALUES (?,?,?,?,?,?)",

@@ -7,6 +7,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
+from enum import StrEnum
+
+from connectors.states import check, sources
 
 
 class LedgerUnavailable(Exception):
@@ -44,3 +47,19 @@ class SqlBackend(ABC):
 
     def _lock_schema(self) -> None:
         """Inside a transaction: keep other processes from migrating the schema at the same time."""
+
+    def _move(self, table: str, new: StrEnum, sets: str, set_params: tuple, where: str, where_params: tuple) -> int:
+        """`UPDATE table SET status=new, <sets> WHERE <where>`, only for rows whose state may move to `new`
+        (states.TRANSITIONS); a row in a state that may not raises `IllegalTransition`, and nothing is written.
+        Returns the rows moved."""
+        legal = sources(new)
+        cur = self._execute(
+            f"UPDATE {table} SET status=?{', ' + sets if sets else ''} WHERE {where} "
+            f"AND status IN ({','.join('?' * len(legal))})",
+            (str(new), *set_params, *where_params, *legal),
+        )
+        if cur.rowcount:
+            return cur.rowcount
+        for (old,) in self._execute(f"SELECT status FROM {table} WHERE {where}", where_params).fetchall():
+            check(old, new)
+        return 0
