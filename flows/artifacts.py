@@ -248,8 +248,8 @@ def _plan_size(options: dict) -> str:
 
 def plan_line(prepared, options: dict) -> str:
     """The plan's size and what loading it costs at the rate limit, logged once the plan is made."""
-    from braze_migrate.plan.planner import plan_complete
     from braze_migrate.run.engine import open_run_ledger
+    from braze_migrate.run.public import plan_complete
     from braze_migrate.settings import load_settings
     from connectors.braze.ratelimit import parse_rate
 

@@ -28,8 +28,8 @@ from prefect.utilities.engine import propose_state_sync
 from pydantic import Field
 
 from braze_migrate.errors import user_message
-from braze_migrate.plan.guards import GuardReport
 from braze_migrate.run.engine import Prepared
+from braze_migrate.run.public import GuardReport
 from braze_migrate.run.stages import Answer, now_iso
 from braze_migrate.settings import ConfigError
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished

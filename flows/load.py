@@ -15,11 +15,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
-from braze_migrate.plan.guards import GuardReport
-from braze_migrate.plan.planner import UnitsRunner
 from braze_migrate.run import stages
 from braze_migrate.run.catalogs_stage import catalogs_stage
 from braze_migrate.run.engine import Prepared
+from braze_migrate.run.public import GuardReport, UnitsRunner
 from braze_migrate.settings import ConfigError, load_settings, public_options
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
 from connectors import readiness

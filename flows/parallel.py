@@ -34,9 +34,9 @@ except ImportError as exc:  # an extra, so the base install stays without Dask a
                       "(`make venv` installs it)") from exc
 
 from braze_migrate import progress
-from braze_migrate.plan.planner import plan_unit_to_file
 from braze_migrate.run import stages
 from braze_migrate.run.engine import Prepared, open_run_ledger
+from braze_migrate.run.public import plan_unit_to_file
 from braze_migrate.settings import load_settings
 from braze_migrate.summary import RunSummary, WorkerReport
 from connectors.state.snapshot import Snapshot

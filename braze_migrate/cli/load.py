@@ -83,10 +83,10 @@ def status_line(summary: RunSummary) -> str | None:
 
 def held_text(summary: RunSummary) -> str:
     """A run the guards held: its figures and the one line naming each held one and the flag that accepts it."""
-    from braze_migrate.plan import guards
+    from braze_migrate.run.public import GuardReport, render_text
 
     return "\n".join([f"run {summary.run_id} ({summary.kind} of {summary.source}): HELD, nothing was sent",
-                      guards.render_text(guards.GuardReport.from_dict(summary.guards or {}))])
+                      render_text(GuardReport.from_dict(summary.guards or {}))])
 
 
 def run_flow(kind: str, source: str, mapping: str | None, options: dict) -> RunSummary:

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 from braze_migrate.cli.options import add_option_flags, settings_from_args
-from braze_migrate.load.preflight import EXPORT_PROBE, check_credentials
 from braze_migrate.ops import verify as logic
 from braze_migrate.run.credentials import resolve_credentials
+from braze_migrate.run.public import EXPORT_PROBE, check_credentials
 from braze_migrate.settings import ConfigError
 
 EXIT_OK, EXIT_MISMATCH = 0, 1

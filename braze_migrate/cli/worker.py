@@ -9,7 +9,7 @@ import sys
 
 from braze_migrate.cli.exits import EXIT_INTERRUPTED, EXIT_OK
 from braze_migrate.cli.options import add_option_flags, settings_from_args
-from braze_migrate.load.applier import ClaimLost
+from braze_migrate.run.public import ClaimLost
 from braze_migrate.run.workers import join_run
 from connectors.states import BatchState
 
