@@ -26,6 +26,7 @@ from braze_migrate.settings import ConfigError
 from connectors.braze.catalogs import CatalogClient, ItemsResult
 from connectors.sources import CATALOGS, catalog_names, open_source, reading
 from connectors.state.catalogs import CatalogLedger, replace_acked, scan_acked
+from connectors.states import RequestState
 from transforms import catalogs as items
 from transforms.csv_typing import apply_csv_types, infer_csv_types
 
@@ -157,7 +158,7 @@ def apply_catalog(run_dir: Path, run_id: str, name: str, ledger: CatalogLedger, 
     requests = pl.read_parquet(run_dir / PLAN_FOLDER / f"{name}.parquet")
     status = {b.batch_no: b.status for b in ledger.batches(run_id, name)}
     todo = [(b, m, body.encode()) for b, m, body in requests.select("batch_no", "method", "body").iter_rows()
-            if status.get(b) in ("planned", "sending")]
+            if status.get(b) in (RequestState.PLANNED, RequestState.SENDING)]
 
     def sending(batch_no: int) -> None:
         ledger.mark_sending(run_id, name, batch_no)
@@ -172,7 +173,7 @@ def apply_catalog(run_dir: Path, run_id: str, name: str, ledger: CatalogLedger, 
 
 def commit_catalog(run_dir: Path, run_id: str, state: Path, name: str, ledger: CatalogLedger) -> None:
     """The snapshot takes the items of every acknowledged, uncommitted request of the plan; they become committed."""
-    done = [b for b in ledger.batches(run_id, name) if b.status == "acknowledged" and not b.committed]
+    done = [b for b in ledger.batches(run_id, name) if b.status == RequestState.ACKNOWLEDGED and not b.committed]
     if not done:
         return
     folder = run_dir / PLAN_FOLDER
@@ -221,7 +222,7 @@ def _outcome(planned: _Planned, batches) -> CatalogReport:
     sent = {b.batch_no: b for b in batches}
     for batch_no, method, n in planned.requests.select("batch_no", "method", "n_items").iter_rows():
         b = sent.get(batch_no)
-        if b is not None and b.status == "acknowledged":
+        if b is not None and b.status == RequestState.ACKNOWLEDGED:
             report.acknowledged_batches += 1
             if method == "POST":
                 report.created += n
@@ -229,7 +230,7 @@ def _outcome(planned: _Planned, batches) -> CatalogReport:
                 report.updated += n
             else:
                 report.deleted += n
-        elif b is not None and b.status == "rejected":
+        elif b is not None and b.status == RequestState.REJECTED:
             # Braze refused the request whole (its error ids are in the ledger); the export's rows it held count
             # as rejected; the next run plans them again.
             report.rejected += n if method != "DELETE" else 0
