@@ -19,8 +19,8 @@ from bench.counting import CountingTransport, window_fill
 from braze_migrate.plan.planner import scan_batches
 from braze_migrate.run.engine import Engine
 from braze_migrate.settings import load_settings
-from connectors.braze.client import default_transport
 from connectors.braze.ratelimit import parse_rate
+from connectors.braze.transport import default_transport
 
 DEFAULT_LIMIT = "3000/3s"
 

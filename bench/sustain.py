@@ -17,8 +17,9 @@ from bench.bench_client import API_KEY, body_of_75
 from bench.bench_sandbox import cpu_seconds
 from bench.counting import CountingTransport, window_fill
 from braze_migrate.settings import LoadSettings
-from connectors.braze.client import BatchRequest, BrazeLoader, default_transport
+from connectors.braze.client import BatchRequest, BrazeLoader
 from connectors.braze.ratelimit import parse_rate
+from connectors.braze.transport import default_transport
 
 
 def sustain(limit: str, seconds: float, rounds: int = 1) -> dict:

@@ -22,8 +22,8 @@ def user_message(exc: BaseException) -> str | None:
 def user_failure(exc: BaseException) -> tuple[Kind, str] | None:
     """(kind, one-line message) for an error the user can act on; None for a genuine bug."""
     from connectors.braze.outcomes import BrazeConfigError
+    from connectors.braze.ratelimit import RateBudgetError
     from connectors.sources import SourceError
-    from connectors.state.budget import RateBudgetError
     from connectors.state.integrity import StateDamaged, damaged_ledger
     from connectors.state.private import StateUnusable, unusable
     from transforms.normalize import NormalizeError

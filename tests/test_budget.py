@@ -1,4 +1,4 @@
-"""The shared lease budget (connectors/state/budget.py) on an injected clock: no test sleeps."""
+"""The shared lease budget (connectors/braze/ratelimit.py) on an injected clock: no test sleeps."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from collections import Counter
 
 import pytest
 
-from connectors.braze.ratelimit import RateLimiter, parse_rate
-from connectors.state.budget import LeasedBudget, budget_key
+from connectors.braze.ratelimit import LeasedBudget, RateLimiter, budget_key, parse_rate
 from connectors.state.ledger import Ledger
 
 T0 = 1_800_000_000.0  # a window start for 1 s and 3 s periods alike

@@ -7,8 +7,7 @@ import math
 
 import pytest
 
-from connectors.braze.ratelimit import parse_rate
-from connectors.state.budget import LeasedBudget, RateBudgetError
+from connectors.braze.ratelimit import LeasedBudget, RateBudgetError, parse_rate
 from connectors.state.ledger import Ledger
 from tests.test_budget import T0, FakeTime
 

@@ -35,7 +35,7 @@ OK = (201, b'{"deleted": 2, "message": "success"}')
 
 
 def test_a_5xx_is_retried_then_acknowledged_and_sending_is_recorded_first(monkeypatch):
-    monkeypatch.setattr("connectors.braze.client.BACKOFF_MAX", 0.0)
+    monkeypatch.setattr("connectors.braze.retries.BACKOFF_MAX", 0.0)
     seen: list = []
     events = run(client([(503, b"{}"), OK], seen), [(0, ["a", "b"])])
     assert events[0] == ("sending", 0)

@@ -70,7 +70,7 @@ def test_the_readme_names_every_dataset_and_the_key_permissions_they_need():
 
 def test_drifts_once_found_stay_gone():
     docs = {p.name: p.read_text() for p in (README, *(ROOT / "docs").glob("*.md"))}
-    gone = ["sliding-window limiter",  # loads lease fixed windows (connectors/state/budget.py)
+    gone = ["sliding-window limiter",  # loads lease fixed windows (connectors/braze/ratelimit.py)
             "(`.csv.gz`) are not read",  # they are read (connectors/sources.py)
             "the Braze client and sandbox",  # the sandbox is a distribution of its own
             "Every option also reads",  # --json, --mapping, --no-prefect do not

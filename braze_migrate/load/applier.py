@@ -28,8 +28,7 @@ from braze_migrate.plan.planner import scan_batches
 from braze_migrate.settings import LoadSettings
 from connectors.braze.client import BatchRequest, BrazeLoader
 from connectors.braze.outcomes import LoadStats
-from connectors.braze.ratelimit import RateLimiter, parse_rate
-from connectors.state.budget import LeasedBudget, budget_key
+from connectors.braze.ratelimit import LeasedBudget, RateLimiter, budget_key, parse_rate
 from connectors.state.ledger import LEASE_SECONDS, UNFINISHED_BATCHES, LedgerBase
 from connectors.states import BatchState
 

@@ -1,8 +1,20 @@
-"""HTTP client for Braze `POST /users/track`: sends planned batches at the speed Braze allows.
+"""The loader of `POST /users/track`: a pool of workers that sends planned batches at the speed Braze allows.
 
-Every answer goes through `outcomes.classify`; one tenacity layer retries only 429s (after the rate-limit
-window) and 5xx/timeouts/connection failures (bounded in attempts and in time); 400s and 413s are split to
-isolate poison objects; results are reported per object, indexed by the batch *as planned*.
+The client is five modules, one concern each:
+- transport.py: the URL, the prebuilt POSTs (where a request is built: `PostFactory.__call__`), the pool;
+- ratelimit.py: the rate limiter every request passes (`RateLimiter.acquire`), its budget and Braze's headers;
+- retries.py: the one tenacity layer (`braze_retrying`, `with_retries`);
+- splitting.py: a rejected request split to isolate its poison objects (`Part`);
+- outcomes.py: every answer classified (`classify`) into results per object, indexed by the batch as planned;
+- and this module: the worker pool (`BrazeLoader`), write-ahead callbacks, signals, in-doubt handling.
+
+Override points (as the Singer SDK documents `validate_response` and friends):
+- `outcomes.classify(status, content, headers)`: which answers are success, retried, split or final;
+- `retries.braze_retrying(...)`: the stop and wait conditions of the one retry layer;
+- `splitting.Part.split`: how a rejected request is halved;
+- `BrazeLoader(transport=..., limiter=...)`: the HTTP transport and the rate limiter (a shared budget);
+- `BrazeLoader.run(batches, on_sending=..., on_result=...)`: the write-ahead callbacks (the ledger's
+  `mark_sending` before the first byte leaves, `record_result` after Braze answered).
 """
 
 from __future__ import annotations
@@ -10,36 +22,22 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import random
 import signal
-import sys
 import threading
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
-import aiohttp
 import httpx
-import orjson
-from httpx_aiohttp import AiohttpTransport
 from tenacity import (
-    DoAttempt,
-    DoSleep,
     RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_when_event_set,
 )
-from tenacity.stop import stop_base
-from tenacity.wait import wait_base
 
 from connectors.braze.outcomes import (
     ARRAYS,
     BatchResult,
-    BrazeBodyError,
-    BrazeConfigError,
     BrazeEndpointError,
     BrazeError,
     BrazeRejected,
@@ -54,24 +52,24 @@ from connectors.braze.outcomes import (
     classify_exception,
 )
 from connectors.braze.ratelimit import Clock, Rate, RateLimiter, Sleep
+from connectors.braze.retries import BACKOFF_INITIAL, braze_retrying, with_retries
+from connectors.braze.splitting import Part
+from connectors.braze.transport import (
+    TRANSPORT_ERRORS,
+    PostFactory,
+    Transport,
+    default_transport,
+    open_transport,
+    read_body,
+    rest_base_url,
+)
 from connectors.states import BatchState
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("resend", "skip")
 PROGRESS_EVERY = 1000
-# Exponential backoff for 5xx/timeouts: 1 s, 2 s, 4 s ... capped, plus up to 1 s of jitter so that
-# concurrent senders do not come back in lockstep.
-BACKOFF_INITIAL = 1.0
-BACKOFF_MAX = 60.0
-BACKOFF_JITTER = 1.0
-# What a transport may raise for a request that got no answer (httpx-aiohttp leaks some aiohttp errors).
-TRANSPORT_ERRORS = (httpx.TransportError, aiohttp.ClientError, OSError, TimeoutError)
 FAILING_WARN_S = 30.0  # while retries fail: a WARNING at most this often, naming the error
-
-Item = tuple[str, int, Any]
-# An httpx transport (the caller's, never closed here) or a factory of one per run (closed after it).
-Transport = httpx.AsyncBaseTransport | Callable[[], httpx.AsyncBaseTransport]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,198 +79,6 @@ class BatchRequest:
     batch_no: int
     body: bytes
     in_doubt: bool = False
-
-
-class _Attempts(Protocol):
-    """What the retry conditions read from the object being retried."""
-
-    failures: int
-    started: float
-
-
-class stop_after_failed_attempts(stop_base):
-    """tenacity's stop_after_attempt counting failures only: a 429 asks us to wait, not to give up."""
-
-    def __init__(self, max_attempts: int) -> None:
-        self.max_attempts = max_attempts
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        attempts: _Attempts = retry_state.args[0]
-        return attempts.failures >= self.max_attempts
-
-
-class stop_before_deadline(stop_base):
-    """tenacity's stop_before_delay on an injected clock: never start a try after the time budget."""
-
-    def __init__(self, max_seconds: float, clock: Clock) -> None:
-        self.max_seconds = max_seconds
-        self.clock = clock
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        attempts: _Attempts = retry_state.args[0]
-        elapsed = self.clock() - attempts.started
-        return elapsed + retry_state.upcoming_sleep >= self.max_seconds
-
-
-class wait_for_braze(wait_base):
-    """429: until the limiter's pause ends (Braze's window); otherwise exponential backoff with jitter."""
-
-    def __init__(self, limiter: RateLimiter, initial: float = BACKOFF_INITIAL) -> None:
-        self.limiter = limiter
-        self.initial = initial
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        if isinstance(retry_state.outcome.exception(), BrazeThrottled):
-            return self.limiter.pause_remaining()
-        attempts: _Attempts = retry_state.args[0]
-        backoff = self.initial * 2 ** max(0, attempts.failures - 1)
-        return min(BACKOFF_MAX, backoff) + random.uniform(0, min(BACKOFF_JITTER, self.initial))
-
-
-def braze_retrying(
-    *, limiter: RateLimiter, max_attempts: int, max_seconds: float, clock: Clock,
-    stopped: threading.Event, before_sleep: Callable[[RetryCallState], None] | None = None,
-    backoff: float = BACKOFF_INITIAL,
-) -> Retrying:
-    """The one retry layer: transient Braze errors only, bounded in attempts and in total time.
-
-    Its decisions are driven by `with_retries`, which sleeps with the injected async sleep.
-    """
-    return Retrying(
-        retry=retry_if_exception_type(BrazeTransientError),
-        stop=(
-            stop_after_failed_attempts(max_attempts)
-            | stop_before_deadline(max_seconds, clock)
-            | stop_when_event_set(stopped)
-        ),
-        wait=wait_for_braze(limiter, backoff),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
-
-
-async def with_retries(retrying: Retrying, sleep: Sleep, attempt: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    """Run `attempt(*args)`; after a failure, tenacity's `Retrying.iter` decides, and we sleep with `sleep`.
-
-    This is AsyncRetrying's loop with two savings: the first try runs before any tenacity state exists
-    (a success costs nothing, where AsyncRetrying costs ~50 µs), and decisions are not wrapped in
-    coroutines. Cancellation passes through untouched. `args[0]` is what the conditions read (`_Attempts`).
-    """
-    try:
-        return await attempt(*args)
-    except Exception:  # noqa: BLE001 - handed to tenacity, which re-raises all but transient errors
-        failure = sys.exc_info()
-    retrying = retrying.copy()
-    retrying.begin()
-    state = RetryCallState(retrying, fn=None, args=args, kwargs={})
-    state.set_exception(failure)
-    while True:
-        action = retrying.iter(state)
-        if isinstance(action, DoAttempt):
-            try:
-                state.set_result(await attempt(*args))
-            except Exception:  # noqa: BLE001 - as above
-                state.set_exception(sys.exc_info())
-        elif isinstance(action, DoSleep):
-            state.prepare_for_next_attempt()
-            await sleep(action)
-        else:
-            return action
-
-
-class _Part:
-    """A request body plus the map from its arrays' sent indexes back to the batch as planned.
-
-    A planned body is parsed only when needed (errors, splits, in-doubt handling); until then sent
-    indexes are planned indexes.
-    """
-
-    __slots__ = ("_arrays", "_extra", "_planned", "batch_no", "body")
-
-    def __init__(
-        self, body: bytes, batch_no: int, arrays: dict[str, list] | None = None,
-        planned: dict[str, list[int]] | None = None, extra: dict | None = None,
-    ) -> None:
-        self.body = body
-        self.batch_no = batch_no
-        self._arrays = arrays
-        self._planned = planned
-        self._extra = extra
-
-    @classmethod
-    def build(cls, items: list[Item], extra: dict, batch_no: int) -> _Part:
-        """A new body from (array, planned index, object) items, arrays in Braze's processing order."""
-        arrays: dict[str, list] = {}
-        planned: dict[str, list[int]] = {}
-        for array, index, obj in items:
-            arrays.setdefault(array, []).append(obj)
-            planned.setdefault(array, []).append(index)
-        doc = dict(extra)
-        doc.update((array, arrays[array]) for array in ARRAYS if array in arrays)
-        return cls(orjson.dumps(doc), batch_no, arrays, planned, extra)
-
-    def items(self) -> list[Item]:
-        """(array, planned index, object) of every object, attributes first."""
-        arrays = self._parsed()
-        return [
-            (array, self._index(array, sent), obj)
-            for array in ARRAYS
-            for sent, obj in enumerate(arrays.get(array, ()))
-        ]
-
-    def objects(self) -> list[tuple[str, int]]:
-        return [(array, index) for array, index, _ in self.items()]
-
-    def __len__(self) -> int:
-        return sum(len(objs) for objs in self._parsed().values())
-
-    def planned(self, array: str, sent: int) -> int | None:
-        """Planned index of the object at `sent` in `array` as sent; None when Braze named no such object."""
-        objs = self._parsed().get(array, ())
-        return self._index(array, sent) if 0 <= sent < len(objs) else None
-
-    def has_events(self) -> bool:
-        """Events or purchases: Braze never deduplicates them, so a resend may double-count."""
-        arrays = self._parsed()
-        return bool(arrays.get("events") or arrays.get("purchases"))
-
-    def events_and_purchases(self) -> list[tuple[str, int]]:
-        return [(array, index) for array, index in self.objects() if array != "attributes"]
-
-    def attributes_only(self) -> _Part | None:
-        """The same request without events and purchases (attributes are idempotent); None if empty."""
-        items = [item for item in self.items() if item[0] == "attributes"]
-        return _Part.build(items, self._extra or {}, self.batch_no) if items else None
-
-    def split(self) -> tuple[_Part, _Part]:
-        """Two halves, in order, so one user's attributes still go before their events."""
-        items = self.items()
-        middle = len(items) // 2
-        extra = self._extra or {}
-        return _Part.build(items[:middle], extra, self.batch_no), _Part.build(items[middle:], extra, self.batch_no)
-
-    def _index(self, array: str, sent: int) -> int:
-        return sent if self._planned is None else self._planned[array][sent]
-
-    def _parsed(self) -> dict[str, list]:
-        if self._arrays is None:
-            self._arrays, self._extra = _parse_body(self.body, self.batch_no)
-        return self._arrays
-
-
-def _parse_body(body: bytes, batch_no: int) -> tuple[dict[str, list], dict]:
-    """Arrays and other top-level keys of a planned body; anything else is a planner bug."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise BrazeBodyError(batch_no) from None
-    if not isinstance(doc, dict):
-        raise BrazeBodyError(batch_no)
-    arrays = {array: doc[array] for array in ARRAYS if doc.get(array) is not None}
-    if not all(isinstance(objs, list) for objs in arrays.values()):
-        raise BrazeBodyError(batch_no)
-    extra = {key: value for key, value in doc.items() if key not in ARRAYS}
-    return {array: objs for array, objs in arrays.items() if objs}, extra
 
 
 class _Batch:
@@ -310,7 +116,7 @@ class _Batch:
         key = (array, index)
         self.errors[key] = f"{self.errors[key]}; {reason}" if key in self.errors else reason
 
-    def accept(self, part: _Part, sent_errors: list[SentError]) -> None:
+    def accept(self, part: Part, sent_errors: list[SentError]) -> None:
         """A 2xx: every object was processed except those Braze named (by index of the array as sent)."""
         for array, sent, reason in sent_errors:
             index = part.planned(array, sent)
@@ -342,7 +148,7 @@ class _Send:
 
     __slots__ = ("batch", "doubt", "failures", "part", "started")
 
-    def __init__(self, part: _Part, batch: _Batch, started: float, *, failures: int = 0, doubt: bool = False):
+    def __init__(self, part: Part, batch: _Batch, started: float, *, failures: int = 0, doubt: bool = False):
         self.part = part
         self.batch = batch
         self.started = started
@@ -586,7 +392,7 @@ class BrazeLoader:
     async def _deliver_batch(self, request: BatchRequest, on_sending) -> BatchResult | None:
         """Deliver one planned batch; None when stop() came before anything of it was sent."""
         batch = _Batch(request.batch_no)
-        part = _Part(request.body, request.batch_no)
+        part = Part(request.body, request.batch_no)
         send = _Send(part, batch, self._clock())
         if request.in_doubt:
             # Resume after a crash that followed the send: as if it had already had one 5xx.
@@ -625,7 +431,7 @@ class BrazeLoader:
         else:
             batch.accept(send.part, sent_errors)
 
-    async def _isolate(self, part: _Part, batch: _Batch, rejected: BrazeRejected, on_sending) -> None:
+    async def _isolate(self, part: Part, batch: _Batch, rejected: BrazeRejected, on_sending) -> None:
         """400: reject the objects Braze named if that is all of them; otherwise split to find them."""
         named: dict[tuple[str, int], str] = {}
         for array, sent, reason in rejected.errors:
@@ -639,14 +445,14 @@ class BrazeLoader:
         for array, index in objects:
             batch.reject(array, index, named.get((array, index), rejected.braze_message))
 
-    async def _split_or_reject(self, part: _Part, batch: _Batch, reason: str, on_sending) -> None:
+    async def _split_or_reject(self, part: Part, batch: _Batch, reason: str, on_sending) -> None:
         if len(part) > 1:
             await self._split(part, batch, on_sending)
         else:
             for array, index in part.objects():
                 batch.reject(array, index, reason)
 
-    async def _split(self, part: _Part, batch: _Batch, on_sending) -> None:
+    async def _split(self, part: Part, batch: _Batch, on_sending) -> None:
         """Halves are sent one after the other, keeping Braze's attributes-then-events order."""
         for half in part.split():
             await self._send_part(_Send(half, batch, self._clock()), on_sending)
@@ -710,17 +516,6 @@ class BrazeLoader:
         return True
 
 
-async def read_body(response: httpx.Response) -> bytes:
-    """The answer's bytes. We ask for `identity` encoding, so the raw stream is the body and httpx's
-    decoder chain (~30 µs per request) is skipped; an encoded answer still goes through `aread`."""
-    if "content-encoding" in response.headers:
-        return await response.aread()
-    try:
-        return b"".join([chunk async for chunk in response.stream])
-    finally:
-        await response.aclose()
-
-
 def _count_retry(retry_state: RetryCallState) -> None:
     """tenacity before_sleep: count resends caused by failures (429s are counted as throttled)."""
     if not isinstance(retry_state.outcome.exception(), BrazeThrottled):
@@ -751,56 +546,3 @@ async def _cancel(tasks: list[asyncio.Task]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def open_transport(transport: Transport) -> tuple[httpx.AsyncBaseTransport, bool]:
-    """(transport, owned): a factory makes one for this run, closed at its end; an instance stays the caller's."""
-    if isinstance(transport, httpx.AsyncBaseTransport):
-        return transport, False
-    return transport(), True
-
-
-def default_transport(concurrency: int) -> httpx.AsyncBaseTransport:
-    """httpx over aiohttp: several times less client CPU per request than httpx's own pool (bench_client.py)."""
-    return AiohttpTransport(
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=30)
-    )
-
-
-def rest_base_url(endpoint: str) -> str:
-    """The REST endpoint without a trailing slash; a missing one names the variable to set."""
-    endpoint = (endpoint or "").strip().rstrip("/")
-    if not endpoint.startswith(("https://", "http://")):
-        raise BrazeConfigError(None, what="REST endpoint is not an http(s) URL")
-    return endpoint
-
-
-class PostFactory:
-    """Builds the POSTs to one Braze URL with ready-made headers (half httpx's per-request cost).
-
-    The API key lives only here, and the repr leaves it out, so tracebacks with locals never show it.
-    """
-
-    __slots__ = ("_extensions", "_headers", "url")
-
-    def __init__(self, url: str, api_key: Any, timeout: float) -> None:
-        key = api_key.get_secret_value() if hasattr(api_key, "get_secret_value") else api_key
-        if not isinstance(key, str) or not key.strip():
-            raise BrazeConfigError(None, what="API key is empty")
-        self.url = httpx.URL(url)
-        self._headers = [
-            (b"Host", self.url.netloc),
-            (b"Authorization", f"Bearer {key.strip()}".encode()),
-            (b"Content-Type", b"application/json"),
-            (b"Accept-Encoding", b"identity"),
-        ]
-        self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
-
-    def __repr__(self) -> str:
-        return f"PostFactory({str(self.url)!r})"
-
-    def __call__(self, body: bytes) -> httpx.Request:
-        headers = [*self._headers, (b"Content-Length", b"%d" % len(body))]
-        request = httpx.Request("POST", self.url, headers=headers, stream=httpx.ByteStream(body), extensions=self._extensions)
-        request.read()
-        return request

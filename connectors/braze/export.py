@@ -19,17 +19,6 @@ import httpx
 import orjson
 from tenacity import RetryCallState
 
-from connectors.braze.client import (
-    TRANSPORT_ERRORS,
-    PostFactory,
-    Transport,
-    braze_retrying,
-    default_transport,
-    open_transport,
-    read_body,
-    rest_base_url,
-    with_retries,
-)
 from connectors.braze.outcomes import (
     BrazeError,
     BrazeThrottled,
@@ -39,6 +28,16 @@ from connectors.braze.outcomes import (
     classify_exception,
 )
 from connectors.braze.ratelimit import Clock, Rate, RateLimiter, Sleep
+from connectors.braze.retries import braze_retrying, with_retries
+from connectors.braze.transport import (
+    TRANSPORT_ERRORS,
+    PostFactory,
+    Transport,
+    default_transport,
+    open_transport,
+    read_body,
+    rest_base_url,
+)
 from transforms.identity import EMAIL, EXTERNAL_ID, PHONE, USER_ALIAS, key_of, request_identifier
 
 EXPORT_RATE = Rate(250, 60)

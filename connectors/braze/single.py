@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import httpx
 import orjson
 
-from connectors.braze.client import TRANSPORT_ERRORS, braze_retrying, with_retries
 from connectors.braze.outcomes import BrazeThrottled, BrazeTransientError, classify, classify_exception
 from connectors.braze.ratelimit import RateLimiter
+from connectors.braze.retries import braze_retrying, with_retries
+from connectors.braze.transport import TRANSPORT_ERRORS
 
 
 @dataclass

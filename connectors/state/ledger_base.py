@@ -8,7 +8,7 @@ Several workers load one run by *claiming*: a worker takes a block of `planned` 
 (status `claimed`, owner, lease expiry), and moves each to `sending` only if it still owns the claim, so no
 two workers ever send the same batch. Claims whose lease expired, or whose owner is a dead process on this
 host, are claimable again: `claimed` ones as never sent, `sending` ones as in doubt. The shared rate budget
-(`connectors/state/budget.py`) leases its permits from the same database.
+(`connectors/braze/ratelimit.py`) leases its permits from the same database.
 
 Backends: `ledger.Ledger` (SQLite in the state folder) and `ledger_pg.PgLedger` (PostgreSQL), both built on
 `LedgerBase`; `ledgers.open_ledger` picks one. This module imports neither.
