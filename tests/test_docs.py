@@ -76,3 +76,11 @@ def test_drifts_once_found_stay_gone():
             "Every option also reads",  # --json, --mapping, --no-prefect do not
             "without importing each other"]  # sources.py imports mapping, objectstore and sql
     assert not [(name, phrase) for name, text in docs.items() for phrase in gone if phrase in text]
+
+
+def test_state_md_lists_every_exit_code():
+    from braze_migrate.cli.exits import MEANINGS
+
+    text = (ROOT / "docs" / "state.md").read_text()
+    table = text[text.index("## Exit codes (every command)"):]
+    assert [int(m) for m in re.findall(r"^\| (\d) \|", table, re.M)] == sorted(MEANINGS)
