@@ -1,4 +1,5 @@
-# Two commands: `make demo` (set up, then backfill + sync the samples into the bundled sandbox) and `make test`.
+# `make demo` (set up, then backfill + sync the samples into the bundled sandbox), `make test` (the whole suite,
+# CI's command) and `make check` (the inner loop: ruff, import contracts, the tests not marked slow).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv demo test soak ui bench lint clean
+.PHONY: venv demo test check soak ui bench lint clean
 
 MINUTES ?= 30
 SEED ?=
@@ -30,6 +31,13 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# The inner loop (under 90 s on two cores): lint, the import contracts, and every test not marked `slow`.
+# `make test` stays the whole suite and CI's command.
+check: venv
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The model of whole nights for MINUTES minutes (SEED=n replays a soak or a failing round): tests/model/soak.py.
 soak: venv

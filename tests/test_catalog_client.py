@@ -35,7 +35,7 @@ def run(c: CatalogClient, batches) -> list:
 
 
 def test_throttled_and_5xx_are_retried_then_acknowledged_after_sending_is_recorded(monkeypatch):
-    monkeypatch.setattr("connectors.braze.client.BACKOFF_MAX", 0.0)
+    monkeypatch.setattr("connectors.braze.retries.BACKOFF_MAX", 0.0)
     seen: list = []
     events = run(client([(429, b"{}"), (503, b"{}"), ACCEPTED], seen), [(0, "PATCH", b'{"items":[{"id":"a"}]}')])
     assert seen == [("PATCH", "/catalogs/products/items")] * 3
