@@ -296,9 +296,9 @@ def headline(summary: RunSummary) -> str:
         return f"{summary.status}: unchanged since run {summary.unchanged_since}, nothing sent"
     if summary.status == "held":
         return f"held: nothing sent, {summary.batches:,} batches planned and kept until accepted"
-    line = (f"{summary.status}: {summary.total('acknowledged')} of {summary.total('read')} rows acknowledged, "
-            f"{summary.total('unchanged')} unchanged, {summary.total('rejected')} rejected, "
-            f"{summary.total('pending')} pending")
+    line = (f"{summary.status}: {summary.total(Outcome.ACKNOWLEDGED)} of {summary.total('read')} rows acknowledged, "
+            f"{summary.total(Outcome.UNCHANGED)} unchanged, {summary.total(Outcome.REJECTED)} rejected, "
+            f"{summary.total(Outcome.PENDING)} pending")
     return line + (" - resume needed" if summary.resume_command else "")
 
 
@@ -341,8 +341,7 @@ def report_markdown(summary: RunSummary, deployment_name: str | None = None) -> 
         "| dataset | read | acknowledged | rejected | unchanged | pending | rejected cells |",
         "|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {r['dataset']} | {r['read']} | {r['acknowledged']} | {r['rejected']} | {r['unchanged']} | "
-              f"{r['pending']} | {r['rejected_cells']} |" for r in bucket_rows(s)]
+    lines += ["| " + " | ".join(str(r[c]) for c in ("dataset", *BUCKET_COLUMNS)) + " |" for r in bucket_rows(s)]
     lines += decisions_markdown(s)
     if s.in_doubt:
         lines += ["", "## In doubt (sent, then no definite answer: may have landed)", ""]
@@ -404,9 +403,9 @@ def unchanged_markdown(s: RunSummary) -> str:
 
 def held_markdown(s: RunSummary, deployment_name: str | None = None) -> str:
     """The report of a run the guards held: nothing sent, what was held, how to accept it exactly."""
-    from braze_migrate.plan import guards
+    from braze_migrate.run.public import GuardReport
 
-    report = guards.GuardReport.from_dict(s.guards or {})
+    report = GuardReport.from_dict(s.guards or {})
     accept = report.accept_value()
     lines = [f"# {s.kind} {s.run_id}: held, nothing was sent", "",
              f"Source `{s.source}`, state `{s.state}`: {s.batches:,} batches planned and kept, none sent.", "",

@@ -83,4 +83,4 @@ def test_state_md_lists_every_exit_code():
 
     text = (ROOT / "docs" / "state.md").read_text()
     table = text[text.index("## Exit codes (every command)"):]
-    assert [int(m) for m in re.findall(r"^\| (\d) \|", table, re.M)] == sorted(MEANINGS)
+    assert [int(m) for m in re.findall(r"^\| (\d) \|", table, re.MULTILINE)] == sorted(MEANINGS)

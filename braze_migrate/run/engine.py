@@ -145,7 +145,7 @@ class Engine:
         source's fingerprint is its queries, not its data, so it is always planned."""
         if is_mapping_file(source):
             return None
-        last = next((r for r in self.ledger.runs(limit=50) if r.status == "committed"), None)
+        last = next((r for r in self.ledger.runs(limit=50) if r.status == RunState.COMMITTED), None)
         if last is None or last.source_fingerprint != fingerprint or not last.summary:
             return None
         if last.summary.get("status") != RunStatus.COMPLETED.value or not last.summary.get(FINISHED):
@@ -256,7 +256,7 @@ class Engine:
         """Store the final summary of a run whose every stage ended, marked so: only such a run's export can be
         "unchanged since" (a run stopped after its commit but before its deletes or catalogs must go on)."""
         if summary.status is RunStatus.COMPLETED:
-            self.ledger.set_run_status(summary.run_id, "committed", {**summary.to_json(), FINISHED: True})
+            self.ledger.set_run_status(summary.run_id, RunState.COMMITTED, {**summary.to_json(), FINISHED: True})
 
     def record(self, summary: RunSummary) -> None:
         """Store the summary with its run: committed when every batch is final, else still loading."""
