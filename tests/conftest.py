@@ -50,3 +50,34 @@ def braze_env(sandbox, monkeypatch):
     monkeypatch.setenv("BRAZE_REST_ENDPOINT", sandbox.url)
     monkeypatch.setenv("BRAZE_API_KEY", API_KEY)
     return sandbox
+
+
+# `make check` runs the tests not marked `slow` (the inner loop, under 90 s); `make test` runs them all.
+# Slow: over about a second each (measured with `pytest --durations=0`): whole modules that drive Prefect's
+# engine, subprocesses, several backfills or big data, and single tests elsewhere. A new slow test goes in
+# one of these, or gets `@pytest.mark.slow` itself.
+SLOW_MODULES = {
+    "test_backfill", "test_bench_harness", "test_catalogs", "test_cli", "test_dask_flow", "test_deletes",
+    "test_dependencies", "test_fidelity_doc", "test_guards", "test_hostile_unicode", "test_lock",
+    "test_nested_sandbox", "test_pipeline", "test_plan_scale", "test_prefect_decisions", "test_prefect_e2e",
+    "test_prefect_tonight", "test_progress_cli", "test_resilience", "test_samples_shop", "test_samples_user_model",
+    "test_seen", "test_settle", "test_sources_warehouse", "test_startup_errors", "test_state_messages",
+    "test_suspicious", "test_type_contract", "test_upgrade", "test_workers",
+}
+SLOW_TESTS = {
+    "test_rule_cli_prints_ready_line_and_exits_cleanly_on_signal", "test_rule_mau_policy_hourly_plus_burst",
+    "test_load_stays_within_braze_windows_and_sustains_the_limit", "test_real_http_stays_within_the_server_windows",
+    "test_resend_policy_duplicates_only_inside_batches_reported_in_doubt",
+    "test_a_run_with_nothing_to_send_sends_no_request", "test_an_s3_prefix_follows_the_local_layout_rules",
+    "test_the_same_sample_from_a_folder_s3_and_postgres_leaves_identical_sandbox_state",
+    "test_a_backfill_of_single_file_history_exports_is_exact", "test_memory_stays_flat_from_100k_to_1m_rows",
+    "test_after_repair_a_sync_resends_nothing_acknowledged", "test_an_intact_state_has_no_problem",
+    "test_a_clean_load_verifies_without_mismatch", "test_cli_exits_0_when_everything_matches_and_1_otherwise",
+    "test_the_state_folder_tree_matches_a_real_state_folder",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES or item.originalname in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
