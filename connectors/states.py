@@ -58,7 +58,8 @@ class HeldReason(StrEnum):
 B, R, Q = BatchState, RunState, RequestState
 TRANSITIONS: dict[type[StrEnum], dict[StrEnum, frozenset[StrEnum]]] = {
     RunState: {
-        R.PLANNING: frozenset({R.PLANNED, R.HELD, R.LOADING, R.ABANDONED}),
+        # committed at once: an export identical to the last completed run's sends nothing (skip_unchanged)
+        R.PLANNING: frozenset({R.PLANNED, R.HELD, R.LOADING, R.COMMITTED, R.ABANDONED}),
         R.PLANNED: frozenset({R.PLANNED, R.HELD, R.LOADING, R.COMMITTED, R.ABANDONED}),  # committed: nothing to send
         R.HELD: frozenset({R.HELD, R.PLANNED, R.LOADING, R.ABANDONED}),
         R.LOADING: frozenset({R.LOADING, R.LOADED, R.HELD, R.COMMITTED, R.ABANDONED}),
