@@ -20,6 +20,7 @@ from braze_migrate.settings import ConfigError, public_options
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
 from connectors import readiness
 from connectors.errors import SourceError
+from connectors.states import Outcome
 
 COMMANDS = {"backfill": "load an export's history into Braze",
             "sync": "send only what changed since the last acknowledged load"}
@@ -75,7 +76,7 @@ def status_line(summary: RunSummary) -> str | None:
         return None
     if summary.status is RunStatus.HELD:
         return f"braze-migrate: {summary.message}"
-    what = (f"{summary.total('pending')} rows pending" if summary.status is RunStatus.INCOMPLETE
+    what = (f"{summary.total(Outcome.PENDING)} rows pending" if summary.status is RunStatus.INCOMPLETE
             else "stopped before every batch was sent")
     step = summary.advice[0].command if summary.advice else summary.resume_command
     return f"braze-migrate: {summary.status}: {what}" + (f"; next: {step}" if step else "")
