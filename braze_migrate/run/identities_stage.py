@@ -14,6 +14,7 @@ from braze_migrate.run.credentials import resolve_credentials
 from braze_migrate.run.engine import Engine
 from braze_migrate.settings import load_settings
 from braze_migrate.summary import Buckets, RunStatus
+from connectors.states import RunState
 
 
 def identities_stage(prepared, options, summary):
@@ -55,7 +56,7 @@ def identities_stage(prepared, options, summary):
                 datasets[name] = _buckets(datasets.get(name), report, kind)
         update["datasets"] = datasets
         summary = summary.model_copy(update=update)
-        engine.ledger.set_run_status(prepared.run_id, "committed", summary.to_json())
+        engine.ledger.set_run_status(prepared.run_id, RunState.COMMITTED, summary.to_json())
         return summary
     finally:
         engine.close()

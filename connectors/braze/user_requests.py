@@ -15,6 +15,7 @@ import orjson
 from connectors.braze.outcomes import BrazeConfigError, BrazeError, BrazeRejected
 from connectors.braze.ratelimit import RateLimiter, parse_rate
 from connectors.braze.single import Counts, send_one
+from connectors.states import RequestState
 
 
 @dataclass
@@ -59,14 +60,14 @@ class UsersRequestClient:
                     raise fatal
 
     async def _send(self, http: httpx.AsyncClient, body: bytes) -> tuple[RequestResult, BrazeError | None]:
-        result, counts, fatal = RequestResult("pending"), Counts(), None
+        result, counts, fatal = RequestResult(RequestState.PENDING), Counts(), None
         try:
             answer = await send_one(http, "POST", self.url, body, self.headers, self.limiter, counts,
                                     max_attempts=self.max_attempts, max_seconds=self.max_seconds,
                                     stopped=self.stopped)
-            result.status, result.answer = "acknowledged", answer if isinstance(answer, dict) else {}
+            result.status, result.answer = RequestState.ACKNOWLEDGED, answer if isinstance(answer, dict) else {}
         except BrazeRejected as exc:
-            result.status, result.reason = "rejected", str(exc)
+            result.status, result.reason = RequestState.REJECTED, str(exc)
         except BrazeConfigError as exc:
             result.reason, fatal = str(exc), exc
         except BrazeError as exc:

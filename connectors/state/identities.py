@@ -19,9 +19,10 @@ import polars as pl
 
 from connectors.state.ledger_base import LedgerBase
 from connectors.state.snapshot import SCHEMAS, Snapshot, partition_of
+from connectors.states import RequestState
 
 Kind = Literal["identify", "rename", "remove"]
-Status = Literal["planned", "sending", "acknowledged", "rejected", "pending"]
+Status = RequestState
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS identity_batches (
         run_id TEXT NOT NULL, kind TEXT NOT NULL, batch_no INTEGER NOT NULL,
@@ -69,7 +70,7 @@ class IdentityLedger:
             for batch_no, n in sorted(counts.items()):
                 self.ledger._execute(
                     "INSERT INTO identity_batches (run_id, kind, batch_no, status, n_items) VALUES (?,?,?,?,?) "
-                    "ON CONFLICT DO NOTHING", (run_id, kind, batch_no, "planned", n))
+                    "ON CONFLICT DO NOTHING", (run_id, kind, batch_no, RequestState.PLANNED.value, n))
             for batch_no, from_key, to_key in items:
                 self.ledger._execute(
                     "INSERT INTO identity_items (run_id, kind, batch_no, from_key, to_key) VALUES (?,?,?,?,?) "
