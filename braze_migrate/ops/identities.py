@@ -29,8 +29,7 @@ from connectors.sources import open_source, reading
 from connectors.state.identities import IdentityLedger, rekey
 from connectors.state.integrity import journal_for
 from connectors.state.snapshot import Snapshot
-from connectors.states import FINAL_REQUESTS
-from connectors.states import RequestState as Q
+from connectors.states import FINAL_REQUESTS, RequestState
 from transforms import identity
 from transforms.identity_requests import identify_requests, rename_requests
 
@@ -119,7 +118,7 @@ def plan_identities(run_id: str, plan_dir: Path, state: Path, source: str, mappi
         done = [i for i in items if i in made]
         report.settled_by_reading_back += len(done)
         # What Braze did is recorded; the rest is planned again below, in this run.
-        book.record_result(other, kind, batch_no, Q.ACKNOWLEDGED if len(done) == len(items) else Q.PENDING,
+        book.record_result(other, kind, batch_no, RequestState.ACKNOWLEDGED if len(done) == len(items) else RequestState.PENDING,
                            requests=0, throttled=0, reason="settled by reading back", done=done)
     commit_changes(state, ledger, run_id)  # changes a killed run recorded but did not commit
     path = plan_dir / PLAN_FILE
@@ -150,7 +149,7 @@ def plan_identities(run_id: str, plan_dir: Path, state: Path, source: str, mappi
     acked = Snapshot(state).scan("users").select("external_id").collect().height
     over_count = users > settings.max_count
     over_share = acked >= max(1, settings.min_users) and users > settings.max_share * acked
-    started = any(b.status != Q.PLANNED for b in book.batches(run_id))
+    started = any(b.status != RequestState.PLANNED for b in book.batches(run_id))
     if (over_count or over_share) and not settings.allow_mass and not started:
         report.held = True
         share = f" ({users / acked:.0%} of the {acked} acknowledged users)" if acked else ""
@@ -181,7 +180,7 @@ def body_of(kind: str, items: list[tuple[str, str]]) -> dict:
 def done_of(kind: str, items: list[tuple[str, str]], result: RequestResult) -> tuple[list[tuple[str, str]], int]:
     """(the changes Braze made, how many it refused) from an acknowledged answer. Identify answers a count
     only: every item is taken as done. Rename and remove name what they did and what they refused."""
-    if result.status != Q.ACKNOWLEDGED:
+    if result.status != RequestState.ACKNOWLEDGED:
         return [], 0
     if kind == "identify":
         return items, 0
@@ -226,7 +225,7 @@ def _send_kind(run_id: str, kind: str, plan: pl.DataFrame, book: IdentityLedger,
     items = {b: list(zip(f, t, strict=True)) for b, f, t in
              plan.group_by("batch_no", maintain_order=True).agg("from_key", "to_key").sort("batch_no").iter_rows()}
     todo = {b: its for b, its in items.items() if status.get(b) not in FINAL_REQUESTS}
-    in_doubt = [b for b in todo if status.get(b) == Q.SENDING]
+    in_doubt = [b for b in todo if status.get(b) == RequestState.SENDING]
     if in_doubt:  # killed while a request was out: what Braze already did is recorded, not requested again
         made = settle(kind, [i for b in in_doubt for i in todo[b]], endpoint, api_key)
         for b in in_doubt:
@@ -234,11 +233,11 @@ def _send_kind(run_id: str, kind: str, plan: pl.DataFrame, book: IdentityLedger,
             report.settled_by_reading_back += len(done)
             rest = [i for i in todo[b] if i not in made]
             if not rest:
-                book.record_result(run_id, kind, b, Q.ACKNOWLEDGED, requests=0, throttled=0,
+                book.record_result(run_id, kind, b, RequestState.ACKNOWLEDGED, requests=0, throttled=0,
                                    reason="settled by reading back", done=done)
                 del todo[b]
             else:
-                book.record_result(run_id, kind, b, Q.SENDING, requests=0, throttled=0, reason=None, done=done)
+                book.record_result(run_id, kind, b, RequestState.SENDING, requests=0, throttled=0, reason=None, done=done)
                 todo[b] = rest
     if not todo:
         return
@@ -289,7 +288,7 @@ def finish_report(run_id: str, ledger, report: IdentityReport, plan_dir: Path) -
     """Counts per kind from the ledger."""
     book = IdentityLedger(ledger)
     batches = book.batches(run_id)
-    report.acknowledged_batches = sum(1 for b in batches if b.status == Q.ACKNOWLEDGED)
+    report.acknowledged_batches = sum(1 for b in batches if b.status == RequestState.ACKNOWLEDGED)
     report.pending_batches = sum(1 for b in batches if b.status not in FINAL_REQUESTS)
     for b in batches:
         report.requests[b.kind] = report.requests.get(b.kind, 0) + b.requests
@@ -300,7 +299,7 @@ def finish_report(run_id: str, ledger, report: IdentityReport, plan_dir: Path) -
     status = pl.DataFrame([(b.kind, b.batch_no, b.status) for b in batches], orient="row",
                           schema={"kind": pl.Utf8, "batch_no": pl.Int64, "_status": pl.Utf8})
     marked = (plan.join(changes, on=["kind", "from_key"], how="left")
-              .join(status, on=["kind", "batch_no"], how="left").with_columns(pl.col("_status").fill_null(Q.PLANNED.value)))
+              .join(status, on=["kind", "batch_no"], how="left").with_columns(pl.col("_status").fill_null(RequestState.PLANNED.value)))
     for kind in ("identify", "rename", "remove"):
         mine = marked.filter(pl.col("kind") == kind)
         report.done[kind] = mine.filter(pl.col("_done").fill_null(False)).height
