@@ -57,7 +57,8 @@ def braze_env(sandbox, monkeypatch):
 # engine, subprocesses, several backfills or big data, and single tests elsewhere. A new slow test goes in
 # one of these, or gets `@pytest.mark.slow` itself.
 SLOW_MODULES = {
-    "test_backfill", "test_bench_harness", "test_catalogs", "test_cli", "test_dask_flow", "test_deletes",
+    "test_backfill", "test_between_features", "test_bench_harness", "test_flows_shop", "test_identity",
+    "test_nights", "test_readiness", "test_catalogs", "test_cli", "test_dask_flow", "test_deletes",
     "test_dependencies", "test_fidelity_doc", "test_guards", "test_hostile_unicode", "test_lock",
     "test_nested_sandbox", "test_pipeline", "test_plan_scale", "test_prefect_decisions", "test_prefect_e2e",
     "test_prefect_tonight", "test_progress_cli", "test_resilience", "test_samples_shop", "test_samples_user_model",
