@@ -112,6 +112,26 @@ def test_postgres_ledger_refuses_a_run_from_another_state_folder_and_survives_ki
         assert lock.stale is None
 
 
+def test_ledgers_in_two_schemas_of_one_database_are_locked_apart(tmp_path, pg_server):
+    """Two state folders whose PostgreSQL ledgers live in two schemas of one database run at once; the run lock
+    is taken per schema (an advisory lock spans the whole database)."""
+    schemas = [f"bm_lock_{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    first, second = (f"{pg_server}?schema={s}" for s in schemas)
+    proc = start_holder(tmp_path / "a", first)
+    try:
+        with run_lock(tmp_path / "b", "sync exports/next", ledger_url=second) as lock:
+            assert lock.stale is None
+        with (pytest.raises(StateInUse, match="run 20261202T020000-holder"),
+              run_lock(tmp_path / "c", "sync exports/next", ledger_url=first)):
+            pass
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with psycopg.connect(pg_server, autocommit=True) as con:
+            for schema in schemas:
+                con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def test_two_concurrent_syncs_on_one_state_one_runs_one_is_refused(braze_env, tmp_path, capsys):
     """The first sync is stopped (SIGSTOP) while it holds the folder, so the second meets it whatever the
     machine's speed; resumed, the first finishes; every event and purchase reached Braze once."""

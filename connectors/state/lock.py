@@ -88,7 +88,7 @@ class RunLock:
             if self._pg is not None:
                 try:
                     self._pg.execute("DELETE FROM braze_migrate_run_lock WHERE lock_key=%s", (_PG_KEY,))
-                    self._pg.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_PG_KEY,))
+                    self._pg.execute("SELECT pg_advisory_unlock_all()")  # this connection holds only the run's lock
                 finally:
                     self._pg.close()
             os.ftruncate(self._fd, 0)
@@ -98,6 +98,12 @@ class RunLock:
 
 
 _PG_KEY = "braze_migrate.run"
+
+
+def _advisory_key(schema: str | None) -> str:
+    """The advisory lock's name: one per ledger schema (advisory locks span the whole database, and two state
+    folders whose ledgers live in two schemas of one database are two states, not one)."""
+    return f"{_PG_KEY}:{schema}" if schema else _PG_KEY
 _held: dict[str, tuple[RunLock, int]] = {}
 _held_guard = threading.Lock()
 
@@ -198,7 +204,7 @@ def _acquire_pg(state: Path, url: str):
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
         conn.execute("CREATE TABLE IF NOT EXISTS braze_migrate_run_lock (lock_key TEXT PRIMARY KEY, holder TEXT)")
-        got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_PG_KEY,)).fetchone()[0]
+        got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_advisory_key(schema),)).fetchone()[0]
         row = conn.execute("SELECT holder FROM braze_migrate_run_lock WHERE lock_key=%s", (_PG_KEY,)).fetchone()
         recorded = Holder.parse(row[0]) if row and row[0] else None
         if not got:
