@@ -25,8 +25,8 @@ _NOW = "\x00now:"
 _CH = "\x00change:"
 _CHANGED = "\x00changed:"
 DELETED = (
-    "user is listed in user_deletes and was deleted from Braze: not loaded again "
-    "(remove the id from user_deletes to load the user anew)"
+    "user was deleted from Braze on behalf of user_deletes: not loaded again, whatever later exports hold "
+    "(erasure is permanent; `braze-migrate undelete ID` lets the user be loaded again)"
 )
 MALFORMED = (
     "internal error: the object built for this row is not well-formed JSON; held, not sent "

@@ -150,6 +150,9 @@ class Engine:
             return None
         if last.summary.get("status") != RunStatus.COMPLETED.value or not last.summary.get(FINISHED):
             return None  # left something pending, or stopped before its last stage (deletes, catalogs) ended
+        loaded = self.ledger.run(last.summary.get("unchanged_since") or last.run_id)
+        if self.ledger.lifted_since(loaded.updated_at or loaded.created_at):
+            return None  # a user was undeleted since that run loaded the export: the same export now loads them
         now = _public_settings(self.settings)
         if any((last.settings or {}).get(name) != now.get(name) for name in flag_options("plan")):
             return None

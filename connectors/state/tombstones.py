@@ -33,6 +33,11 @@ class TombstoneOps(SqlBackend):
                 lifted.append(eid)
         return lifted, unknown
 
+    def lifted_since(self, at: float) -> bool:
+        """Some tombstone was lifted after `at` (an export loaded before then is no longer "unchanged")."""
+        row = self._execute("SELECT COUNT(*) FROM undeletes WHERE undeleted_at > ?", (at,)).fetchone()
+        return bool(row and row[0])
+
     def undelete_log(self) -> list[dict]:
         """Every lifted tombstone, oldest first."""
         rows = self._execute("SELECT external_id, run_id, deleted_at, undeleted_at, by_whom FROM undeletes "
