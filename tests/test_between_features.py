@@ -352,3 +352,22 @@ def test_a_task_that_failed_on_purpose_logs_no_stray_nonetype_line():
     finally:
         logger.removeHandler(handler)
     assert "the state folder is damaged" in out.getvalue() and "NoneType: None" not in out.getvalue()
+
+
+# --- found by the model of whole nights (tests/model/) --------------------------------------------------------
+
+def test_repair_after_a_night_whose_export_was_unchanged(sandbox, tmp_path):
+    """A run that found its export unchanged since an earlier run planned nothing: repair has nothing of it to
+    replay, and must not take it for a committed run whose plan is gone (soak seed 424242)."""
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    night = write_night(tmp_path / "n1", USERS, [event(i, "u001") for i in range(3)])
+    assert run("backfill", night, state, e)[0] == 0
+    code, summary, _ = run("sync", night, state, e)
+    assert code == 0 and summary.get("unchanged_since")
+    (state / "snapshot" / "events.parquet").unlink()
+    assert run("sync", night, state, e)[0] == 5
+    done = cli("repair", "--state", state, env=e)
+    assert done.returncode == 0, done.stderr
+    code, summary, _ = run("sync", write_night(tmp_path / "n2", USERS, [event(i, "u001") for i in range(4)]),
+                           state, e)
+    assert code == 0 and _events(sandbox) == 4  # the three acknowledged events are not resent

@@ -119,8 +119,12 @@ def _drop_deleted_users(snapshot: Snapshot, ledger: LedgerBase, run_id: str) -> 
 
 
 def _committed(ledger: LedgerBase) -> list[Run]:
-    """Committed runs, oldest first: the order their commits were made in."""
-    return sorted((r for r in ledger.runs(limit=1_000_000) if r.status == RunState.COMMITTED), key=lambda r: r.created_at)
+    """Committed runs that planned something, oldest first: the order their commits were made in. A run that
+    found its export unchanged since an earlier run (`unchanged_since`) planned, sent and acknowledged nothing:
+    it has no plan to replay."""
+    return sorted((r for r in ledger.runs(limit=1_000_000)
+                   if r.status == RunState.COMMITTED and not (r.summary or {}).get("unchanged_since")),
+                  key=lambda r: r.created_at)
 
 
 def _require_plans(state: Path, runs: list[Run], ledger: LedgerBase) -> None:
