@@ -105,7 +105,9 @@ def prove_writable(folders: list[Path], state: Path) -> None:
             Path(folder).mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
             fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
             try:
-                os.write(fd, b"\0" * PROBE_BYTES)
+                data = memoryview(b"\0" * PROBE_BYTES)
+                while data:  # a size limit first shortens a write; the next one fails (EFBIG)
+                    data = data[os.write(fd, data):]
                 os.fsync(fd)
             finally:
                 os.close(fd)
