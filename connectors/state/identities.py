@@ -23,21 +23,6 @@ from connectors.states import RequestState
 
 Kind = Literal["identify", "rename", "remove"]
 Status = RequestState
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS identity_batches (
-        run_id TEXT NOT NULL, kind TEXT NOT NULL, batch_no INTEGER NOT NULL,
-        status TEXT NOT NULL,            -- planned | sending | acknowledged | rejected | pending
-        n_items INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
-        throttled INTEGER NOT NULL DEFAULT 0, reason TEXT, updated_at DOUBLE PRECISION,
-        PRIMARY KEY (run_id, kind, batch_no))""",
-    """CREATE TABLE IF NOT EXISTS identity_changes (
-        kind TEXT NOT NULL, from_key TEXT NOT NULL, to_key TEXT NOT NULL, run_id TEXT NOT NULL,
-        done_at DOUBLE PRECISION NOT NULL, committed INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (kind, from_key))""",
-    """CREATE TABLE IF NOT EXISTS identity_items (
-        run_id TEXT NOT NULL, kind TEXT NOT NULL, batch_no INTEGER NOT NULL, from_key TEXT NOT NULL,
-        to_key TEXT NOT NULL, PRIMARY KEY (run_id, kind, from_key))""",
-)
 CHANGES = {"kind": pl.Utf8, "from_key": pl.Utf8, "to_key": pl.Utf8}
 
 
@@ -57,9 +42,7 @@ class IdentityLedger:
     """Typed operations on `identity_batches` and `identity_changes` over a run ledger (SQLite or PostgreSQL)."""
 
     def __init__(self, ledger: LedgerBase) -> None:
-        self.ledger = ledger
-        for sql in SCHEMA:
-            ledger._execute(sql)
+        self.ledger = ledger  # its tables: schema.IDENTITY_REQUESTS
 
     def record_plan(self, run_id: str, kind: Kind, items: list[tuple[int, str, str]]) -> None:
         """(batch_no, from_key, to_key) of every planned change; each request `planned` (again: idempotent)."""
@@ -89,8 +72,8 @@ class IdentityLedger:
 
     def mark_sending(self, run_id: str, kind: Kind, batch_no: int) -> None:
         """Write-ahead: committed before the request leaves."""
-        self.ledger._execute("UPDATE identity_batches SET status='sending', attempts=attempts+1, updated_at=? "
-                             "WHERE run_id=? AND kind=? AND batch_no=?", (time.time(), run_id, kind, batch_no))
+        self.ledger._move("identity_batches", RequestState.SENDING, "attempts=attempts+1, updated_at=?", (time.time(),),
+                          "run_id=? AND kind=? AND batch_no=?", (run_id, kind, batch_no))
 
     def record_result(self, run_id: str, kind: Kind, batch_no: int, status: Status, *, requests: int,
                       throttled: int, reason: str | None, done: list[tuple[str, str]]) -> None:
@@ -98,10 +81,9 @@ class IdentityLedger:
         batch is still `sending` (settled by reading back) or its changes are recorded."""
         now = time.time()
         with self.ledger._transaction():
-            self.ledger._execute(
-                "UPDATE identity_batches SET status=?, requests=requests+?, throttled=throttled+?, reason=?, "
-                "updated_at=? WHERE run_id=? AND kind=? AND batch_no=?",
-                (status, requests, throttled, reason, now, run_id, kind, batch_no))
+            self.ledger._move("identity_batches", RequestState(status), "requests=requests+?, throttled=throttled+?, "
+                              "reason=?, updated_at=?", (requests, throttled, reason, now),
+                              "run_id=? AND kind=? AND batch_no=?", (run_id, kind, batch_no))
             for from_key, to_key in done:
                 self.ledger._execute(
                     "INSERT INTO identity_changes (kind, from_key, to_key, run_id, done_at) VALUES (?,?,?,?,?) "

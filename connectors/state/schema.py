@@ -136,7 +136,23 @@ TOMBSTONES_AND_PLAN_FILES = Migration(3, "lifted tombstones (undelete) and diges
         PRIMARY KEY (run_id, path))""",
 ))
 
-MIGRATIONS: tuple[Migration, ...] = (RELEASE_0_1_0, CATALOGS, TOMBSTONES_AND_PLAN_FILES)
+IDENTITY_REQUESTS = Migration(4, "identity requests: identify, rename and remove of user identifiers", (
+    """CREATE TABLE IF NOT EXISTS identity_batches (
+        run_id TEXT NOT NULL, kind TEXT NOT NULL, batch_no INTEGER NOT NULL,
+        status TEXT NOT NULL,            -- states.RequestState
+        n_items INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
+        throttled INTEGER NOT NULL DEFAULT 0, reason TEXT, updated_at DOUBLE PRECISION,
+        PRIMARY KEY (run_id, kind, batch_no))""",
+    """CREATE TABLE IF NOT EXISTS identity_changes (
+        kind TEXT NOT NULL, from_key TEXT NOT NULL, to_key TEXT NOT NULL, run_id TEXT NOT NULL,
+        done_at DOUBLE PRECISION NOT NULL, committed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (kind, from_key))""",
+    """CREATE TABLE IF NOT EXISTS identity_items (
+        run_id TEXT NOT NULL, kind TEXT NOT NULL, batch_no INTEGER NOT NULL, from_key TEXT NOT NULL,
+        to_key TEXT NOT NULL, PRIMARY KEY (run_id, kind, from_key))""",
+))
+
+MIGRATIONS: tuple[Migration, ...] = (RELEASE_0_1_0, CATALOGS, TOMBSTONES_AND_PLAN_FILES, IDENTITY_REQUESTS)
 VERSION = MIGRATIONS[-1].version
 VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER PRIMARY KEY, what TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"""
