@@ -24,6 +24,7 @@ import contextlib
 import importlib
 import re
 import shutil
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,13 +137,14 @@ def _write(frame: pl.DataFrame, path: Path) -> Path:
 # --- sessions: one per driver family ---------------------------------------------------------------------
 
 
-class _Session:
+class _Session(ABC):
     """An open, read-only connection that knows the query's columns and reads its rows as Arrow batches."""
 
     schema: pl.Schema
 
+    @abstractmethod
     def batches(self) -> Iterator[pa.RecordBatch]:
-        raise NotImplementedError
+        """The query's rows, in bounded Arrow batches."""
 
 
 @contextlib.contextmanager

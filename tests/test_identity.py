@@ -3,6 +3,7 @@ export through the CLI and the sandbox, exactly like external_id users; every id
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import json
@@ -246,10 +247,8 @@ def test_kill_9_during_an_identity_request_then_the_same_command_sends_nothing_t
 
 
 def _pause(proc) -> None:
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=0.1)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def test_identity_requests_over_the_guard_are_held_and_deprecated_ids_removed_on_request(sandbox, tmp_path):
