@@ -136,3 +136,88 @@ def test_verify_options_come_from_the_model_too():
     (deployment,) = [d for d in spec["deployments"] if d["entrypoint"] == "flows/verify.py:verify"]
     for option, value in deployment["parameters"].items():
         assert option in params and value == model_default(option), option
+
+
+def test_every_flow_option_but_state_is_in_one_section():
+    """Each option is tagged with its section in settings.py: the flows take one typed parameter per section."""
+    from braze_migrate.settings import SECTIONS, flow_sections, section_options
+
+    in_sections = [name for section in flow_sections() for name in section_options(section)]
+    assert sorted(in_sections) == sorted(set(flow_options()) - {"state"})
+    assert section_options("verify") == ["sample", "event_window_days"]
+    assert set(flow_sections()) | {"verify"} == set(SECTIONS)
+
+
+@pytest.mark.parametrize("section", ["requests", "guards", "readiness", "identity", "verify"])
+def test_a_section_model_has_the_options_types_defaults_and_help(section):
+    from braze_migrate.settings import section_model, section_options
+
+    model = section_model(section)
+    assert list(model.model_fields) == section_options(section)
+    schema = model.model_json_schema()
+    assert schema["additionalProperties"] is False  # a misspelled option fails `prefect deploy`
+    for name, field in model.model_fields.items():
+        option = LoadSettings.model_fields[name]
+        assert (field.annotation, field.default, field.description) == (option.annotation, option.default,
+                                                                         option.description)
+        assert schema["properties"][name]["title"] == name  # the key prefect.yaml takes
+    assert model().model_fields_set == set()
+
+
+def test_the_sections_schema_says_real_types():
+    from braze_migrate.settings import section_model
+
+    props = section_model("requests").model_json_schema()["properties"]
+    assert props["batch_size"] == {"default": 75, "description": "objects per request", "maximum": 1000,
+                                   "minimum": 1, "title": "batch_size", "type": "integer"}
+    assert props["batch_mode"]["enum"] == ["combined", "per_array"]
+    guards = section_model("guards").model_json_schema()["properties"]
+    assert guards["accept"]["type"] == "array" and guards["accept"]["default"] == []
+    assert guards["guard_unset_share"]["type"] == "number"
+    assert section_model("catalogs").model_json_schema()["properties"]["catalog_deletes"]["type"] == "boolean"
+
+
+def test_parameters_set_win_else_the_environment_else_the_default(monkeypatch):
+    """The rule of docs/prefect.md: a field the run's parameters set wins; a field left out is the environment's
+    (BRAZE_MIGRATE_<NAME> where the flow runs), else the model's default."""
+    from braze_migrate.settings import section_model, settings_from_parameters
+
+    monkeypatch.setenv("BRAZE_MIGRATE_BATCH_SIZE", "40")
+    monkeypatch.setenv("BRAZE_MIGRATE_MAX_ATTEMPTS", "2")
+    settings = settings_from_parameters("/srv/state", {"requests": {"rate_limit": "100/1s"}, "retries": {}})
+    assert (settings.rate_limit, settings.batch_size, settings.max_attempts) == ("100/1s", 40, 2)
+    assert settings.concurrency == 100 and settings.state == Path("/srv/state")
+    # Set to the default is set: it wins over the environment (the custom-run form sends every field).
+    sending = section_model("requests")(batch_size=75)
+    assert settings_from_parameters("/s", {"requests": sending}).batch_size == 75
+    assert settings_from_parameters("/s", {"requests": section_model("requests")()}).batch_size == 40
+
+
+def test_a_bad_parameter_is_one_line(monkeypatch):
+    from braze_migrate.settings import ConfigError, settings_from_parameters
+
+    with pytest.raises(ConfigError, match="invalid setting --rate-limit"):
+        settings_from_parameters("/s", {"requests": {"rate_limit": "fast"}})
+    with pytest.raises(ConfigError, match=r"invalid parameter requests\.batch_size: Input should be greater"):
+        settings_from_parameters("/s", {"requests": {"batch_size": 0}})
+    with pytest.raises(ConfigError, match=r"invalid parameter guards\.guard_min_user: Extra inputs"):
+        settings_from_parameters("/s", {"guards": {"guard_min_user": 5}})
+
+
+def test_settings_sent_to_another_process_leave_the_ledger_url_behind(monkeypatch):
+    """A task's LoadSettings pickled for a Dask worker carries no secret: the worker takes its own ledger URL."""
+    import pickle
+
+    from braze_migrate.settings import load_settings
+
+    monkeypatch.setenv("BRAZE_MIGRATE_LEDGER_URL", "postgresql://loader:s3cret-pw@db.internal/ledger")
+    settings = load_settings(state="/srv/state", batch_size=10)
+    sent = pickle.dumps(settings)
+    assert b"s3cret-pw" not in sent and b"db.internal" not in sent
+    monkeypatch.setenv("BRAZE_MIGRATE_LEDGER_URL", "postgresql://worker@other/ledger")
+    received = pickle.loads(sent)
+    assert received.ledger_url.get_secret_value() == "postgresql://worker@other/ledger"
+    assert (received.batch_size, received.state) == (10, Path("/srv/state"))
+    monkeypatch.delenv("BRAZE_MIGRATE_LEDGER_URL")
+    assert pickle.loads(sent).ledger_url is None
+    assert settings.ledger_url.get_secret_value().endswith("/ledger")  # the sender's own copy is untouched
