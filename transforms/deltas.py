@@ -42,6 +42,7 @@ class Delta:
     send: pl.LazyFrame
     kept: pl.LazyFrame
     next_rows: pl.LazyFrame | None = None
+    cleared: pl.LazyFrame | None = None  # users: external_id, `cleared` (values written as null tonight)
 
 
 def json_text(expr: pl.Expr) -> pl.Expr:
@@ -177,7 +178,7 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
     for c in (identity.EMAIL, identity.PHONE):
         if c in attrs:
             names_user = names_user | ((kind == c) & pl.col(_CHANGED + c))
-    fragments, points = [], []
+    fragments, points, nulls = [], [], []
     for c in attrs:
         now, ch, did = pl.col(_NOW + c), pl.col(_CH + c), pl.col(_CHANGED + c)
         name = pl.lit(json.dumps(nested.braze_name(c), ensure_ascii=False) + ":")
@@ -201,10 +202,10 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
                 .otherwise(pl.lit(1, pl.Int64))
             )
         fragments.append(pl.when(did).then(name + value))
-        if c in (identity.EMAIL, identity.PHONE):
-            points.append(pl.when(did & (kind != c)).then(cost).otherwise(pl.lit(0, pl.Int64)))
-        elif c not in NOT_BILLABLE:
-            points.append(pl.when(did).then(cost).otherwise(pl.lit(0, pl.Int64)))
+        billed = (did & (kind != c)) if c in (identity.EMAIL, identity.PHONE) else did
+        if c in (identity.EMAIL, identity.PHONE) or c not in NOT_BILLABLE:
+            points.append(pl.when(billed).then(cost).otherwise(pl.lit(0, pl.Int64)))
+            nulls.append((billed & now.is_null()).cast(pl.Int64))
 
     body = pl.concat_str(fragments, separator=",", ignore_nulls=True) if fragments else pl.lit(None, pl.Utf8)
     n_changed = pl.sum_horizontal([pl.col(_CHANGED + c).cast(pl.Int64) for c in attrs]) if attrs else pl.lit(0)
@@ -218,6 +219,7 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
         _n_changed=n_changed,
         object=obj,
         data_points=pl.sum_horizontal(points).cast(pl.Int64) if points else pl.lit(0, pl.Int64),
+        _cleared=pl.sum_horizontal(nulls).cast(pl.Int64) if nulls else pl.lit(0, pl.Int64),
     ).with_columns(fingerprint=_xxh3(pl.col("object")))
 
     held_users = held.filter(pl.col("dataset") == "users").select(
@@ -261,7 +263,8 @@ def diff_users(tonight: pl.LazyFrame, snapshot: pl.LazyFrame, held: pl.LazyFrame
         *[pl.col(_NOW + c).alias(c) for c in attrs],
         *[pl.col(_OLD + c).alias(c) for c in snapshot_only],
     )
-    return Delta(send=send, kept=kept, next_rows=next_rows)
+    cleared = planned.filter(pl.col("_cleared") > 0).select("external_id", pl.col("_cleared").alias("cleared"))
+    return Delta(send=send, kept=kept, next_rows=next_rows, cleared=cleared)
 
 
 def diff_occurrences(tonight: pl.LazyFrame, acked: pl.LazyFrame, held: pl.LazyFrame, *, dataset: str,
@@ -405,3 +408,15 @@ def full_resend_cost(users: pl.LazyFrame | None, occurrences: list[pl.LazyFrame]
     if not parts:
         return pl.LazyFrame({"dp": [0], "objects": [0]}, schema={"dp": pl.Int64, "objects": pl.Int64})
     return pl.concat(parts).select(pl.col("dp").sum(), pl.col("objects").sum())
+
+
+def resend_points(tonight: pl.LazyFrame, delta: Delta) -> pl.LazyFrame:
+    """Per user of tonight (external_id, data_points): what sending the user's row whole would cost to reach
+    the same profile as the delta does: every non-empty billable value whole (`user_points`) and every value
+    the delta clears tonight, since a resend writes that `null` too and Braze bills it. Its sum is the plan's
+    full-resend figure, which the delta never exceeds per user (tests/test_full_resend.py)."""
+    whole = tonight.select("external_id", user_points(tonight.collect_schema()).alias("data_points"))
+    if delta.cleared is None:
+        return whole
+    return whole.join(delta.cleared, on="external_id", how="left").select(
+        "external_id", (pl.col("data_points") + pl.col("cleared").fill_null(0)).alias("data_points"))

@@ -285,6 +285,10 @@ def _array_change(old_text: str | None, new_text: str, key: str) -> Change:
     if not ops:
         return _NO_CHANGE  # the same items (another order or key order): nothing to change by id
     points = sum(key_count(a) for a in adds) + len(removes) + sum(key_count(u["$new_object"]) for u in updates)
+    if points > _whole_points(new):
+        # Item operations dearer than the whole array (every id retyped or replaced: a `$remove` per old id
+        # and each new item added): the whole array, exactly the export's, for less.
+        return _whole(new_text, new)
     # Without `_merge_objects` an `$update` overwrites the item with `$new_object` ("You must set
     # `_merge_objects` to true, or your objects will be overwritten"): item operations with an `$update` are
     # valid only in a merging attributes object (mode `merge`); the caller sends the whole array otherwise.

@@ -565,13 +565,15 @@ def _plan_users(plan_dir: Path, members: list[_UsersPart], held: pl.LazyFrame, c
                           snapshot_empty=before.height == 0, eager=True,
                           create_aliases=read_create_aliases(plan_dir))
     p_of = partition_of(pl.col("key"), parts).alias("_p")
-    send, kept, unchanged, points, nxt = pl.collect_all([
+    send, kept, unchanged, points, full, nxt = pl.collect_all([
         d.send.select(deltas.OBJECT_COLUMNS).cast(OBJECT_SCHEMA).with_columns(p_of),
         d.kept.filter(pl.col("bucket") != Outcome.UNCHANGED).select(deltas.KEPT_COLUMNS).cast(KEPT_SCHEMA).with_columns(p_of),
         d.kept.filter(pl.col("bucket") == Outcome.UNCHANGED).select("key", p_of),
-        # Per user: the memo keeps each user's cost, and their sum is the full resend's.
+        # Per user: the memo keeps each user's cost of being sent whole (a skipped user clears nothing).
         good.lazy().select("external_id", "_file", "_row", deltas.user_points(good.schema).alias("data_points"),
                            partition_of(pl.col("external_id"), parts).alias("_p")),
+        # The full resend's: that cost and the nulls tonight writes (transforms/deltas.py resend_points).
+        deltas.resend_points(good.lazy(), d).with_columns(partition_of(pl.col("external_id"), parts).alias("_p")),
         d.next_rows.with_columns(partition_of(pl.col("external_id"), parts).alias("_p")),
     ], engine=UNIT_ENGINE)
     rej = rej.with_columns(p_of)
@@ -590,13 +592,13 @@ def _plan_users(plan_dir: Path, members: list[_UsersPart], held: pl.LazyFrame, c
         if m.split.snapshot_hashes.height == 0:  # a first load of this partition: its part will be `own_next`
             own_entries, first_schema = seen.with_first_rows(own_entries, own_next), seen.schema_of(own_next.schema)
         seen.write_next(plan_dir, m.part, m.made_of, own_entries, first_schema)
-        own_points = points.filter(mine)
+        own_full = full.filter(mine)
         skipped = m.split.skipped
         out[m.u] = (own_send.lazy(), {
             "dataset": "users", "part": m.part,
             UNCHANGED: skipped.height + unchanged.filter(mine).height,
-            "full_dp": int(skipped["data_points"].sum() or 0) + int(own_points["data_points"].sum() or 0),
-            "full_objects": skipped.height + own_points.height,
+            "full_dp": int(skipped["data_points"].sum() or 0) + int(own_full["data_points"].sum() or 0),
+            "full_objects": skipped.height + own_full.height,
         })
         columns = normalize.users_column_rejects(m.frame, csv_types).collect(engine=UNIT_ENGINE)
         own_rej = pl.concat([rej.filter(mine).drop("_p"), columns.select(REJECT_COLUMNS).cast(REJECT_SCHEMA)])
