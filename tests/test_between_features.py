@@ -373,3 +373,34 @@ def test_repair_after_a_night_whose_export_was_unchanged(sandbox, tmp_path):
     code, summary, _ = run("sync", write_night(tmp_path / "n2", USERS, [event(i, "u001") for i in range(4)]),
                            state, e)
     assert code == 0 and _events(sandbox) == 4  # the three acknowledged events are not resent
+
+
+class _Killed(BaseException):
+    """What kill -9 leaves: the process gone mid-stage, nothing after it run (the flock dies with it)."""
+
+
+def test_a_run_killed_after_it_began_loading_but_before_a_batch_left_resumes(sandbox, tmp_path, monkeypatch):
+    """Killed between `loading` and its first request, the run's batches are all still planned, so the resume
+    judges it again: passing the guards must leave it loading, not move it back to planned (an illegal
+    transition, a traceback on every later night until repair). Found by the model (soak seed 20261207)."""
+    from braze_migrate.cli.main import main
+    from braze_migrate.run import engine
+
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    for k in ("BRAZE_REST_ENDPOINT", "BRAZE_API_KEY"):
+        monkeypatch.setenv(k, e[k])
+    assert main(["backfill", str(write_night(tmp_path / "n1", USERS, [event(i, "u001") for i in range(3)])),
+                 "--state", str(state), "--no-prefect"]) == 0
+    night2 = write_night(tmp_path / "n2", {**USERS, "u001": {"tier": "platinum", "city": "Oslo"}},
+                         [event(i, "u001") for i in range(5)])
+
+    def killed(*args, **kwargs):
+        raise _Killed
+
+    real = engine.apply_plan
+    monkeypatch.setattr(engine, "apply_plan", killed)
+    with pytest.raises(_Killed):
+        main(["sync", str(night2), "--state", str(state), "--no-prefect"])
+    monkeypatch.setattr(engine, "apply_plan", real)
+    assert main(["sync", str(night2), "--state", str(state), "--no-prefect"]) == 0
+    assert _events(sandbox) == 5 and known(sandbox)["u001"]["custom_attributes"]["tier"] == "platinum"

@@ -125,7 +125,9 @@ def guard(prepared: Prepared, options: Options) -> GuardReport | None:
     try:
         report = guards.guard_run(engine.state, prepared.plan_dir, prepared.run_id, engine.ledger,
                                   guards.GuardSettings.of(settings), settings.accept)
-        if report is not None:
+        if report is not None and (report.held or engine.ledger.run(prepared.run_id).status != RunState.LOADING):
+            # A run killed after it began loading but before a batch left is judged again on resume: held, it
+            # waits like any held run; passed, it stays loading (it is not planned again).
             engine.ledger.set_run_status(prepared.run_id, RunState.HELD if report.held else RunState.PLANNED)
         return report
     finally:
