@@ -1,9 +1,12 @@
 """What a load flow does when it cannot simply finish: ask a person, or fail in a way that reads as failure.
 
 - Decisions: a deployment run that the guards held, or that ends with events/purchases in doubt, pauses and asks
-  in the Prefect UI (`pause_flow_run(wait_for_input=...)`) with the figures on the form: send the held plan /
-  resend the in-doubt batches / keep holding. Nobody answering within `decision_timeout` means keep holding: the
-  run ends Failed and sends nothing. A CLI run never pauses: it prints the command that decides.
+  in the Prefect UI (`pause_flow_run(wait_for_input=...)`) with the figures on the form. Held by the guards:
+  accept (send the held plan) or hold. In doubt, the choices follow the one decision table
+  (braze_migrate/run/advice.py): settle (`settle --check`: read the users back from Braze, settle what the counts
+  decide, then the plain resume) or hold; only for the batches the check could not decide, a second form names
+  them and the most duplicates a resend may cause: delivered, resend or hold. Nobody answering within
+  `decision_timeout` means keep holding: nothing more is sent. A CLI run never pauses: it prints the advice.
 - Failures: an error the user can fix (a missing source, a state folder in use, a wrong key) ends the task that
   met it and the flow Failed with one line and no traceback in the logs; a genuine bug still surfaces whole.
 """
@@ -28,6 +31,7 @@ from prefect.utilities.engine import propose_state_sync
 from pydantic import Field
 
 from braze_migrate.errors import user_message
+from braze_migrate.run import settling
 from braze_migrate.run.engine import Prepared
 from braze_migrate.run.public import GuardReport
 from braze_migrate.run.stages import Answer, now_iso
@@ -39,7 +43,8 @@ PAUSE_GRACE_S = 600  # the server-side pause outlives our wait by this much (see
 
 
 GUARD_CHOICES = "accept or hold"
-IN_DOUBT_CHOICES = "resend or hold"
+IN_DOUBT_CHOICES = "settle or hold"
+UNDECIDED_CHOICES = "delivered, resend or hold"
 BY_HELP = "your name or team: recorded with the decision in the run's logs and report"
 
 
@@ -54,8 +59,19 @@ class GuardDecision(RunInput):
 class InDoubtDecision(RunInput):
     """Events or purchases of this run may have reached Braze already (figures above)."""
 
-    decision: Literal["hold", "resend"] = Field(
-        "hold", description="resend: send them again, accepting possible duplicates; hold: keep them pending")
+    decision: Literal["hold", "settle"] = Field(
+        "hold", description=("settle: read their users back from Braze, settle the batches the counts decide, then "
+                             "send what Braze does not have and the rows still pending (no duplicate); "
+                             "hold: keep them pending"))
+    answered_by: str = Field("", description=BY_HELP, max_length=80)
+
+
+class UndecidedDecision(RunInput):
+    """The check could not decide these batches from what Braze gives back (figures above)."""
+
+    decision: Literal["hold", "delivered", "resend"] = Field(
+        "hold", description=("delivered: Braze has them, never send them; resend: Braze does not have them, send "
+                             "them once (if it had them, duplicates up to the figures above); hold: keep them pending"))
     answered_by: str = Field("", description=BY_HELP, max_length=80)
 
 
@@ -126,20 +142,75 @@ def guard_decider(timeout_s: int) -> Callable[[GuardReport, Prepared], Answer]:
 
 
 def ask_in_doubt(summary: RunSummary, timeout_s: int) -> Answer | None:
-    """A deployment run that ends with events/purchases in doubt asks whether to resend them (None: not asked)."""
-    held = [b for b in summary.in_doubt if "held" in b.action]
+    """A deployment run that ends with events/purchases in doubt asks whether to settle them (None: not asked,
+    as when nothing is in doubt)."""
+    held = in_doubt_batches(summary)
     if not held or not in_deployment() or summary.status is not RunStatus.INCOMPLETE:
         return None
     lines = [(f"**{len(held)} batches** of run `{summary.run_id}` were sent without a definite answer from Braze "
              "(5xx, timeout): their events and purchases may already be in Braze, so they are held."),
              "", "| batch | events | purchases |", "|---:|---:|---:|",
              *(f"| {b.batch_no} | {b.events} | {b.purchases} |" for b in held), "",
-             ("**resend** sends them again (duplicates possible inside these batches); **hold** keeps them pending "
-             f"(later: `{summary.resume_command}`).")]
-    answer = ask(InDoubtDecision, "\n".join(lines), timeout_s, asked=f"{len(held)} in-doubt batches of run "
-                 f"{summary.run_id}", message=f"{len(held)} batches of run {summary.run_id} in doubt: answer "
-                 f"{IN_DOUBT_CHOICES} on the run page")
-    return answer
+             ("**settle** reads their users back from Braze (`braze-migrate settle RUN --check`), settles every batch "
+              "the counts decide, then sends what Braze does not have and the rows still pending: no duplicate. "
+              "Batches the counts cannot decide are asked about next, by number. **hold** keeps them pending "
+              f"(later: `braze-migrate settle {summary.run_id} --check --state {summary.state}`, then the plain "
+              "resume).")]
+    return ask(InDoubtDecision, "\n".join(lines), timeout_s, asked=f"{len(held)} in-doubt batches of run "
+               f"{summary.run_id}", message=f"{len(held)} batches of run {summary.run_id} in doubt: answer "
+               f"{IN_DOUBT_CHOICES} on the run page")
+
+
+def in_doubt_batches(summary: RunSummary) -> list:
+    """The batches a run holds in doubt (commit/accounting.py in_doubt_batches marks them "held")."""
+    return [b for b in summary.in_doubt if "held" in b.action]
+
+
+def ask_undecided(run_id: str, undecided: list[int], counts: dict[int, tuple[int, int]], timeout_s: int) -> Answer:
+    """After the check, the batches it could not decide: named, with the most duplicates a resend may cause."""
+    events = sum(counts.get(b, (0, 0))[0] for b in undecided)
+    purchases = sum(counts.get(b, (0, 0))[1] for b in undecided)
+    names = ", ".join(map(str, undecided))
+    lines = [(f"The check read the users back from Braze but could not decide **batch(es) {names}** of run "
+              f"`{run_id}` (an occurrence older than 90 days, a later one hiding it, or a user Braze does not know)."),
+             "", "| batch | events | purchases |", "|---:|---:|---:|",
+             *(f"| {b} | {counts.get(b, (0, 0))[0]} | {counts.get(b, (0, 0))[1]} |" for b in undecided), "",
+             ("**delivered**: Braze has them (check a few users in the dashboard); never sent again. **resend**: Braze "
+              f"does not have them; sent once, and if it had them, up to {events} events and {purchases} purchases "
+              "become duplicates. **hold**: they stay pending.")]
+    return ask(UndecidedDecision, "\n".join(lines), timeout_s, asked=f"batch(es) {names} of run {run_id} that the "
+               f"check could not decide", message=f"batch(es) {names} of run {run_id} undecided by the check: answer "
+               f"{UNDECIDED_CHOICES} on the run page (a resend may duplicate up to {events} events and {purchases} "
+               "purchases)")
+
+
+def settle_in_doubt(summary: RunSummary, options: dict, timeout_s: int, resume: Callable[[], RunSummary]
+                    ) -> tuple[RunSummary, list[Answer]]:
+    """The decision table for a deployment run that left events/purchases in doubt: asked, `settle` checks them
+    against Braze, asks about the batches the check could not decide (delivered / resend / hold), then resumes
+    plainly (`resume`: the same command without `--in-doubt resend`). Returns the summary to report (the
+    resumed run's, or this one's) and the answers given."""
+    answer = ask_in_doubt(summary, timeout_s)
+    if answer is None:
+        return summary, []
+    answers = [answer]
+    if answer.decision != "settle":
+        return summary, answers
+    logger = get_run_logger()
+    report = settling.check(summary.run_id, options)
+    for decision in ("delivered", "resend"):
+        done = [b for b, d in report.settled.items() if d == decision]
+        if done:
+            logger.info("settle --check of run %s: batch(es) %s settled as %s", summary.run_id,
+                        ", ".join(map(str, done)), decision)
+    if report.undecided:
+        second = ask_undecided(summary.run_id, report.undecided, report.counts, timeout_s)
+        answers.append(second)
+        if second.decision in ("delivered", "resend"):
+            settling.decide(summary.run_id, options, second.decision, report.undecided, decided_by=second.by)
+            logger.info("batch(es) %s of run %s settled as %s by %s", ", ".join(map(str, report.undecided)),
+                        summary.run_id, second.decision, second.by)
+    return resume(), answers
 
 
 def guards_markdown(report: GuardReport, prepared: Prepared, answer: Answer | None = None) -> str:

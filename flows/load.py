@@ -122,13 +122,14 @@ def run(kind: str, source: str, mapping: str | None, options: dict, tasks: stage
         tasks = replace(tasks, decide=decisions.guard_decider(timeout), plan=_named(tasks.plan, kind, logical,
                                                                                         options["state"]))
         summary = stages.run_load(kind, source, mapping, options, tasks)
-        answer = decisions.ask_in_doubt(summary, timeout)
-        if answer is not None and answer.decision == "resend":
-            summary = stages.run_load(kind, source, mapping, {**options, "in_doubt": "resend"}, tasks)
-        if answer is not None:
+        # In doubt: settle --check, the batches it could not decide, then the plain resume (run/advice.py).
+        summary, answers = decisions.settle_in_doubt(
+            summary, options, timeout,
+            lambda: stages.run_load(kind, source, mapping, {**options, "in_doubt": "skip"}, tasks))
+        if answers:
             summary = summary.model_copy(update={
-                "decisions": [*(summary.decisions or []), vars(answer)],
-                "waited_s": (summary.waited_s or 0.0) + answer.waited_s})
+                "decisions": [*(summary.decisions or []), *map(vars, answers)],
+                "waited_s": (summary.waited_s or 0.0) + sum(a.waited_s for a in answers)})
     except Exception as exc:
         state = decisions.failed(exc)
         if state is None:

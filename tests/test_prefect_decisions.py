@@ -159,6 +159,19 @@ def wait_final(client, run_id):
     return found[0]
 
 
+def wait_final_or_paused(client, run_id, not_state_id):
+    """The flow run once final, or paused again (a state other than `not_state_id`)."""
+    found = []
+
+    def check() -> bool:
+        found[:] = [client.read_flow_run(run_id)]
+        state = found[0].state
+        return state is not None and (state.is_final() or (state.is_paused() and state.id != not_state_id))
+
+    wait_for(check, RUN_TIMEOUT_S, f"flow run {run_id} to finish or ask again")
+    return found[0]
+
+
 @pytest.fixture
 def backfilled(sandbox_server, monkeypatch, tmp_path):
     """Day 1 loaded into a fresh sandbox and state folder (inline: the deployments are what is under test)."""
@@ -269,7 +282,9 @@ def test_run_with_pending_batches_fails_on_its_load_task_without_a_traceback(
     assert "resume with" in alert["body"] and "Traceback" not in alert["body"]
 
 
-def test_in_doubt_events_answered_resend_are_sent_once(served, receiver, backfilled, sandbox_server):
+def test_in_doubt_events_answered_settle_are_checked_then_sent_once(served, receiver, backfilled, sandbox_server):
+    """The decision table on the form (braze_migrate/run/advice.py): settle (the check against Braze), then only
+    the batches it could not decide are offered a resend, by number; each event ends stored once."""
     from prefect.flow_runs import resume_flow_run
 
     sandbox_server.set_faults(fail_rate=1.0)  # every request answered 5xx: its events/purchases are in doubt
@@ -278,18 +293,26 @@ def test_in_doubt_events_answered_resend_are_sent_once(served, receiver, backfil
         "source": str(DAY2), "state": str(backfilled), "decision_timeout": RUN_TIMEOUT_S})
     with get_client(sync_client=True) as client:
         try:
-            wait_for_state(client, run.id, "Paused")
+            paused = wait_for_state(client, run.id, "Paused")
         finally:
             sandbox_server.set_faults(fail_rate=0.0)
-        resume_flow_run(run.id, run_input={"decision": "resend"})
-        final = wait_final(client, run.id)
+        assert "answer settle or hold" in paused.state.message and "resend" not in paused.state.message
+        resume_flow_run(run.id, run_input={"decision": "settle", "answered_by": "ops"})
+        final = wait_final_or_paused(client, run.id, paused.state.id)
+        if final.state.is_paused():  # batches the check could not decide (users Braze did not know yet)
+            assert "undecided by the check: answer delivered, resend or hold" in final.state.message
+            assert re.search(r"a resend may duplicate up to \d+ events and \d+ purchases", final.state.message)
+            resume_flow_run(run.id, run_input={"decision": "resend", "answered_by": "ops"})
+            final = wait_final(client, run.id)
+        lines = logs_of(client, final)
     assert final.state.is_completed(), final.state
+    assert any("decision on " in line and ": settle by ops" in line for line in lines)
     ledger = Ledger(backfilled / "ledger.sqlite")
     try:
         syncs = [r.summary for r in ledger.runs(limit=10) if r.kind == "sync"]
     finally:
         ledger.close()
-    assert [s["status"] for s in syncs] == ["completed", "incomplete"]  # the resend run, then the asking one
+    assert [s["status"] for s in syncs] == ["completed", "incomplete"]  # the plain resume, then the asking one
     acked = sum(s["datasets"]["events"]["acknowledged"] for s in syncs)
     assert acked > 0 and sandbox_server.stats()["events_stored"] - stored == acked  # each event stored once
 

@@ -12,6 +12,8 @@ The table (first row that matches):
 
 `--in-doubt resend` (or `settle --resend`) is never advised by a run: it is advised by `settle --check` only
 for the batches it could not decide, naming them and the duplicates it may cause (`after_settle`).
+A deployment run's decision forms follow the same table (flows/decisions.py `settle_in_doubt`): settle or hold;
+then delivered, resend or hold only for the batches the check could not decide.
 """
 
 from __future__ import annotations
