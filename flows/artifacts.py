@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -264,11 +265,22 @@ def plan_line(prepared, options: dict) -> str:
         ledger.close()
     rate = parse_rate(options.get("rate_limit") or "3000/3s")
     left = t["batches"] - t["acknowledged_batches"]
-    at_limit = left * rate.seconds / rate.requests
     what = "resuming the unfinished plan" if prepared.resumed else RunState.PLANNED.value
-    return (f"run {prepared.run_id} {what}: {t['batches']:,} batches ({t['objects']:,} objects), {left:,} to send; "
-            f"at {rate.requests}/{rate.seconds:g}s that is at least {eta_text(at_limit).removeprefix('ETA ')} "
-            "of loading")
+    return (f"run {prepared.run_id} {what}: {t['batches']:,} batches ({t['objects']:,} objects), {left:,} to send"
+            + loading_time(left, rate.requests, rate.seconds))
+
+
+def loading_time(batches: int, requests: int, seconds: float) -> str:
+    """What sending `batches` costs at the rate limit (`requests` per `seconds`), as the plan line's tail: a lower
+    bound (a batch is one request or more), in whole seconds from one second on; "under a second" below it
+    (a small plan's bound rounds to 0:00, which reads as no time at all); nothing when there is nothing to send."""
+    if batches <= 0:
+        return ": nothing to send"
+    at_limit = batches * seconds / requests
+    limit = f"{requests}/{seconds:g}s"
+    if at_limit < 1:
+        return f"; at {limit} that is under a second of loading"
+    return f"; at {limit} that is at least {eta_text(math.floor(at_limit)).removeprefix('ETA ')} of loading"
 
 
 def bucket_rows(summary: RunSummary) -> list[dict]:
