@@ -128,9 +128,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--out", default=str(ROOT / "docs/img"))
+    p.add_argument("--port", type=int, default=0, help="the Prefect server's port (default: a free one)")
+    p.add_argument("--only-lists", action="store_true",
+                   help="only the deployments lists (no runs): operator-deployments-list*.png")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="braze-operator-"))
-    port = free_port()
+    port = args.port or free_port()
     ui = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "PREFECT_UI_URL": ui, "DO_NOT_TRACK": "1",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": f"{ui}/api"}
@@ -191,6 +194,12 @@ async def shoot(args, ui: str, work: Path, box_url: str, alerts: Alerts) -> None
         browser = await pw.chromium.launch(executable_path=args.chromium)
         page = await browser.new_page(viewport={"width": 1400, "height": 1100}, device_scale_factor=1)
 
+        async def lists() -> None:
+            # 10: the list as a fresh browser opens it (Prefect 3.9's default UI: /v2), and the V1 list: the time
+            # zone is the nightly's first tag in both; V2 marks a paused schedule "Paused", V1 only in a tooltip.
+            await snap(f"{ui}/v2/deployments", "deployments-list", height=500)
+            await snap(f"{ui}/deployments", "deployments-list-v1", height=500)
+
         async def snap(url: str, name: str, tab: str | None = None, artifact: str | None = None,
                        height: int = 1100) -> None:
             await page.set_viewport_size({"width": 1400, "height": height})
@@ -204,6 +213,11 @@ async def shoot(args, ui: str, work: Path, box_url: str, alerts: Alerts) -> None
                 await page.wait_for_timeout(2000)
             await page.screenshot(path=str(out / f"operator-{name}.png"), full_page=True)
             print(f"operator-{name}.png", flush=True)
+
+        if args.only_lists:
+            await lists()
+            await browser.close()
+            return
 
         warm = await run_deployment("backfill/backfill", timeout=600, parameters={"source": str(DAY1), "state": state})
         assert warm.state.is_completed(), warm.state
@@ -264,7 +278,7 @@ async def shoot(args, ui: str, work: Path, box_url: str, alerts: Alerts) -> None
             nightly = await client.read_deployment_by_name("sync/nightly-sync")
         await snap(f"{ui}/deployments/deployment/{verify.id}", "verify-parameters", tab="Parameters")
         await snap(f"{ui}/deployments/deployment/{nightly.id}", "nightly-deployment")
-        await snap(f"{ui}/deployments", "deployments-list")
+        await lists()
         await snap(f"{ui}/automations", "automations")
         await asyncio.sleep(10)
         await snap(alerts.url, "alerts-received")
