@@ -1,7 +1,8 @@
 """Tonight's export through a real Prefect server and the sandbox: the served `nightly-sync` deployment fills its
 templated source with the scheduled night (in the schedule's time zone), waits for a folder that appears late,
 fails at its deadline with one line and an alert, sends nothing for last night's export again, and starts on
-the `braze-migrate.export.ready` event a warehouse job emits with `prefect event emit`.
+the `braze-migrate.export.ready` event a warehouse job emits (`braze-migrate emit-ready`, the plain HTTP call
+with curl, or `prefect event emit`).
 
 Nothing here depends on wall-clock speed: the late folder is written once the run is seen waiting, deadlines
 are seconds, and every wait is a bounded poll.
@@ -9,9 +10,11 @@ are seconds, and every wait is a bounded poll.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -157,17 +160,38 @@ def test_marker_that_never_comes_fails_at_the_deadline_with_one_line_and_an_aler
     assert not any("Traceback" in line for line in logs(run.id))
 
 
-def test_an_emitted_event_starts_a_sync_of_the_folder_it_names(served, prefect_api, night, sandbox_server):  # noqa: F811
+def _curl(api_url: str, folder: Path) -> list[str]:
+    """The plain HTTP call of docs/prefect.md ("Start on an event"), for a job without Python."""
+    body = json.dumps([{"id": str(uuid.uuid4()), "occurred": datetime.now(UTC).isoformat(),
+                        "event": "braze-migrate.export.ready",
+                        "resource": {"prefect.resource.id": "braze-migrate.export.nightly",
+                                     "braze-migrate.source": str(folder)}}])
+    return ["curl", "-fsS", "-X", "POST", f"{api_url}/events", "-H", "Content-Type: application/json", "-d", body]
+
+
+EMITTERS = {
+    # The warehouse job's one command (docs/prefect.md, "Start on an event").
+    "braze-migrate emit-ready": lambda api_url, folder: [
+        sys.executable, "-m", "braze_migrate.cli.main", "emit-ready", str(folder)],
+    "curl": _curl,
+    "prefect event emit": lambda api_url, folder: [
+        sys.executable, "-m", "prefect", "event", "emit", "braze-migrate.export.ready",
+        "--resource-id", "braze-migrate.export.nightly", "--resource", f"braze-migrate.source={folder}"],
+}
+
+
+@pytest.mark.parametrize("how", list(EMITTERS))
+def test_an_emitted_event_starts_a_sync_of_the_folder_it_names(served, prefect_api, night, sandbox_server, how):  # noqa: F811
     exports, state = night
-    folder = exports / "2000-01-02"
+    folder = exports / f"2000-01-0{2 + list(EMITTERS).index(how)}"
     shutil.copytree(DAY2, folder)
     (folder / "_SUCCESS").write_text("")
     before = sent(sandbox_server)
-    # The warehouse job's one command (docs/prefect.md, "Start on an event").
-    subprocess.run([sys.executable, "-m", "prefect", "event", "emit", "braze-migrate.export.ready",
-                    "--resource-id", "braze-migrate.export.nightly",
-                    "--resource", f"braze-migrate.source={folder}"],
-                   env=prefect_api.env, check=True, capture_output=True, timeout=120)
+    done = subprocess.run(EMITTERS[how](prefect_api.api_url, folder), env=prefect_api.env, check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    if how == "braze-migrate emit-ready":
+        assert f"emitted braze-migrate.export.ready for {folder} to {prefect_api.api_url}" in done.stdout
     started = []
 
     def a_run_of_that_folder() -> bool:
@@ -182,4 +206,6 @@ def test_an_emitted_event_starts_a_sync_of_the_folder_it_names(served, prefect_a
     assert done.state.is_completed(), done.state
     summary = newest_summary(state)
     assert summary["source"] == str(folder) and summary["kind"] == "sync"
-    assert sent(sandbox_server) > before
+    # The same day's export under another name is unchanged since the first of these runs: nothing resent.
+    assert sent(sandbox_server) > before if not summary.get("unchanged_since") else sent(sandbox_server) == before
+

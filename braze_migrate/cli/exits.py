@@ -10,7 +10,8 @@ MEANINGS = {
     EXIT_OK: "every object acknowledged, or rejected with a reason (in the rejects file)",
     EXIT_PENDING: "something is pending: the summary prints the command that resumes it",
     EXIT_CONFIG: "configuration, input or endpoint error (a setting, the export, a wrong key, a redirect or an "
-                 "endpoint that is not Braze, a symbolic link in the export that leads nowhere): one line names it",
+                 "endpoint that is not Braze, a symbolic link in the export that leads nowhere, a Prefect API that does not answer "
+                 "`emit-ready`): one line names it",
     EXIT_INTERRUPTED: "interrupted, also while waiting for rate permits: run the same command to resume",
     EXIT_HELD: "held by a guard, nothing sent: the line names the figures and the `--accept` that sends the plan",
     EXIT_DAMAGED: "the state folder is damaged (corrupt ledger, missing or truncated snapshot file, garbage "

@@ -1,4 +1,4 @@
-"""`braze-migrate`: backfill, sync, plan, verify, status, load-worker, and the local Braze sandbox.
+"""`braze-migrate`: backfill, sync, plan, verify, status, load-worker, emit-ready, and the local Braze sandbox.
 
 Configuration problems end in one line on stderr (exit 2), never a traceback; a run that left anything
 pending exits 1 and prints the command that resumes it.
@@ -14,7 +14,18 @@ import argparse
 import os
 import sys
 
-from braze_migrate.cli import load, plan, repair, sandbox, settle, status, undelete, verify, worker
+from braze_migrate.cli import (
+    emit_ready,
+    load,
+    plan,
+    repair,
+    sandbox,
+    settle,
+    status,
+    undelete,
+    verify,
+    worker,
+)
 from braze_migrate.cli.exits import EXIT_CONFIG, EXIT_DAMAGED, EXIT_INTERRUPTED, EXIT_UNUSABLE
 from braze_migrate.errors import user_failure
 from braze_migrate.settings import ConfigError
@@ -37,6 +48,7 @@ SUBCOMMANDS = {
     "settle": (settle, settle.add_parser),
     "undelete": (undelete, undelete.add_parser),
     "sandbox": (sandbox, sandbox.add_parser),
+    "emit-ready": (emit_ready, emit_ready.add_parser),
 }
 
 
