@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import threading
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -307,6 +308,51 @@ def test_in_doubt_events_answered_settle_are_checked_then_sent_once(served, rece
         lines = logs_of(client, final)
     assert final.state.is_completed(), final.state
     assert any("decision on " in line and ": settle by ops" in line for line in lines)
+    ledger = Ledger(backfilled / "ledger.sqlite")
+    try:
+        syncs = [r.summary for r in ledger.runs(limit=10) if r.kind == "sync"]
+    finally:
+        ledger.close()
+    assert [s["status"] for s in syncs] == ["completed", "incomplete"]  # the plain resume, then the asking one
+    acked = sum(s["datasets"]["events"]["acknowledged"] for s in syncs)
+    assert acked > 0 and sandbox_server.stats()["events_stored"] - stored == acked  # each event stored once
+
+
+def test_batches_the_check_cannot_decide_are_asked_about_by_number(served, receiver, backfilled, sandbox_server,
+                                                                   tmp_path):
+    """An event older than Braze's 90-day aggregates cannot be decided by the check: after "settle", a second form
+    names its batch with the most duplicates a resend may cause; answered "resend", the plain resume sends it once
+    and completes the run."""
+    from prefect.flow_runs import resume_flow_run
+
+    night = tmp_path / "tonight"
+    shutil.copytree(DAY2, night)
+    old = (datetime.now(UTC) - timedelta(days=200)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    with open(night / "events.ndjson", "a") as fh:
+        fh.write(json.dumps({"event_id": "E-too-old", "external_id": "000001", "name": "app_open", "time": old,
+                             "properties": None}) + "\n")
+    sandbox_server.set_faults(fail_rate=1.0)
+    stored = sandbox_server.stats()["events_stored"]
+    run = run_deployment("sync/nightly-sync", timeout=0, parameters={
+        "source": str(night), "state": str(backfilled), "decision_timeout": RUN_TIMEOUT_S})
+    with get_client(sync_client=True) as client:
+        try:
+            paused = wait_for_state(client, run.id, "Paused")
+        finally:
+            sandbox_server.set_faults(fail_rate=0.0)
+        resume_flow_run(run.id, run_input={"decision": "settle", "answered_by": "ops"})
+        again = wait_final_or_paused(client, run.id, paused.state.id)
+        assert again.state.is_paused(), again.state
+        message = again.state.message
+        assert "undecided by the check: answer delivered, resend or hold" in message, message
+        assert re.search(r"batch\(es\) [\d, ]+ of run \S+ undecided .*a resend may duplicate up to \d+ events "
+                         r"and \d+ purchases", message), message
+        receiver.wait_for("undecided by the check")  # the held alert carries the second question too
+        resume_flow_run(run.id, run_input={"decision": "resend", "answered_by": "ops"})
+        final = wait_final(client, run.id)
+        lines = logs_of(client, final)
+    assert final.state.is_completed(), final.state
+    assert any("settled as resend by ops" in line for line in lines), lines
     ledger = Ledger(backfilled / "ledger.sqlite")
     try:
         syncs = [r.summary for r in ledger.runs(limit=10) if r.kind == "sync"]
