@@ -40,7 +40,7 @@ from connectors.errors import SourceError
 from transforms.nested import KEYED_ARRAY
 
 if TYPE_CHECKING:
-    from connectors.mapping import Mapping
+    from connectors.mapping import DatasetMap, Mapping
     from connectors.objectstore import StoreOptions
     from connectors.sql import Query
 
@@ -698,6 +698,7 @@ def _scan_files(loc: _Located, resolved: _Resolved) -> pl.LazyFrame:
             options=options,
             separator=separator,
             partitions=_partition_values(f, loc.root) if hive else None,
+            spec=spec,
         )
         for f in loc.files
     ]
@@ -717,7 +718,7 @@ def _reader(loc: _Located, resolved: _Resolved) -> Callable[[int], Iterator[pl.D
         if loc.format == "parquet":
             batches = parquet_batches([path], rows)
         else:
-            batches = _text_batches(path, loc.format, separator)
+            batches = _text_batches(path, loc.format, separator, spec)
         values = [pl.lit(v, dtype=pl.String).alias(k) for k, v in (partitions or {}).items()]
         yield from _numbered((b.with_columns(values) for b in batches), label)
 
@@ -740,11 +741,11 @@ def _reader(loc: _Located, resolved: _Resolved) -> Callable[[int], Iterator[pl.D
 TEXT_BLOCK = 8 << 20
 
 
-def _text_batches(f: str, fmt: str, separator: str) -> Iterator[pl.DataFrame]:
+def _text_batches(f: str, fmt: str, separator: str, spec: DatasetMap | None = None) -> Iterator[pl.DataFrame]:
     """A local CSV or NDJSON file (optionally .gz) parsed by Polars TEXT_BLOCK bytes at a time, each block cut
     at the end of a record, so the rows and their types are those of reading the file whole: CSV as text
     under the header's column names, NDJSON with the columns inferred from the whole file."""
-    head = _scan_one(f, fmt, separator=separator).collect_schema()
+    head = _scan_one(f, fmt, separator=separator, spec=spec).collect_schema()
     names = [c for c in head if c not in ORIGIN_COLUMNS]
     quoted = fmt == "csv"
     opener = gzip.open if f.lower().endswith(COMPRESSED) else open
@@ -830,6 +831,24 @@ def _concat(frames: list[pl.LazyFrame]) -> pl.LazyFrame:
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
 
+def _keyed_arrays(schema: pl.Schema, spec: DatasetMap | None) -> dict[str, pl.DataType]:
+    """The NDJSON columns that reach the pipeline as arrays of objects by item id (named `pets[id]` in the export,
+    or after the mapping's renames, or declared in its `arrays_of_objects`), to read as their JSON text: Polars
+    infers one type per column over all rows, so one string item id would turn every row's integer ids into
+    strings (#21 case 8), also when a mapping declares the array."""
+    from connectors.mapping import final_names
+
+    have = [c for c in schema if c not in ORIGIN_COLUMNS]
+    finals = final_names(spec, have) if spec is not None else {}
+    declared = spec.arrays_of_objects if spec is not None else {}
+    out: dict[str, pl.DataType] = {}
+    for c in have:
+        final = finals.get(c) or c
+        if schema[c].is_nested() and (KEYED_ARRAY.match(c) or KEYED_ARRAY.match(final) or final in declared):
+            out[c] = pl.String
+    return out
+
+
 def _scan_one(
     f: str | Path,
     fmt: str,
@@ -837,6 +856,7 @@ def _scan_one(
     options: StoreOptions | None = None,
     separator: str = ",",
     partitions: dict[str, str | None] | None = None,
+    spec: DatasetMap | None = None,
 ) -> pl.LazyFrame:
     storage = options.polars() if options is not None else None
     try:
@@ -848,7 +868,7 @@ def _scan_one(
             )
         else:
             lf = pl.scan_ndjson(f, infer_schema_length=None, storage_options=storage)
-            as_text = {c: pl.String for c, t in lf.collect_schema().items() if KEYED_ARRAY.match(c) and t.is_nested()}
+            as_text = _keyed_arrays(lf.collect_schema(), spec)
             if as_text:  # arrays of objects by id: kept as their JSON text, so each item id keeps its own type
                 lf = pl.scan_ndjson(f, infer_schema_length=None, storage_options=storage, schema_overrides=as_text)
         schema = lf.collect_schema()

@@ -313,6 +313,20 @@ def test_one_string_item_id_leaves_the_other_users_integer_ids_alone(sandbox, tm
     assert known(sandbox)["u1"]["custom_attributes"]["pets"] == [{"id": 1, "kind": "cat"}, {"id": 2, "kind": "dog"}]
 
 
+def test_one_string_item_id_in_an_array_the_mapping_declares_leaves_the_others_alone(sandbox, tmp_path):
+    """The same, with the array named `pets` in the export and declared by the mapping's `arrays_of_objects`
+    (the reader kept only columns already named `pets[id]` as JSON text: every id became a string)."""
+    users = {f"u{i}": {"pets": [{"id": 1, "kind": "cat"}, {"id": 2, "kind": "dog"}]} for i in range(10)}
+    users["u3"]["pets"] = [{"id": "x", "kind": "owl"}]
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("datasets:\n  users:\n    arrays_of_objects: {pets: id}\n")
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    code, first, _ = run("backfill", write_night(tmp_path / "n1", users), state, e, "--mapping", str(mapping))
+    assert code == 0 and first["data_points"]["sent"] == first["data_points"]["full_resend"]
+    assert known(sandbox)["u1"]["custom_attributes"]["pets"] == [{"id": 1, "kind": "cat"}, {"id": 2, "kind": "dog"}]
+    assert known(sandbox)["u3"]["custom_attributes"]["pets"] == [{"id": "x", "kind": "owl"}]
+
+
 def test_ids_that_differ_only_by_whitespace_are_merged_with_a_reason():
     """Braze's ids are exact, case-sensitive strings (its "Setting user IDs" page): nothing documents trimming."""
     from transforms.normalize import normalize_users
