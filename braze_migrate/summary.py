@@ -115,6 +115,9 @@ class RunSummary(BaseModel):
     retries: int = 0
     throttled: int = 0
     in_doubt: list[InDoubtBatch] = Field(default_factory=list)
+    # Events and purchases that earlier runs still hold in doubt (run id -> count): `settle RUN --check` decides
+    # them; until then every later run counts them pending (braze_migrate/run/advice.py).
+    unsettled: dict[str, int] = Field(default_factory=dict)
     datasets: dict[str, Buckets] = Field(default_factory=dict)
     data_points: DataPoints = Field(default_factory=DataPoints)
     requests_full_resend: int = 0

@@ -116,6 +116,31 @@ def test_applied_then_5xx_advises_settle_check_then_the_plain_resume_and_followi
     assert _events(sandbox) == 30
 
 
+def test_a_plain_resume_before_settle_still_advises_settling_the_earlier_run(sandbox, tmp_path):
+    """Found by the Prefect trial (docs/trials/21-prefect.md, case 2): the failed run's state message named the
+    plain resume; the run it started held the same events as pending with no batch in doubt of its own, and
+    advised the plain resume again "(nothing is in doubt: no duplicate)", forever: settle was never advised."""
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    assert run("backfill", write_night(tmp_path / "n1", USERS), state, e)[0] == 0
+    night2 = write_night(tmp_path / "n2", USERS, [event(i, f"u{i % 30:03d}") for i in range(30)])
+    sandbox.set_faults(applied_then_fail_rate=1.0)
+    code, first, _ = run("sync", night2, state, e, "--max-attempts", "1")
+    sandbox.set_faults(applied_then_fail_rate=0.0)
+    assert code == 1 and first["in_doubt"]
+    code, second, err = run("sync", night2, state, e)  # the plain resume, settle skipped
+    assert code == 1 and second["datasets"]["events"]["pending"] == 30 and not second["in_doubt"]
+    settle = f"braze-migrate settle {first['run_id']} --check --state {state}"
+    assert [s["command"] for s in second["advice"]] == [settle, f"braze-migrate sync {night2} --state {state}"]
+    assert "30 events and purchases of run " + first["run_id"] in second["advice"][0]["why"]
+    assert "nothing is in doubt" not in json.dumps(second["advice"]) and "--in-doubt resend" not in err
+    assert last_line(err).endswith(f"next: {settle}")
+    for step in second["advice"]:  # following it: every event in Braze exactly once, nothing left pending
+        args = step["command"].split()[1:]
+        done = cli(*args, *(["--no-prefect"] if args[0] in ("sync", "backfill") else []), env=e)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert _events(sandbox) == 30
+
+
 def test_no_in_doubt_batch_never_advises_a_resend(sandbox, tmp_path):
     """Attribute-only batches answered 5xx are pending, none in doubt: the advice is the plain resume."""
     e, state = env(sandbox, tmp_path), tmp_path / "state"

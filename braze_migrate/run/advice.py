@@ -7,7 +7,7 @@ The table (first row that matches):
 |---|---|
 | completed | nothing |
 | held (guards or deletes) | the command that accepts it |
-| with batches in doubt (sent, no definite answer) | `settle RUN --check` (reads the users back from Braze and decides by the counts), then the plain resume |
+| with batches in doubt (sent, no definite answer), of this run or still unsettled of an earlier one | `settle RUN --check` for each such run (reads the users back from Braze and decides by the counts), then the plain resume |
 | interrupted or pending without doubt (5xx, Braze down, a 302, a kill) | the plain resume |
 
 `--in-doubt resend` (or `settle --resend`) is never advised by a run: it is advised by `settle --check` only
@@ -43,7 +43,13 @@ def advise(summary: RunSummary) -> list[Step]:
     if s.status is RunStatus.HELD:
         return [Step(command=resume, why="accepts what held the run (" + (s.message or "held").split(":")[0] + ")")]
     doubt = [b for b in s.in_doubt if "held as pending" in b.action]  # commit/accounting.py in_doubt_batches
-    steps: list[Step] = []
+    # An earlier run's events and purchases still held in doubt are pending in this run too (a plain resume
+    # before its settle): settling it comes first, or every later run would only advise itself again.
+    steps: list[Step] = [
+        Step(command=f"braze-migrate settle {run_id} --check --state {s.state}",
+             why=(f"{count} events and purchases of run {run_id} are still held in doubt (they may have landed): "
+                  "reads their users back from Braze and settles what the counts decide"))
+        for run_id, count in sorted(s.unsettled.items()) if run_id != s.run_id]
     if doubt:
         events = sum(b.events for b in doubt)
         purchases = sum(b.purchases for b in doubt)
@@ -51,6 +57,7 @@ def advise(summary: RunSummary) -> list[Step]:
             command=f"braze-migrate settle {s.run_id} --check --state {s.state}",
             why=(f"{len(doubt)} batch(es) in doubt ({events} events, {purchases} purchases may have landed): "
                  "reads their users back from Braze and settles what the counts decide")))
+    if steps:
         steps.append(Step(command=resume, why="sends what settle found missing and the rows still pending"))
         return steps
     return [Step(command=resume, why=("sends the batches never sent" if s.status is RunStatus.INTERRUPTED

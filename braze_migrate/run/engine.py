@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+import polars as pl
+
 from braze_migrate.commit import accounting as report
 from braze_migrate.commit.committer import commit_run
 from braze_migrate.load.applier import apply_plan
@@ -35,7 +37,7 @@ from connectors.state.ledger_base import LedgerBase, LedgerUnavailable
 from connectors.state.ledgers import open_ledger
 from connectors.state.private import open_private, prove_writable
 from connectors.state.snapshot import Snapshot
-from connectors.states import UNFINISHED_BATCHES, Outcome, RunState
+from connectors.states import UNFINISHED_BATCHES, HeldReason, Outcome, RunState
 
 FINISHED = "all_stages_done"  # in a stored summary: every stage of the run ended (see Engine.finished)
 UNREAD_FILE = "unread.json"  # in the plan: files of the export no dataset reads, for the summary
@@ -236,6 +238,7 @@ class Engine:
             retries=totals["retries"],
             throttled=totals["throttled"],
             in_doubt=report.in_doubt_batches(outcome),
+            unsettled=self.unsettled(prepared.run_id),
             datasets=datasets,
             data_points=DataPoints(sent=int(acked["data_points"].sum() or 0),
                                    full_resend=stats["full_resend"]["data_points"]),
@@ -254,6 +257,13 @@ class Engine:
         if summary.status is not RunStatus.INTERRUPTED:
             retention.prune(self.state, self.ledger, self.settings.plan_retention_days)
         return summary
+
+    def unsettled(self, run_id: str) -> dict[str, int]:
+        """Events and purchases held in doubt by runs before `run_id` (snapshot `held`): run id -> count."""
+        held = (self.snapshot.scan("held")
+                .filter((pl.col("status") == HeldReason.IN_DOUBT) & (pl.col("run_id") != run_id))
+                .group_by("run_id").len().sort("run_id").collect())
+        return {r: int(n) for r, n in held.iter_rows()}
 
     def finished(self, summary: RunSummary) -> None:
         """Store the final summary of a run whose every stage ended, marked so: only such a run's export can be
