@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
 from braze_migrate.run import stages
+from braze_migrate.run.advice import next_line
 from braze_migrate.run.catalogs_stage import catalogs_stage
 from braze_migrate.run.engine import Prepared
 from braze_migrate.run.public import GuardReport, UnitsRunner
@@ -181,7 +182,9 @@ def finish(summary: RunSummary) -> State:
     if summary.status is RunStatus.HELD:
         return Failed(message=summary.message, data=RunUnfinished(summary.message, summary))
     if summary.status is not RunStatus.COMPLETED:
-        message = f"{summary.status}: resume with `{summary.resume_command}`"
+        # The decision table's steps (braze_migrate/run/advice.py), as the CLI's last line: the failed alert
+        # carries this message, so it must never skip a `settle --check` the report asks for first.
+        message = next_line(summary, every_step=True)
         return Failed(message=message, data=RunUnfinished(message, summary))
     return Completed(message="completed", data=summary)
 

@@ -15,12 +15,12 @@ from braze_migrate.cli.progress import showing
 from braze_migrate.cli.sources import add_source_arguments, require_source
 from braze_migrate.reporting.terminal import render_text
 from braze_migrate.run import stages
+from braze_migrate.run.advice import next_line
 from braze_migrate.run.credentials import resolve_credentials
 from braze_migrate.settings import ConfigError, public_options
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
 from connectors import readiness
 from connectors.errors import SourceError
-from connectors.states import Outcome
 
 COMMANDS = {"backfill": "load an export's history into Braze",
             "sync": "send only what changed since the last acknowledged load"}
@@ -72,14 +72,8 @@ def _day(text: str) -> date:
 
 def status_line(summary: RunSummary) -> str | None:
     """The one line on stderr of a run that did not complete (exit 1, 3, 4): what is left and what to do."""
-    if summary.status is RunStatus.COMPLETED:
-        return None
-    if summary.status is RunStatus.HELD:
-        return f"braze-migrate: {summary.message}"
-    what = (f"{summary.total(Outcome.PENDING)} rows pending" if summary.status is RunStatus.INCOMPLETE
-            else "stopped before every batch was sent")
-    step = summary.advice[0].command if summary.advice else summary.resume_command
-    return f"braze-migrate: {summary.status}: {what}" + (f"; next: {step}" if step else "")
+    line = next_line(summary)
+    return None if line is None else f"braze-migrate: {line}"
 
 
 def held_text(summary: RunSummary) -> str:

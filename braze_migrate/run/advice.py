@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from braze_migrate.summary import AdviceStep as Step
 from braze_migrate.summary import RunStatus, RunSummary
+from connectors.states import Outcome
 
 
 def base_command(summary: RunSummary) -> str | None:
@@ -79,6 +80,22 @@ def after_settle(run_id: str, state: str, undecided: list[int], in_doubt: dict[i
              why=(f"if Braze does not have them: the next run sends them once; if it had them, up to {events} "
                   f"events and {purchases} purchases become duplicates")),
     ]
+
+
+def next_line(summary: RunSummary, every_step: bool = False) -> str | None:
+    """The one line of a run that did not complete: what is left and the table's first step (`every_step`: each
+    step, for a Prefect state message and its alert, which are all an operator may read). None: completed."""
+    s = summary
+    if s.status is RunStatus.COMPLETED:
+        return None
+    if s.status is RunStatus.HELD:
+        return s.message or "held"
+    what = (f"{s.total(Outcome.PENDING)} rows pending" if s.status is RunStatus.INCOMPLETE
+            else "stopped before every batch was sent")
+    steps = [step.command for step in s.advice] or ([s.resume_command] if s.resume_command else [])
+    if not steps:
+        return f"{s.status}: {what}"
+    return f"{s.status}: {what}; next: " + (", then ".join(steps) if every_step else steps[0])
 
 
 def render(steps: list[Step] | list[dict]) -> list[str]:
