@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shlex
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -254,6 +255,8 @@ def plan_line(prepared, options: dict) -> str:
     from braze_migrate.settings import load_settings
     from connectors.braze.ratelimit import parse_rate
 
+    if prepared.unchanged is not None:  # nothing planned: the export is the one an earlier run loaded
+        return f"run {prepared.run_id}: {prepared.unchanged.get('message') or 'unchanged'}"
     if not plan_complete(prepared.plan_dir):
         return (f"run {prepared.run_id}: a first load into this state is planned while it loads, so the `load` "
                 "task plans and sends at once (its progress artifact shows planning and loading)")
@@ -422,17 +425,38 @@ def held_markdown(s: RunSummary, deployment_name: str | None = None) -> str:
     lines = [f"# {s.kind} {s.run_id}: held, nothing was sent", "",
              f"Source `{s.source}`, state `{s.state}`: {s.batches:,} batches planned and kept, none sent.", "",
              "## What was held", ""]
-    lines += [f"- {f.text()}" for f in report.held]
+    # The guards' figures; a hold of the deletes, identity requests or catalog deletes has its own message.
+    lines += [f"- {f.text()}" for f in report.held] or [f"- {s.message or 'held'}"]
     lines += decisions_markdown(s)
     lines += ["", "## To accept it (the held plan is sent exactly as planned, not planned again)", ""]
     if s.resume_command:
         lines.append(f"- From the CLI: `{s.resume_command}`")
     if deployment_name:
+        given = accept_parameters(s.resume_command) if s.resume_command else []
+        if not given and accept:
+            given = [f"'accept={json.dumps(accept.split(','))}'"]
         lines.append(f"- From Prefect (a new run of the deployment): `prefect deployment run '{deployment_name}' "
-                     f"-p source={s.source} -p state={s.state} -p 'accept={json.dumps(accept.split(','))}'`")
+                     f"-p source={s.source} -p state={s.state}" + "".join(f" -p {p}" for p in given) + "`")
     lines += ["", ("If the export is broken instead, fix it upstream and run again: the held plan, of which "
               "nothing was sent, is dropped and the fixed export planned afresh.")]
     return "\n".join(lines)
+
+
+def accept_parameters(resume_command: str) -> list[str]:
+    """The deployment parameters that do what the flags a held run's resume command adds do: `--accept A,B` ->
+    `'accept=["A", "B"]'`, a switch such as `--allow-mass-delete` -> `allow_mass_delete=true`."""
+    from braze_migrate.settings import LoadSettings
+
+    words = shlex.split(resume_command)
+    given = []
+    for i, word in enumerate(words):
+        name = word.removeprefix("--").replace("-", "_")
+        if word == "--accept" and i + 1 < len(words):
+            given.append(f"'accept={json.dumps(words[i + 1].split(','))}'")
+        elif word.startswith("--") and LoadSettings.model_fields.get(name) is not None \
+                and LoadSettings.model_fields[name].annotation is bool:
+            given.append(f"{name}=true")
+    return given
 
 
 def publish_verify(report) -> None:

@@ -219,6 +219,36 @@ def test_a_quiet_night_after_many_deletes_is_not_held_by_the_rows_guard(sandbox,
     assert all(d["dataset"] != "user_deletes" for d in summary["guards"]["datasets"])
 
 
+def test_a_held_delete_reports_what_was_held_and_the_deployment_parameter_that_accepts_it():
+    """Found by the Prefect trial (case 4): the report of a deployment run whose deletes were held said nothing
+    under "What was held" and told to accept it with `-p 'accept=[""]'`, which accepts nothing."""
+    from braze_migrate.summary import RunSummary
+    from flows.artifacts import report_markdown
+
+    message = "deletes held: 120 users to delete (40% of the 300 acknowledged users) is over the guard"
+    summary = RunSummary(run_id="R2", kind="sync", source="/x/n2", state="/s", status="held", message=message,
+                         deletes={"held": True, "deleted_ids": [], "pending_ids": ["u1"]},
+                         resume_command="braze-migrate sync /x/n2 --state /s --allow-mass-delete")
+    report = report_markdown(summary, "sync/nightly-sync")
+    assert f"- {message}" in report.split("## What was held")[1].split("##")[0]
+    assert ("`prefect deployment run 'sync/nightly-sync' -p source=/x/n2 -p state=/s -p allow_mass_delete=true`"
+            in report) and "accept=" not in report
+    catalogs = summary.model_copy(update={
+        "resume_command": "braze-migrate sync /x/n2 --state /s --catalog-deletes --allow-mass-delete"})
+    assert "-p catalog_deletes=true -p allow_mass_delete=true`" in report_markdown(catalogs, "sync/nightly-sync")
+
+
+def test_an_unchanged_export_is_not_logged_as_a_first_load(tmp_path):
+    """Found by the Prefect trial (case 1): the plan task of a run whose export was unchanged logged "a first load
+    into this state is planned while it loads" on a state folder with two committed runs."""
+    from braze_migrate.run.engine import Prepared
+    from flows.artifacts import plan_line
+
+    message = "unchanged since run R2: the export is the one that run loaded; nothing was sent"
+    line = plan_line(Prepared("R3", tmp_path / "plan", False, 0, unchanged={"message": message}), {})
+    assert line == f"run R3: {message}"
+
+
 # --- case 5: a renamed or vanished column holds the run ------------------------------------------------------
 
 def test_a_column_renamed_by_case_holds_the_run_naming_both_and_the_accept(sandbox, tmp_path):
