@@ -256,7 +256,7 @@ def plan_line(prepared, options: dict) -> str:
     from connectors.braze.ratelimit import parse_rate
 
     if prepared.unchanged is not None:  # nothing planned: the export is the one an earlier run loaded
-        return f"run {prepared.run_id}: {prepared.unchanged.get('message') or 'unchanged'}"
+        return f"run {prepared.run_id}: {prepared.unchanged.get('message') or 'nothing to plan'}"
     if not plan_complete(prepared.plan_dir):
         return (f"run {prepared.run_id}: a first load into this state is planned while it loads, so the `load` "
                 "task plans and sends at once (its progress artifact shows planning and loading)")
