@@ -61,7 +61,7 @@ SLOW_MODULES = {
     "test_nights", "test_readiness", "test_catalogs", "test_cli", "test_dask_flow", "test_deletes",
     "test_dependencies", "test_fidelity_doc", "test_guards", "test_hostile_unicode", "test_lock",
     "test_nested_sandbox", "test_pipeline", "test_plan_scale", "test_prefect_decisions", "test_prefect_e2e",
-    "test_prefect_tonight", "test_progress_cli", "test_resilience", "test_samples_shop", "test_samples_user_model",
+    "test_prefect_tonight", "test_prefect_between_features", "test_progress_cli", "test_resilience", "test_samples_shop", "test_samples_user_model",
     "test_seen", "test_settle", "test_sources_warehouse", "test_startup_errors", "test_state_messages",
     "test_suspicious", "test_type_contract", "test_upgrade", "test_workers",
 }
