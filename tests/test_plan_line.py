@@ -39,7 +39,7 @@ def test_a_tiny_plans_line_says_under_a_second(monkeypatch, tmp_path):
 
     monkeypatch.setattr(engine, "open_run_ledger", lambda settings: Ledger())
     monkeypatch.setattr(public, "plan_complete", lambda plan_dir: True)
-    prepared = SimpleNamespace(run_id="R1", plan_dir=tmp_path, resumed=False)
+    prepared = SimpleNamespace(run_id="R1", plan_dir=tmp_path, resumed=False, unchanged=None)
     line = plan_line(prepared, {"state": str(tmp_path)})
     assert line == ("run R1 planned: 9 batches (412 objects), 9 to send; at 3000/3s that is under a second of "
                     "loading")
