@@ -1,8 +1,10 @@
 """The full-resend figure (what sending tonight's export whole would cost) against what the delta sends, over
 every shape of user attribute: plain values, values that became empty, nested objects (dates, nested objects,
 lists of objects inside), arrays of objects by item id (ids of either type, items added, removed, changed, a
-key lost), subscription groups. Per user and per night, the delta never costs more than the full resend, and
-a first load costs exactly the full resend (transforms/deltas.py `resend_points`, braze_migrate/plan/planner.py).
+key lost), subscription groups (not billable: 0 in both); events and purchases with properties (one each plus
+their properties, in both). Per user and per night, the delta never costs more than the full resend, and a first
+load costs exactly the full resend (transforms/deltas.py `resend_points`, braze_migrate/plan/planner.py). Push
+tokens cost no data point on either side (deltas.diff_push_tokens, the planner's token units).
 
 Issue #21 case 8 saw "a full resend would cost 4 data points" beside thousands sent. Two causes, both here:
 an array of objects whose item ids all changed (every id retyped, or replaced) was sent as `$remove` of each old
@@ -121,3 +123,49 @@ def test_a_sync_that_replaces_every_item_costs_no_more_than_a_full_resend(sandbo
     assert code == 0, summary
     # 40 arrays sent whole (4 each) and one null written; a full resend: 40 arrays, 39 tiers and that null.
     assert summary["data_points"] == {"sent": 161, "full_resend": 200}
+
+
+_props = st.none() | st.fixed_dictionaries({}, optional={
+    "screen": st.sampled_from(["home", "search"]), "n": st.integers(0, 3),
+    "nested": st.fixed_dictionaries({"a": st.integers(0, 2)}, optional={"b": st.sampled_from(["x", "y"])})})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_props, st.booleans()), min_size=1, max_size=8), st.sampled_from(["events", "purchases"]))
+def test_events_and_purchases_never_cost_more_than_the_full_resend(rows, dataset):
+    """An occurrence is sent once, whole, at the cost the full resend counts for it (one plus its properties):
+    what a night sends is the full resend less what Braze already has."""
+    from transforms.normalize import normalize_events, normalize_purchases
+
+    def frame(items):
+        if dataset == "events":
+            data = [{"event_id": f"e{i}", "external_id": "u1", "name": "opened", "time": "2026-11-01T00:00:00Z",
+                     "properties": p} for i, p in items]
+            return normalize_events(_with_origin(data)).good.collect()
+        data = [{"purchase_id": f"p{i}", "external_id": "u1", "product_id": "sku", "currency": "USD", "price": 1.5,
+                 "time": "2026-11-01T00:00:00Z", "properties": p} for i, p in items]
+        return normalize_purchases(_with_origin(data)).good.collect()
+
+    numbered = list(enumerate(p for p, _ in rows))
+    earlier = [(i, p) for (i, p), (_, before) in zip(numbered, rows, strict=True) if before]
+    acked = pl.DataFrame(schema=SCHEMAS[dataset])
+    if earlier:
+        first = frame(earlier)
+        sent_first = deltas.diff_occurrences(first.lazy(), acked.lazy(), EMPTY_HELD, dataset=dataset,
+                                             key=first.columns[0]).send.collect()
+        full_first = deltas.full_resend_cost(None, [first.lazy()]).collect()
+        assert int(sent_first["data_points"].sum()) == full_first["dp"][0]  # nothing acknowledged yet: all of it
+        acked = sent_first.select("key", "fingerprint").cast(SCHEMAS[dataset])
+    tonight = frame(numbered)
+    send = deltas.diff_occurrences(tonight.lazy(), acked.lazy(), EMPTY_HELD, dataset=dataset,
+                                   key=tonight.columns[0]).send.collect()
+    full = deltas.full_resend_cost(None, [tonight.lazy()]).collect()
+    cost = dict(zip(tonight[tonight.columns[0]], tonight["data_points"], strict=True))
+    assert int(send["data_points"].sum() or 0) <= full["dp"][0]
+    assert all(cost[k] == p for k, p in zip(send["key"], send["data_points"], strict=True))
+
+
+def _with_origin(rows: list[dict]) -> pl.LazyFrame:
+    text = "\n".join(json.dumps(r) for r in rows).encode()
+    frame = pl.read_ndjson(io.BytesIO(text), infer_schema_length=None)
+    return frame.with_columns(_file=pl.lit("x.ndjson"), _row=pl.int_range(1, pl.len() + 1, dtype=pl.Int64)).lazy()
