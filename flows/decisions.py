@@ -24,6 +24,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
+from prefect.exceptions import UnfinishedRun
 from prefect.input import RunInput
 from prefect.input.run_input import keyset_from_paused_state
 from prefect.states import Failed, Paused
@@ -245,13 +246,20 @@ class QuietEngineExit(logging.Filter):
     """Drop Prefect's "Engine execution exited with unexpected exception" record, and its traceback, for a run
     that ended Failed on purpose. When a deployment run's process finishes, the engine re-raises its Failed
     state's data and logs it as a crash into the run's logs, though the run's own Failed state already says what
-    happened and what to do. Genuine bugs still get the record."""
+    happened and what to do. Likewise for a run cancelled from the UI or `prefect flow-run cancel`: the load stops
+    cleanly (its summary says interrupted, the next run resumes), then the engine asks the result of a run in
+    the CANCELLING state (`UnfinishedRun`). Genuine bugs still get the record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg != ENGINE_EXIT or not record.exc_info:
+        # The run's logger says ENGINE_EXIT; the engine's own (`prefect.engine`, the serving process's output)
+        # "Execution of flow run '<id>' exited with unexpected exception".
+        if not record.exc_info or not (record.msg == ENGINE_EXIT or str(record.msg).startswith("Execution of flow run")
+                                       and str(record.msg).endswith("exited with unexpected exception")):
             return True
         exc = record.exc_info[1]
-        return not (isinstance(exc, RunUnfinished) or (exc is not None and one_line(exc) is not None))
+        cancelled = isinstance(exc, UnfinishedRun) and any(f"Run is in {s} state" in str(exc)
+                                                           for s in ("CANCELLING", "CANCELLED"))
+        return not (cancelled or isinstance(exc, RunUnfinished) or (exc is not None and one_line(exc) is not None))
 
 
 class NoEmptyTraceback(logging.Filter):
@@ -265,8 +273,9 @@ class NoEmptyTraceback(logging.Filter):
         return True
 
 
-if not any(isinstance(f, QuietEngineExit) for f in logging.getLogger("prefect.flow_runs").filters):
-    logging.getLogger("prefect.flow_runs").addFilter(QuietEngineExit())
+for _name in ("prefect.flow_runs", "prefect.engine"):
+    if not any(isinstance(f, QuietEngineExit) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(QuietEngineExit())
 for _name in ("prefect.flow_runs", "prefect.task_runs"):
     if not any(isinstance(f, NoEmptyTraceback) for f in logging.getLogger(_name).filters):
         logging.getLogger(_name).addFilter(NoEmptyTraceback())

@@ -425,6 +425,36 @@ def test_a_task_that_failed_on_purpose_logs_no_stray_nonetype_line():
     assert "the state folder is damaged" in out.getvalue() and "NoneType: None" not in out.getvalue()
 
 
+def test_a_cancelled_deployment_run_logs_no_engine_crash_traceback():
+    """Found by the Prefect trial (exit 3's equivalent): a deployment run cancelled while loading stops cleanly
+    (its summary says interrupted, the next run resumes), but the engine then asked its result in the CANCELLING
+    state and logged "Engine execution exited with unexpected exception" with an `UnfinishedRun` traceback."""
+    import io
+    import logging
+
+    from prefect.exceptions import UnfinishedRun
+
+    from flows.decisions import ENGINE_EXIT
+
+    engine_exit = "Execution of flow run '1b90e9a5' exited with unexpected exception"  # prefect/engine.py's own
+    for name, message in (("prefect.flow_runs", ENGINE_EXIT), ("prefect.engine", engine_exit)):
+        out = io.StringIO()
+        handler = logging.StreamHandler(out)
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        try:
+            for state in ("CANCELLING", "CANCELLED", "RUNNING"):
+                try:
+                    raise UnfinishedRun(f"Run is in {state} state, its result is not available.")
+                except UnfinishedRun:
+                    logger.exception(message)
+        finally:
+            logger.removeHandler(handler)
+        text = out.getvalue()
+        assert "CANCELLING" not in text and "CANCELLED" not in text, name
+        assert "Run is in RUNNING state" in text  # anything else unexpected still surfaces whole
+
+
 # --- found by the model of whole nights (tests/model/) --------------------------------------------------------
 
 def test_repair_after_a_night_whose_export_was_unchanged(sandbox, tmp_path):

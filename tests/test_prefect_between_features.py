@@ -277,3 +277,31 @@ def test_case8_a_damaged_state_ends_failed_with_one_line_and_no_stray_nonetype(s
     assert f"braze-migrate repair --state {state}" in run.state.message
     no_traceback(run, served)
     assert json.dumps(run.state.message).count("\\n") == 0
+
+
+def test_exit3_a_deployment_run_cancelled_while_loading_stops_cleanly_and_the_next_run_resumes(
+        served, braze_env, tmp_path):
+    """Exit 3's equivalent: cancelled from Prefect (`prefect flow-run cancel`) while its batches go out, the run
+    ends Cancelled with its summary committed as interrupted and no traceback in any log; the next deployment
+    run sends what was left, each occurrence once."""
+    from prefect.states import Cancelling
+
+    state, sandbox = tmp_path / "state", braze_env
+    night = write_night(tmp_path / "n1", USERS, [event(i, f"u{i % 30:03d}") for i in range(60)])
+    sandbox.set_faults(latency_ms=200)  # 90 batches of one object, one at a time: long enough to cancel
+    try:
+        run = deploy("backfill/backfill", night, state, timeout=0, batch_size=1, concurrency=1)
+        wait_for(lambda: len(known(sandbox)) >= 3, RUN_TIMEOUT_S, "the first batches acknowledged")
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run.id, Cancelling())
+        done = final(run.id)
+    finally:
+        sandbox.set_faults(latency_ms=0)
+    assert done.state.is_cancelled(), done.state
+    assert counts(sandbox) < (30, 60, 0)
+    again = deploy("backfill/backfill", night, state, batch_size=1, concurrency=1)
+    assert again.state.is_completed(), again.state
+    assert counts(sandbox) == (30, 60, 0)
+    text = served.read_text(errors="replace")
+    assert "interrupted:" in text and "Finished in state Cancelling()" in text  # it did stop mid-load
+    assert "Traceback" not in text and "unexpected exception" not in text and "NoneType: None" not in text
