@@ -277,13 +277,6 @@ def flow_options() -> list[str]:
     return [name for name, f in LoadSettings.model_fields.items() if _extra(f)["flow"]]
 
 
-def public_options(settings: LoadSettings) -> dict[str, Any]:
-    """The flow options of `settings` as plain JSON values: what a task or a worker process receives
-    (secrets stay in each process's environment)."""
-    data = settings.model_dump(mode="json", include=set(flow_options()))
-    return {name: data[name] for name in flow_options()}
-
-
 def _extra(f) -> dict:
     return f.json_schema_extra or {"commands": [], "flow": False, "section": None}
 

@@ -212,28 +212,26 @@ def _clock_text(seconds: float) -> str:
     return eta_text(seconds).removeprefix("ETA ")
 
 
-def intent_line(kind: str, source: str, mapping: str | None, options: dict, logical=None) -> str:
+def intent_line(kind: str, source: str, mapping: str | None, settings, logical=None) -> str:
     """The run's first log line: what it will do (source, state, plan size when a plan exists, limit)."""
     via = f" (mapping {mapping})" if mapping else ""
     if logical is not None:
         via += f" for {logical.isoformat()}"
     try:
-        size = _plan_size(options)
+        size = _plan_size(settings)
     except Exception as exc:  # noqa: BLE001 - a log line never fails the run; the stages report the error
         size = f"plan size unknown ({type(exc).__name__})"
-    return (f"{kind} of {source}{via} into state {options.get('state')}: {size}; rate limit "
-            f"{options.get('rate_limit')}, {options.get('batch_size')} objects per request, in-doubt policy "
-            f"{options.get('in_doubt')}; progress in the artifacts `{kind}-planning` and `{kind}-progress`")
+    return (f"{kind} of {source}{via} into state {settings.state}: {size}; rate limit "
+            f"{settings.rate_limit}, {settings.batch_size} objects per request, in-doubt policy "
+            f"{settings.in_doubt}; progress in the artifacts `{kind}-planning` and `{kind}-progress`")
 
 
-def _plan_size(options: dict) -> str:
+def _plan_size(settings) -> str:
     """The size of the unfinished plan this run will finish first, or that the plan is made now."""
     from pathlib import Path
 
     from braze_migrate.run.engine import open_run_ledger
-    from braze_migrate.settings import load_settings
 
-    settings = load_settings(**options)
     if settings.ledger_url is None and not (Path(settings.state) / "ledger.sqlite").exists():
         return "a new plan, sized by the plan task"
     ledger = open_run_ledger(settings)
@@ -248,11 +246,10 @@ def _plan_size(options: dict) -> str:
             f"{t['batches'] - t['acknowledged_batches']:,} not yet acknowledged")
 
 
-def plan_line(prepared, options: dict) -> str:
+def plan_line(prepared, settings) -> str:
     """The plan's size and what loading it costs at the rate limit, logged once the plan is made."""
     from braze_migrate.run.engine import open_run_ledger
     from braze_migrate.run.public import plan_complete
-    from braze_migrate.settings import load_settings
     from connectors.braze.ratelimit import parse_rate
 
     if prepared.unchanged is not None:  # nothing planned: the export is the one an earlier run loaded
@@ -261,12 +258,12 @@ def plan_line(prepared, options: dict) -> str:
         return (f"run {prepared.run_id}: a first load into this state is planned while it loads, so the `load` "
                 "task plans and sends at once (its progress artifact shows planning and loading)")
 
-    ledger = open_run_ledger(load_settings(**options))
+    ledger = open_run_ledger(settings)
     try:
         t = ledger.totals(prepared.run_id)
     finally:
         ledger.close()
-    rate = parse_rate(options.get("rate_limit") or "3000/3s")
+    rate = parse_rate(settings.rate_limit)
     left = t["batches"] - t["acknowledged_batches"]
     what = "resuming the unfinished plan" if prepared.resumed else RunState.PLANNED.value
     return (f"run {prepared.run_id} {what}: {t['batches']:,} batches ({t['objects']:,} objects), {left:,} to send"

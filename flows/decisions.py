@@ -36,7 +36,7 @@ from braze_migrate.run import settling
 from braze_migrate.run.engine import Prepared
 from braze_migrate.run.public import GuardReport
 from braze_migrate.run.stages import Answer, now_iso
-from braze_migrate.settings import ConfigError
+from braze_migrate.settings import ConfigError, LoadSettings
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
 
 POLL_SECONDS = 2
@@ -185,7 +185,7 @@ def ask_undecided(run_id: str, undecided: list[int], counts: dict[int, tuple[int
                "purchases)")
 
 
-def settle_in_doubt(summary: RunSummary, options: dict, timeout_s: int, resume: Callable[[], RunSummary]
+def settle_in_doubt(summary: RunSummary, settings: LoadSettings, timeout_s: int, resume: Callable[[], RunSummary]
                     ) -> tuple[RunSummary, list[Answer]]:
     """The decision table for a deployment run that left events/purchases in doubt: asked, `settle` checks them
     against Braze, asks about the batches the check could not decide (delivered / resend / hold), then resumes
@@ -198,7 +198,7 @@ def settle_in_doubt(summary: RunSummary, options: dict, timeout_s: int, resume: 
     if answer.decision != "settle":
         return summary, answers
     logger = get_run_logger()
-    report = settling.check(summary.run_id, options)
+    report = settling.check(summary.run_id, settings)
     for decision in ("delivered", "resend"):
         done = [b for b, d in report.settled.items() if d == decision]
         if done:
@@ -208,7 +208,7 @@ def settle_in_doubt(summary: RunSummary, options: dict, timeout_s: int, resume: 
         second = ask_undecided(summary.run_id, report.undecided, report.counts, timeout_s)
         answers.append(second)
         if second.decision in ("delivered", "resend"):
-            settling.decide(summary.run_id, options, second.decision, report.undecided, decided_by=second.by)
+            settling.decide(summary.run_id, settings, second.decision, report.undecided, decided_by=second.by)
             logger.info("batch(es) %s of run %s settled as %s by %s", ", ".join(map(str, report.undecided)),
                         summary.run_id, second.decision, second.by)
     return resume(), answers

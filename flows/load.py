@@ -1,5 +1,6 @@
 """Prefect flows `backfill` and `sync`: wiring only. The flow owns the run: each stage of
-`braze_migrate.run.stages` is a task taking plain parameters (paths, ids, the public options), and
+`braze_migrate.run.stages` is a task taking plain parameters (paths, ids) and the run's settings (`LoadSettings`,
+resolved once from the flow's parameters), and
 `--no-prefect` runs the same stage functions without these decorators.
 
 Retries live in the Braze client alone (one retry layer); tasks have none, so attempts never multiply.
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date
-from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -20,67 +20,68 @@ from braze_migrate.run.advice import next_line
 from braze_migrate.run.catalogs_stage import catalogs_stage
 from braze_migrate.run.engine import Prepared
 from braze_migrate.run.public import GuardReport, UnitsRunner
-from braze_migrate.settings import ConfigError, load_settings, public_options
+from braze_migrate.settings import ConfigError, LoadSettings, settings_from_parameters
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
 from connectors import readiness
 from connectors.states import Outcome
 from flows import artifacts, decisions, tonight
 from flows.decisions import called, cleanly
-from flows.options import with_options
+from flows.options import with_sections
 
 SOURCE_HELP = ("export folder, object-store URI (s3://, gs://, az://) or mapping file; may name the run's date: "
                "s3://bucket/braze/{date:%Y-%m-%d}/ (tokens {date}, {yesterday}, any strftime format)")
 MAPPING_HELP = "mapping file for a folder or URI source (docs/sources.md)"
+STATE_HELP = ("state folder (the ledger, snapshot, plans and rejects files): an absolute path on the worker; a "
+              "deployment run given a relative one ends Failed saying so")
 DATE_HELP = ("the logical date the source's {date} is filled with (YYYY-MM-DD); unset: the run's scheduled time "
              "in its schedule's time zone")
 
 
 @task(name="ready", cache_policy=NO_CACHE)
 @cleanly
-def ready_task(source: str, options: dict) -> readiness.Ready:
+def ready_task(source: str, settings: LoadSettings) -> readiness.Ready:
     """Wait for the export's readiness marker (`ready_marker`), checking a manifest; its progress artifact
     (`<kind>-readiness`) shows the wait against the deadline. Past it: Failed with one line."""
-    marker = options.get("ready_marker")
-    if not marker:
+    if not settings.ready_marker:
         return readiness.Ready(source, None)
-    waiting = artifacts.Waiting(source, marker)
-    ready = stages.ready(source, options, on_wait=waiting)
+    waiting = artifacts.Waiting(source, settings.ready_marker)
+    ready = stages.ready(source, settings, on_wait=waiting)
     get_run_logger().info("export ready: %s", ready.line)
     return ready
 
 
 @task(name="plan", cache_policy=NO_CACHE)
 @cleanly
-def plan_task(kind: str, source: str, mapping: str | None, options: dict, plan_while_loading: bool = True,
+def plan_task(kind: str, source: str, mapping: str | None, settings: LoadSettings, plan_while_loading: bool = True,
               units_runner: UnitsRunner | None = None) -> Prepared:
     """Extract, normalize, diff and pack, or pick up the unfinished plan of this source; its progress
     artifact (`<kind>-planning`) follows the reading and planning. `units_runner`: where the units are
     planned (the parallel flows: `plan-unit` tasks on Dask)."""
     progress = artifacts.Progress(None, kind, stage="planning")
-    prepared = stages.plan(kind, source, mapping, options, on_progress=progress,
+    prepared = stages.plan(kind, source, mapping, settings, on_progress=progress,
                            plan_while_loading=plan_while_loading, units_runner=units_runner)
     progress.finish()
-    get_run_logger().info("%s", artifacts.plan_line(prepared, options))
+    get_run_logger().info("%s", artifacts.plan_line(prepared, settings))
     return prepared
 
 
 @task(name="guard", cache_policy=NO_CACHE)
 @cleanly
-def guard_task(prepared: Prepared, options: dict) -> GuardReport | None:
+def guard_task(prepared: Prepared, settings: LoadSettings) -> GuardReport | None:
     """Check the plan's figures against what Braze acknowledged before anything is sent (braze_migrate/plan/guards.py)."""
-    return stages.guard(prepared, options)
+    return stages.guard(prepared, settings)
 
 
 @task(name="load", cache_policy=NO_CACHE)
 @cleanly
-def load_task(prepared: Prepared, options: dict) -> int | State:
+def load_task(prepared: Prepared, settings: LoadSettings) -> int | State:
     """Send the plan's unacknowledged batches; progress goes to a progress artifact. Ends Failed (this task,
     not a later one) when batches are left pending or unsent; the commit still runs and says what to do."""
     progress = artifacts.Progress(prepared.run_id)
     with artifacts.forwarding("connectors.braze"):  # "Braze is not answering: ..." while retries fail
-        batches = stages.load(prepared, options, on_progress=progress)
+        batches = stages.load(prepared, settings, on_progress=progress)
     progress.finish()
-    left, total = stages.left_over(prepared, options)
+    left, total = stages.left_over(prepared, settings)
     if left:
         message = (f"{left} of {total} batches not acknowledged (pending or in doubt): the run's summary "
                    "says how to resume")
@@ -90,16 +91,16 @@ def load_task(prepared: Prepared, options: dict) -> int | State:
 
 @task(name="commit", cache_policy=NO_CACHE)
 @cleanly
-def commit_task(prepared: Prepared, options: dict, started: float) -> RunSummary:
+def commit_task(prepared: Prepared, settings: LoadSettings, started: float) -> RunSummary:
     """Advance the snapshot with what Braze acknowledged; write the rejects file and the summary."""
-    return stages.commit(prepared, options, started)
+    return stages.commit(prepared, settings, started)
 
 
 @task(name="catalogs", cache_policy=NO_CACHE)
 @cleanly
-def catalogs_task(prepared: Prepared, options: dict, summary: RunSummary) -> RunSummary:
+def catalogs_task(prepared: Prepared, settings: LoadSettings, summary: RunSummary) -> RunSummary:
     """Sync the export's catalogs to Braze's catalog item endpoints after the commit (braze_migrate/run/catalogs_stage.py)."""
-    return catalogs_stage(prepared, options, summary)
+    return catalogs_stage(prepared, settings, summary)
 
 
 # Called for their results: the load task may end Failed (batches left) and the commit still runs after it.
@@ -107,36 +108,37 @@ TASKS = stages.Stages(plan=called(plan_task), load=called(load_task), commit=cal
                       guard=called(guard_task), catalogs=called(catalogs_task), ready=called(ready_task))
 
 
-def run(kind: str, source: str, mapping: str | None, options: dict, tasks: stages.Stages = TASKS,
+def run(kind: str, source: str, mapping: str | None, state: str, sections: dict, tasks: stages.Stages = TASKS,
         day: date | str | None = None) -> State:
-    """The body of the load flows: tonight's source (its template filled with the logical date `day`), the stages
-    as tasks (`tasks`: the parallel flows swap the load), a person's decision when a deployment run is held or
-    left events in doubt, and user errors as a Failed state with one line (no traceback)."""
+    """The body of the load flows: the run's settings from its parameters (`state` and the option `sections`),
+    tonight's source (its template filled with the logical date `day`), the stages as tasks (`tasks`: the
+    parallel flows swap the load), a person's decision when a deployment run is held or left events in doubt,
+    and user errors as a Failed state with one line (no traceback)."""
     try:
-        options = flow_options(options)
-        check_configured(options)
+        settings = settings_from_parameters(state, sections)
+        check_configured(settings)
         logical = tonight.logical_date(day)
         source = readiness.resolve(source, logical)
-        tonight.rename(tonight.run_name(kind, logical, options["state"]))
-        get_run_logger().info("%s", artifacts.intent_line(kind, source, mapping, options, logical))
-        timeout = options["decision_timeout"]
+        tonight.rename(tonight.run_name(kind, logical, str(settings.state)))
+        get_run_logger().info("%s", artifacts.intent_line(kind, source, mapping, settings, logical))
+        timeout = settings.decision_timeout
         tasks = replace(tasks, decide=decisions.guard_decider(timeout), plan=_named(tasks.plan, kind, logical,
-                                                                                        options["state"]))
-        summary = stages.run_load(kind, source, mapping, options, tasks)
+                                                                                        str(settings.state)))
+        summary = stages.run_load(kind, source, mapping, settings, tasks)
         # In doubt: settle --check, the batches it could not decide, then the plain resume (run/advice.py).
         summary, answers = decisions.settle_in_doubt(
-            summary, options, timeout,
-            lambda: stages.run_load(kind, source, mapping, {**options, "in_doubt": "skip"}, tasks))
+            summary, settings, timeout,
+            lambda: stages.run_load(kind, source, mapping, settings.model_copy(update={"in_doubt": "skip"}), tasks))
         if answers:
             summary = summary.model_copy(update={
                 "decisions": [*(summary.decisions or []), *map(vars, answers)],
                 "waited_s": (summary.waited_s or 0.0) + sum(a.waited_s for a in answers)})
     except Exception as exc:
-        state = decisions.failed(exc)
-        if state is None:
+        failed = decisions.failed(exc)
+        if failed is None:
             raise
-        get_run_logger().error("%s", state.message)
-        return state
+        get_run_logger().error("%s", failed.message)
+        return failed
     return finish(summary)
 
 
@@ -151,20 +153,13 @@ def _named(plan, kind: str, logical: date, state: str):
     return plan_and_name
 
 
-def check_configured(options: dict) -> None:
-    """A deployment run must be given its state folder as an absolute path (its `state` parameter, or
-    BRAZE_MIGRATE_STATE where it runs): a schedule activated before it was configured must not create one inside
-    the checkout the worker runs from."""
-    if decisions.in_deployment() and not Path(options["state"]).is_absolute():
-        raise ConfigError(f"this deployment's state folder is {options['state']!r}, not an absolute path: set its "
-                          "`state` parameter (prefect.yaml, or `-p state=/srv/braze-migrate/state`) or "
-                          "BRAZE_MIGRATE_STATE on the worker, then resume its schedule")
-
-
-def flow_options(options: dict) -> dict:
-    """The flow's option parameters over this process's environment over the model's defaults, checked, as
-    the tasks' plain options (every value explicit, so each task resolves the same settings)."""
-    return public_options(load_settings(**options))
+def check_configured(settings: LoadSettings) -> None:
+    """A deployment run must be given its state folder (its required `state` parameter) as an absolute path: a
+    schedule activated before it was configured must not create one inside the checkout the worker runs from."""
+    if decisions.in_deployment() and not settings.state.is_absolute():
+        raise ConfigError(f"this deployment's state folder is {str(settings.state)!r}, not an absolute path: set "
+                          "its `state` parameter (prefect.yaml, or `-p state=/srv/braze-migrate/state`), then "
+                          "resume its schedule")
 
 
 def finish(summary: RunSummary) -> State:
@@ -190,14 +185,14 @@ def finish(summary: RunSummary) -> State:
 
 
 @flow(name="backfill", flow_run_name=tonight.initial_name, log_prints=False)
-@with_options(source=SOURCE_HELP, mapping=MAPPING_HELP, date=DATE_HELP)
-def backfill(source: str, mapping: str | None = None, date: date | None = None, **options) -> State:
+@with_sections(source=SOURCE_HELP, state=STATE_HELP, mapping=MAPPING_HELP, date=DATE_HELP)
+def backfill(source: str, state: str, mapping: str | None = None, date: date | None = None, **sections) -> State:
     """Load an export's history into Braze (deltas against the state folder, so re-running sends nothing new)."""
-    return run("backfill", source, mapping, options, day=date)
+    return run("backfill", source, mapping, state, sections, day=date)
 
 
 @flow(name="sync", flow_run_name=tonight.initial_name, log_prints=False)
-@with_options(source=SOURCE_HELP, mapping=MAPPING_HELP, date=DATE_HELP)
-def sync(source: str, mapping: str | None = None, date: date | None = None, **options) -> State:
+@with_sections(source=SOURCE_HELP, state=STATE_HELP, mapping=MAPPING_HELP, date=DATE_HELP)
+def sync(source: str, state: str, mapping: str | None = None, date: date | None = None, **sections) -> State:
     """Nightly: send only what changed since the last acknowledged load, never an occurrence twice."""
-    return run("sync", source, mapping, options, day=date)
+    return run("sync", source, mapping, state, sections, day=date)

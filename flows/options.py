@@ -1,49 +1,43 @@
-"""Flow parameters generated from the options model: every load flow takes each option of
-`braze_migrate.settings.LoadSettings` (name, type, description) as a parameter, so a new option reaches the
-flows, the deployments' forms in the Prefect UI and `prefect.yaml` checks without editing them.
+"""Flow parameters generated from the options model: every load flow takes one typed parameter per section of
+`braze_migrate.settings.LoadSettings` (`SECTIONS`: requests, retries, guards, ...), each a model whose fields are
+that section's options with their types, defaults and help; so a new option reaches the flows, the deployments'
+Parameters tab and custom-run form in the Prefect UI and the `prefect.yaml` checks without editing them.
 
-A parameter left unset (None) is resolved where the flow runs, like a CLI flag left out: the environment
-variable BRAZE_MIGRATE_<NAME> of that process, else the model's default (named in the parameter's help).
-So a worker's environment still configures what a deployment does not set."""
+Resolution (docs/prefect.md, "Parameters"): a field the run's parameters set wins (the deployment's parameters,
+the custom-run form, which sends every field it shows, `-p`/`--params`, a direct call); a field they leave out
+is BRAZE_MIGRATE_<NAME> of the process the flow runs in, else the model's default
+(`settings.settings_from_parameters`)."""
 
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
-from typing import Any
 
-from braze_migrate.settings import LoadSettings, flow_options
+from braze_migrate.settings import flow_sections, section_model
 
 
-def with_options(**own_help: str):
-    """Give `fn(..., **options)` one keyword parameter per flow option, with the model's default and help
-    (`own_help`: the help of the function's own parameters, for the UI form).
+def with_sections(sections: list[str] | None = None, **own_help: str):
+    """Give `fn(..., **sections)` one keyword parameter per section (`sections`; default: every section of the
+    load flows' options), typed with the section's model and defaulting to it with nothing set (`own_help`: the
+    help of the function's own parameters, for the UI form).
 
     Prefect reads a flow's parameters from its signature (validation, the UI form, deployments), so the
-    generated `__signature__` is what it sees; the function receives the options in `**options`. Apply it
-    under `@flow`."""
-    return lambda fn: _with_options(fn, own_help)
+    generated `__signature__` is what it sees; the function receives the section models in `**sections`.
+    Apply it under `@flow`."""
+    return lambda fn: _with_sections(fn, flow_sections() if sections is None else sections, own_help)
 
 
-def _with_options(fn, own_help: dict[str, str]):
+def _with_sections(fn, sections: list[str], own_help: dict[str, str]):
     sig = inspect.signature(fn, eval_str=True)
     own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
     taken = {p.name for p in own}
-    added, docs = [], [f"    {name}: {text}" for name, text in own_help.items()]
-    for name in flow_options():
+    added = []
+    for name in sections:
         if name in taken:
-            raise TypeError(f"{fn.__name__} declares option {name!r} itself: options come from LoadSettings")
-        field = LoadSettings.model_fields[name]
-        kind = str if field.annotation is Path else field.annotation
-        added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                       annotation=kind | None))
-        docs.append(f"    {name}: {field.description} (unset: BRAZE_MIGRATE_{name.upper()} where the flow runs, "
-                    f"else {_plain(field.default)})")
+            raise TypeError(f"{fn.__name__} declares section {name!r} itself: sections come from LoadSettings")
+        model = section_model(name)
+        added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=model(), annotation=model))
     fn.__signature__ = sig.replace(parameters=[*own, *added])
     fn.__annotations__ = {**{p.name: p.annotation for p in own + added}, "return": sig.return_annotation}
+    docs = [f"    {name}: {text}" for name, text in own_help.items()]
     fn.__doc__ = (fn.__doc__ or "").rstrip() + "\n\nArgs:\n" + "\n".join(docs) + "\n"
     return fn
-
-
-def _plain(value: Any) -> Any:
-    return str(value) if isinstance(value, Path) else value

@@ -37,12 +37,12 @@ from braze_migrate import progress
 from braze_migrate.run import stages
 from braze_migrate.run.engine import Prepared, open_run_ledger
 from braze_migrate.run.public import plan_unit_to_file
-from braze_migrate.settings import load_settings
+from braze_migrate.settings import LoadSettings
 from braze_migrate.summary import RunSummary, WorkerReport
 from connectors.state.snapshot import Snapshot
 from flows import artifacts
-from flows.load import MAPPING_HELP, SOURCE_HELP, TASKS, run
-from flows.options import with_options
+from flows.load import MAPPING_HELP, SOURCE_HELP, STATE_HELP, TASKS, run
+from flows.options import with_sections
 
 LOCAL_CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "processes": True}
 WORKERS_HELP = "load workers (Dask tasks) sharing the run's batches and one rate budget"
@@ -56,9 +56,10 @@ def dask_runner(address: str | None = None, **cluster_kwargs) -> DaskTaskRunner:
 
 
 @task(name="load-worker", cache_policy=NO_CACHE)
-def load_worker_task(run_id: str, options: dict) -> WorkerReport:
-    """One worker of the run, on a Dask worker: claim and send batches until none is left."""
-    report = stages.load_worker(run_id, options)
+def load_worker_task(run_id: str, settings: LoadSettings) -> WorkerReport:
+    """One worker of the run, on a Dask worker: claim and send batches until none is left (`settings` arrive
+    without the ledger URL: the Dask worker's environment gives it)."""
+    report = stages.load_worker(run_id, settings)
     get_run_logger().info("worker %s: %d batches, %d requests, %d throttled, %d budget leases",
                           report.worker_id, report.batches, report.requests, report.throttled, report.leases)
     return report
@@ -89,11 +90,11 @@ def parallel_tasks(workers: int) -> stages.Stages:
     reports: list[WorkerReport] = []
     drained: list[int] = []
 
-    def load(prepared: Prepared, options: dict):
+    def load(prepared: Prepared, settings: LoadSettings):
         logger = get_run_logger()
         with _workers_use_this_api():
-            futures = [load_worker_task.submit(prepared.run_id, options) for _ in range(workers)]
-        ledger = open_run_ledger(load_settings(**options))
+            futures = [load_worker_task.submit(prepared.run_id, settings) for _ in range(workers)]
+        ledger = open_run_ledger(settings)
         try:  # the whole run's progress from the ledger while the workers (other processes) send
             with progress.watching(ledger, prepared.run_id, artifacts.Progress(prepared.run_id)):
                 wait(futures)
@@ -104,12 +105,12 @@ def parallel_tasks(workers: int) -> stages.Stages:
                 reports.append(future.result())
             except Exception as exc:  # noqa: BLE001 - not silent: the drain sends its batches, or fails alike
                 logger.warning("a load worker failed (%s): the drain takes over its batches", type(exc).__name__)
-        result = TASKS.load(prepared, options)
+        result = TASKS.load(prepared, settings)
         drained.append(result if isinstance(result, int) else 0)
         return result
 
-    def commit(prepared: Prepared, options: dict, started: float) -> RunSummary:
-        summary = TASKS.commit(prepared, options, started)
+    def commit(prepared: Prepared, settings: LoadSettings, started: float) -> RunSummary:
+        summary = TASKS.commit(prepared, settings, started)
         return summary.model_copy(update={"workers": list(reports), "drained_batches": sum(drained)})
 
     def plan(*args, **kwargs) -> Prepared:
@@ -119,11 +120,10 @@ def parallel_tasks(workers: int) -> stages.Stages:
     return replace(TASKS, plan=plan, load=load, commit=commit)
 
 
-def run_parallel(kind: str, source: str, mapping: str | None, workers: int, options: dict) -> State:
+def run_parallel(kind: str, source: str, mapping: str | None, state: str, workers: int, sections: dict) -> State:
     """The load flow's stages (plan → guard → load → commit → deletes) with the load spread over Dask."""
-    if options.get("state"):
-        options = {**options, "state": str(Path(options["state"]).resolve())}  # the workers' cwd may differ
-    return run(kind, source, mapping, options, parallel_tasks(workers))
+    state = str(Path(state).resolve())  # the workers' cwd may differ
+    return run(kind, source, mapping, state, sections, parallel_tasks(workers))
 
 
 @contextmanager
@@ -142,14 +142,14 @@ def _workers_use_this_api() -> Iterator[None]:
 
 @flow(name="backfill-parallel", flow_run_name="backfill-parallel-{source}", task_runner=dask_runner(),
       log_prints=False)
-@with_options(source=SOURCE_HELP, mapping=MAPPING_HELP, workers=WORKERS_HELP)
-def backfill_parallel(source: str, mapping: str | None = None, workers: int = 2, **options) -> State:
+@with_sections(source=SOURCE_HELP, state=STATE_HELP, mapping=MAPPING_HELP, workers=WORKERS_HELP)
+def backfill_parallel(source: str, state: str, mapping: str | None = None, workers: int = 2, **sections) -> State:
     """`backfill` with the load spread over `workers` Dask tasks sharing one rate budget."""
-    return run_parallel("backfill", source, mapping, workers, options)
+    return run_parallel("backfill", source, mapping, state, workers, sections)
 
 
 @flow(name="sync-parallel", flow_run_name="sync-parallel-{source}", task_runner=dask_runner(), log_prints=False)
-@with_options(source=SOURCE_HELP, mapping=MAPPING_HELP, workers=WORKERS_HELP)
-def sync_parallel(source: str, mapping: str | None = None, workers: int = 2, **options) -> State:
+@with_sections(source=SOURCE_HELP, state=STATE_HELP, mapping=MAPPING_HELP, workers=WORKERS_HELP)
+def sync_parallel(source: str, state: str, mapping: str | None = None, workers: int = 2, **sections) -> State:
     """`sync` with the load spread over `workers` Dask tasks sharing one rate budget."""
-    return run_parallel("sync", source, mapping, workers, options)
+    return run_parallel("sync", source, mapping, state, workers, sections)

@@ -3,12 +3,17 @@
 The deployments are built from prefect.yaml itself (names, schedules with their time zone, parameters,
 concurrency limits), so the serve path and the work-pool path cannot drift apart. Serving needs a
 persistent Prefect server (`PREFECT_API_URL`); schedules stay active when this process stops.
+
+The flows run in this process, so `--state` (default: BRAZE_MIGRATE_STATE here) gives the served deployments
+that leave it unset their required `state` parameter; the deployment's Parameters tab then shows it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
+import os
 import sys
 from pathlib import Path
 
@@ -30,8 +35,9 @@ def load_flow(entrypoint: str):
     return getattr(module, name)
 
 
-def deployments(prefect_file: Path = PREFECT_FILE, names: list[str] | None = None) -> list:
-    """A RunnerDeployment per deployment of the file (or of those named), as `prefect deploy` makes it."""
+def deployments(prefect_file: Path = PREFECT_FILE, names: list[str] | None = None, state: str | None = None) -> list:
+    """A RunnerDeployment per deployment of the file (or of those named), as `prefect deploy` makes it; `state`:
+    the state folder of those that leave it unset."""
     spec = yaml.safe_load(prefect_file.read_text())
     out = []
     for d in spec["deployments"]:
@@ -45,9 +51,13 @@ def deployments(prefect_file: Path = PREFECT_FILE, names: list[str] | None = Non
         if isinstance(limit, dict):
             limit = ConcurrencyLimitConfig(limit=limit["limit"],
                                            collision_strategy=limit.get("collision_strategy", "ENQUEUE"))
-        out.append(load_flow(d["entrypoint"]).to_deployment(
+        flow = load_flow(d["entrypoint"])
+        parameters = dict(d.get("parameters") or {})
+        if state and "state" in inspect.signature(flow.fn).parameters:
+            parameters.setdefault("state", state)
+        out.append(flow.to_deployment(
             name=d["name"], description=d.get("description"), tags=d.get("tags"),
-            parameters=d.get("parameters") or {}, schedules=schedules or None, concurrency_limit=limit,
+            parameters=parameters, schedules=schedules or None, concurrency_limit=limit,
             triggers=[DeploymentEventTrigger(**t) for t in d.get("triggers") or ()] or None,
         ))
     if names and len(out) != len(set(names)):
@@ -79,12 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="serve only this deployment (repeatable; default: all of prefect.yaml)")
     parser.add_argument("--prefect-file", type=Path, default=PREFECT_FILE)
+    parser.add_argument("--state", default=os.environ.get("BRAZE_MIGRATE_STATE") or None, metavar="DIR",
+                        help="the state folder (an absolute path) of the deployments that leave their `state` "
+                             "parameter unset (default: BRAZE_MIGRATE_STATE)")
     args = parser.parse_args(argv)
     if not PREFECT_API_URL.value():
         print("flows.serve: PREFECT_API_URL is not set: start a server (`make ui`) and "
               "export PREFECT_API_URL=http://127.0.0.1:4200/api", file=sys.stderr)
         return 2
-    served = deployments(args.prefect_file, args.only)
+    served = deployments(args.prefect_file, args.only, args.state)
     conflicts = work_pool_conflicts(served)
     if conflicts:
         names = " ".join(f"'{name}'" for name in conflicts)

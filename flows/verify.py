@@ -14,9 +14,10 @@ from prefect.states import Completed, Failed
 
 from braze_migrate.ops import verify as logic
 from braze_migrate.run.credentials import resolve_credentials
-from braze_migrate.settings import load_settings
+from braze_migrate.settings import ConfigError, settings_from_parameters
 from flows import artifacts
 from flows.decisions import in_deployment
+from flows.options import with_sections
 
 
 @task(name="expect", cache_policy=NO_CACHE, persist_result=False)
@@ -48,23 +49,20 @@ def compare_task(source: str, expectations: logic.Expectations, read: logic.Read
 
 
 @flow(name="verify", flow_run_name="verify-{source}", log_prints=False)
-def verify(source: str, mapping: str | None = None, state: str | None = None, sample: int | None = None,
-           event_window_days: int | None = None):
-    """QA after a load: does Braze hold what the export says? Ends Failed when any sampled user differs.
-
-    Args:
-        source: the export that was loaded: folder, object-store URI or mapping file
-        mapping: the mapping file the load used
-        state: state folder of the loads (unset: BRAZE_MIGRATE_STATE where the flow runs, else state)
-        sample: users to compare (unset: BRAZE_MIGRATE_SAMPLE, else 200)
-        event_window_days: compare counts over the last N days only (unset: BRAZE_MIGRATE_EVENT_WINDOW_DAYS,
-            else all occurrences)
-    """
-    settings = load_settings(state=state, sample=sample, event_window_days=event_window_days)
+@with_sections(["verify"], source="the export that was loaded: folder, object-store URI or mapping file",
+               state="state folder of the loads: an absolute path on the worker",
+               mapping="the mapping file the load used")
+def verify(source: str, state: str, mapping: str | None = None, **sections):
+    """QA after a load: does Braze hold what the export says? Ends Failed when any sampled user differs."""
+    try:
+        settings = settings_from_parameters(state, sections)
+    except ConfigError as exc:
+        get_run_logger().error("%s", exc)
+        return Failed(message=str(exc))
     state, sample, event_window_days = str(settings.state), settings.sample, settings.event_window_days
     if in_deployment() and not Path(state).is_absolute():  # never a state folder inside the worker's checkout
         message = (f"this deployment's state folder is {state!r}, not an absolute path: set its `state` parameter "
-                   "(`-p state=/srv/braze-migrate/state`) or BRAZE_MIGRATE_STATE on the worker")
+                   "(`-p state=/srv/braze-migrate/state`)")
         get_run_logger().error("%s", message)
         return Failed(message=message)
     expectations = expect_task(source, mapping, state, sample, event_window_days)

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from braze_migrate.run import stages
-from braze_migrate.settings import load_settings, public_options
+from braze_migrate.settings import load_settings
 from tests.conftest import API_KEY
 
 FIELDS = [{"name": "id", "type": "string"}, {"name": "title", "type": "string"}, {"name": "price", "type": "number"},
@@ -59,8 +59,7 @@ def held(sandbox) -> dict:
 
 
 def run(kind, source, state, **opts):
-    options = public_options(load_settings(state=state, **opts))
-    return stages.run_load(kind, str(source), None, options)
+    return stages.run_load(kind, str(source), None, load_settings(state=state, **opts))
 
 
 def test_two_nights_send_exactly_the_changes(braze_env, tmp_path):

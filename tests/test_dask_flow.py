@@ -40,8 +40,8 @@ def test_backfill_parallel_on_two_dask_workers(braze_env, pg_url, local_prefect,
     src = bulk_export(tmp_path / "export", USERS)
     state = tmp_path / "state"
 
-    final = backfill_parallel(source=str(src), state=str(state), batch_size=10, concurrency=2, workers=2,
-                              users_per_partition=100, return_state=True)
+    final = backfill_parallel(source=str(src), state=str(state), workers=2, requests={"batch_size": 10, "concurrency": 2},
+                              rows={"users_per_partition": 100}, return_state=True)
     assert final.is_completed(), final.message
     summary = final.result().to_json()  # the flow returns its RunSummary
     assert summary["status"] == "completed"

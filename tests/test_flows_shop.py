@@ -28,7 +28,7 @@ def test_backfill_flow_sends_orders_as_events_and_syncs_the_catalog(braze_env, t
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
     with prefect_test_harness(server_startup_timeout=120), temporary_settings(
             updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}, restore_defaults={PREFECT_API_URL}):
-        final = backfill(source=str(SHOP / "night1"), state=str(tmp_path / "state"), purchases_as="ecommerce",
+        final = backfill(source=str(SHOP / "night1"), state=str(tmp_path / "state"), ecommerce={"purchases_as": "ecommerce"},
                          return_state=True)
     assert final.is_completed(), final.message
     summary = final.result().to_json()

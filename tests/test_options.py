@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from braze_migrate.cli.main import build_parser
-from braze_migrate.settings import LoadSettings, flag_options, flow_options, public_options
+from braze_migrate.settings import LoadSettings, flag_options, flow_options
 from flows.load import backfill, sync
 from flows.parallel import backfill_parallel, sync_parallel
 
@@ -76,42 +76,92 @@ def test_a_flag_overrides_the_environment(monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(LOAD_FLOWS))
-def test_every_flow_takes_every_option_unset_by_default(name):
-    """Unset, an option is resolved where the flow runs: the worker's environment, else the model's default."""
+def test_every_load_flow_takes_the_sections_typed_with_their_defaults_and_state_required(name):
+    """What the Parameters tab and the custom-run form show: source and state required (state a string), then
+    one section per group of options, each field with its type, default and help (issue 26, item 8)."""
+    from braze_migrate.settings import flow_sections, section_model, section_options
+
     params = inspect.signature(LOAD_FLOWS[name].fn).parameters
-    assert {"source", "mapping"} <= set(params)
-    for option in flow_options():
-        assert params[option].default is None, option
-    schema = LOAD_FLOWS[name].parameters.model_dump()["properties"]
-    assert set(flow_options()) <= set(schema)  # what the deployments' forms show
-    for option in flow_options():
-        assert str(model_default(option)) in schema[option]["description"], option
+    assert params["state"].default is inspect.Parameter.empty and params["state"].annotation is str
+    for section in flow_sections():
+        assert params[section].annotation is section_model(section)
+        assert params[section].default.model_fields_set == set()  # unset: the environment, then the default
+    schema = LOAD_FLOWS[name].parameters.model_dump()
+    assert schema["required"] == ["source", "state"]
+    assert schema["properties"]["state"]["type"] == "string" and "absolute" in schema["properties"]["state"]["description"]
+    assert set(flow_options()) - {"state"} == {o for s in flow_sections() for o in section_options(s)}
+    assert not set(flow_options()) - {"state"} & set(schema["properties"])  # no loose option any more
+    for section in flow_sections():
+        prop = schema["properties"][section]
+        definition = schema["definitions"][prop["$ref"].rsplit("/", 1)[1]]
+        assert definition["description"] and definition["additionalProperties"] is False
+        for option in section_options(section):
+            field = definition["properties"][option]
+            assert field["default"] == prop["default"][option] == model_default(option), option
+            assert field["description"] == LoadSettings.model_fields[option].description
+            assert "type" in field or "enum" in field or "anyOf" in field, option
 
 
-def test_unset_flow_options_resolve_to_the_environment_then_the_model(monkeypatch):
-    from flows.load import flow_options as resolve
+def test_the_schema_says_each_type():
+    schema = sync.parameters.model_dump()
+    props = {name: d["properties"] for name, d in schema["definitions"].items()}
+    assert props["Requests"]["batch_size"]["type"] == "integer" and props["Requests"]["batch_size"]["minimum"] == 1
+    assert props["Requests"]["rate_limit"]["type"] == "string"
+    assert props["Retries"]["in_doubt"]["enum"] == ["resend", "skip"]
+    assert props["Guards"]["accept"] == {"default": [], "description": LoadSettings.model_fields["accept"].description,
+                                         "items": {"type": "string"}, "title": "accept", "type": "array"}
+    assert props["Readiness"]["ready_poll_seconds"]["type"] == "number"
+    assert props["Catalogs"]["catalog_deletes"]["type"] == "boolean"
+    assert [schema["properties"][s]["position"] for s in ("source", "state", "mapping", "date", "requests")] == [
+        0, 1, 2, 3, 4]
 
-    unset = {o: inspect.signature(backfill.fn).parameters[o].default for o in flow_options()}
-    assert resolve(unset) == public_options(LoadSettings())
-    monkeypatch.setenv("BRAZE_MIGRATE_MAX_ATTEMPTS", "2")
-    assert resolve(unset)["max_attempts"] == 2
-    assert resolve({**unset, "max_attempts": 3})["max_attempts"] == 3
+
+def _prefect_yaml() -> dict:
+    return yaml.safe_load((ROOT / "prefect.yaml").read_text())
 
 
 def test_prefect_yaml_load_deployments_carry_every_option_with_its_default():
-    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    loads = [d for d in spec["deployments"] if d["entrypoint"].startswith("flows/load.py:")]
+    from braze_migrate.settings import flow_sections, section_options
+
+    loads = [d for d in _prefect_yaml()["deployments"] if d["entrypoint"].startswith("flows/load.py:")]
     assert {d["entrypoint"] for d in loads} == {"flows/load.py:backfill", "flows/load.py:sync"}
     for d in loads:
         params = d.get("parameters") or {}
         flow = LOAD_FLOWS[d["entrypoint"].rsplit(":", 1)[1]]
         assert set(params) <= set(inspect.signature(flow.fn).parameters), d["name"]
-        assert not SECRET & set(params)
-        missing = set(flow_options()) - set(params) - NOT_IN_PREFECT_YAML - LEFT_TO_CONFIGURE.get(d["name"], set())
+        options = {}
+        for section, values in params.items():
+            if section in flow_sections():
+                assert set(values) <= set(section_options(section)), (d["name"], section)
+                options.update(values)
+            else:
+                options[section] = values
+        assert not SECRET & set(options)
+        missing = set(flow_options()) - set(options) - NOT_IN_PREFECT_YAML - LEFT_TO_CONFIGURE.get(d["name"], set())
         assert not missing, f"{d['name']} lacks {missing}: add them to prefect.yaml or to NOT_IN_PREFECT_YAML"
-        for option, value in params.items():
+        for option, value in options.items():
             if option not in DEPLOYMENT_VALUES:
                 assert value == model_default(option), (d["name"], option, value)
+
+
+@pytest.mark.parametrize("entrypoint", ["flows/load.py:sync", "flows/load.py:backfill", "flows/verify.py:verify"])
+def test_prefect_yaml_parameters_pass_the_check_prefect_deploy_makes(entrypoint):
+    """The server checks a deployment's parameters against its flow's schema when `prefect deploy` or serve
+    creates it (required ones aside, as there); a misspelled option or a wrong type is refused."""
+    from prefect.utilities.schema_tools.validation import ValidationError, validate
+
+    from flows.verify import verify
+
+    flow = {**LOAD_FLOWS, "verify": verify}[entrypoint.rsplit(":", 1)[1]]
+    schema = flow.parameters.model_dump()
+    for d in (d for d in _prefect_yaml()["deployments"] if d["entrypoint"] == entrypoint):
+        validate(d.get("parameters") or {}, schema, raise_on_error=True, ignore_required=True)
+    section = "verify" if flow is verify else "requests"
+    for bad in ({section: {"batch_sise": 10}}, {section: {"sample" if flow is verify else "batch_size": "many"}}):
+        with pytest.raises(ValidationError):
+            validate(bad, schema, raise_on_error=True, ignore_required=True)
+    with pytest.raises(ValidationError, match="'state' is a required property"):
+        validate({"source": "/srv/exports"}, schema, raise_on_error=True)
 
 
 def test_boolean_options_are_switches_both_ways():
@@ -125,17 +175,20 @@ def test_boolean_options_are_switches_both_ways():
 
 
 def test_verify_options_come_from_the_model_too():
-    """`verify`'s flags, its flow's parameters and its deployment's values are the model's verify options."""
+    """`verify`'s flags, its flow's `verify` section and its deployment's values are the model's verify options."""
+    from braze_migrate.settings import section_model, section_options
     from flows.verify import verify
 
     options = flag_options("verify")
     assert {"state", "sample", "event_window_days"} <= set(options)
     params = inspect.signature(verify.fn).parameters
-    assert all(params[o].default is None for o in options)  # unset: resolved from the model where it runs
-    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    (deployment,) = [d for d in spec["deployments"] if d["entrypoint"] == "flows/verify.py:verify"]
-    for option, value in deployment["parameters"].items():
-        assert option in params and value == model_default(option), option
+    assert params["state"].default is inspect.Parameter.empty
+    assert params["verify"].annotation is section_model("verify") and params["verify"].default.model_fields_set == set()
+    assert verify.parameters.model_dump()["required"] == ["source", "state"]
+    (deployment,) = [d for d in _prefect_yaml()["deployments"] if d["entrypoint"] == "flows/verify.py:verify"]
+    assert set(deployment["parameters"]) == {"verify"}
+    for option, value in deployment["parameters"]["verify"].items():
+        assert option in section_options("verify") and value == model_default(option), option
 
 
 def test_every_flow_option_but_state_is_in_one_section():
@@ -221,3 +274,15 @@ def test_settings_sent_to_another_process_leave_the_ledger_url_behind(monkeypatc
     monkeypatch.delenv("BRAZE_MIGRATE_LEDGER_URL")
     assert pickle.loads(sent).ledger_url is None
     assert settings.ledger_url.get_secret_value().endswith("/ledger")  # the sender's own copy is untouched
+
+
+def test_docs_prefect_md_lists_each_section_with_its_options():
+    """docs/prefect.md's table of sections is the model's: a section or option added shows up there or fails."""
+    import re
+
+    from braze_migrate.settings import SECTIONS, section_options
+
+    text = (ROOT / "docs" / "prefect.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)`[^|]* \| (`.*`) \|$", text, flags=re.MULTILINE))
+    for section in SECTIONS:
+        assert re.findall(r"`(\w+)`", rows[section]) == section_options(section), section

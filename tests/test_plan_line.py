@@ -28,6 +28,7 @@ def test_a_tiny_plans_line_says_under_a_second(monkeypatch, tmp_path):
     from types import SimpleNamespace
 
     from braze_migrate.run import engine, public
+    from braze_migrate.settings import load_settings
     from flows.artifacts import plan_line
 
     class Ledger:
@@ -40,6 +41,6 @@ def test_a_tiny_plans_line_says_under_a_second(monkeypatch, tmp_path):
     monkeypatch.setattr(engine, "open_run_ledger", lambda settings: Ledger())
     monkeypatch.setattr(public, "plan_complete", lambda plan_dir: True)
     prepared = SimpleNamespace(run_id="R1", plan_dir=tmp_path, resumed=False, unchanged=None)
-    line = plan_line(prepared, {"state": str(tmp_path)})
+    line = plan_line(prepared, load_settings(state=tmp_path))
     assert line == ("run R1 planned: 9 batches (412 objects), 9 to send; at 3000/3s that is under a second of "
                     "loading")

@@ -200,7 +200,7 @@ def test_guarded_nightly_run_pauses_and_an_answer_through_the_api_sends_the_held
                            pl.lit(None, frame.schema["loyalty_tier"]).alias("loyalty_tier")).write_parquet(part)
     before = sent(sandbox_server)
     run = run_deployment("sync/nightly-sync", timeout=0, parameters={
-        "source": str(broken), "state": str(backfilled), "decision_timeout": RUN_TIMEOUT_S})
+        "source": str(broken), "state": str(backfilled), "guards": {"decision_timeout": RUN_TIMEOUT_S}})
     with get_client(sync_client=True) as client:
         paused = wait_for_state(client, run.id, "Paused")
         assert re.fullmatch(r"sync-\d{4}-\d\d-\d\d-state-\d{8}T\d{6}-[0-9a-f]{6}", paused.name), paused.name
@@ -232,7 +232,7 @@ def test_unanswered_decision_ends_failed_sends_nothing_and_a_retry_asks_again(se
     purchases.head(purchases.height // 2).write_csv(half / "purchases.csv")
     before = sent(sandbox_server)
     run = run_deployment("sync/nightly-sync", timeout=RUN_TIMEOUT_S, poll_interval=0.5, parameters={
-        "source": str(half), "state": str(backfilled), "decision_timeout": 3})
+        "source": str(half), "state": str(backfilled), "guards": {"decision_timeout": 3}})
     assert run.state.is_failed(), run.state
     assert "purchases: rows down" in run.state.message and "nobody answered in time" in run.state.message
     assert sent(sandbox_server) == before
@@ -267,7 +267,7 @@ def test_run_with_pending_batches_fails_on_its_load_task_without_a_traceback(
     sandbox_server.set_faults(fail_rate=1.0)  # Braze answers every request with a 5xx
     try:
         run = run_deployment("sync/nightly-sync", timeout=RUN_TIMEOUT_S, poll_interval=0.5, parameters={
-            "source": str(DAY2), "state": str(backfilled), "decision_timeout": 2})
+            "source": str(DAY2), "state": str(backfilled), "guards": {"decision_timeout": 2}})
     finally:
         sandbox_server.set_faults(fail_rate=0.0)
     assert run.state.is_failed(), run.state
@@ -293,7 +293,7 @@ def test_in_doubt_events_answered_settle_are_checked_then_sent_once(served, rece
     sandbox_server.set_faults(fail_rate=1.0)  # every request answered 5xx: its events/purchases are in doubt
     stored = sandbox_server.stats()["events_stored"]
     run = run_deployment("sync/nightly-sync", timeout=0, parameters={
-        "source": str(DAY2), "state": str(backfilled), "decision_timeout": RUN_TIMEOUT_S})
+        "source": str(DAY2), "state": str(backfilled), "guards": {"decision_timeout": RUN_TIMEOUT_S}})
     with get_client(sync_client=True) as client:
         try:
             paused = wait_for_state(client, run.id, "Paused")

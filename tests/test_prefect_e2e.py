@@ -164,7 +164,7 @@ def test_serve_builds_the_deployments_of_prefect_yaml():
     assert not schedule.active and "Europe/Berlin" in nightly.description
     assert built["backfill"].schedules == [] and "source" not in built["backfill"].parameters
     assert built["verify"].entrypoint == "flows/verify.py:verify"
-    assert built["verify"].parameters["sample"] == 200 and "state" not in built["verify"].parameters
+    assert built["verify"].parameters["verify"] == {"sample": 200} and "state" not in built["verify"].parameters
     assert not any("key" in k.lower() for d in built.values() for k in d.parameters)
 
 
@@ -254,7 +254,7 @@ def test_progress_artifact_mid_run_and_a_plan_task_that_takes_its_time(served, p
     # 2,000 users with a purchase and an event each: 80 requests, sent at 20/s (4 s or more of loading).
     big = bulk_export(tmp_path / "big", 2000)
     run = run_deployment("sync/nightly-sync", timeout=0, parameters={
-        "source": str(big), "state": str(state), "rate_limit": "20/1s", "users_per_partition": 500})
+        "source": str(big), "state": str(state), "requests": {"rate_limit": "20/1s"}, "rows": {"users_per_partition": 500}})
     seen = None
     with get_client(sync_client=True) as client:
         deadline = time.monotonic() + RUN_TIMEOUT_S

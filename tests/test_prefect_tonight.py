@@ -114,7 +114,7 @@ def test_scheduled_run_waits_for_its_late_folder_then_loads_it(served, night, sa
     due = datetime.now(UTC).replace(hour=23, minute=30, second=0, microsecond=0) - timedelta(days=2)
     night_of = (due + timedelta(days=1)).date().isoformat()
     run = run_deployment("sync/nightly-sync", timeout=0, scheduled_time=due,
-                         parameters={"source": str(exports / "{date:%Y-%m-%d}"), "ready_deadline": RUN_TIMEOUT_S})
+                         parameters={"source": str(exports / "{date:%Y-%m-%d}"), "readiness": {"ready_deadline": RUN_TIMEOUT_S}})
     wait_for(lambda: any("readiness: waiting for _SUCCESS" in line for line in logs(run.id)), RUN_TIMEOUT_S,
              "the run waiting for its export")
     assert sent(sandbox_server) == before
@@ -149,8 +149,10 @@ def test_last_nights_export_again_sends_nothing_and_says_so(served, night, sandb
 
 def test_marker_that_never_comes_fails_at_the_deadline_with_one_line_and_an_alert(served, night, receiver):
     exports, _ = night
+    # A nested parameter: `readiness.ready_deadline` set by the run; the section's unset `ready_marker` is the
+    # worker's BRAZE_MIGRATE_READY_MARKER (_SUCCESS, in `served`), the rule of docs/prefect.md.
     run = run_deployment("sync/nightly-sync", timeout=RUN_TIMEOUT_S, poll_interval=0.5, parameters={
-        "source": str(exports / "{date}"), "date": "2000-01-01", "ready_deadline": 2})
+        "source": str(exports / "{date}"), "date": "2000-01-01", "readiness": {"ready_deadline": 2}})
     assert run.state.is_failed(), run.state
     message = run.state.message
     assert message == (f"export not ready: {exports / '2000-01-01' / '_SUCCESS'} did not appear within 2 s; check "
@@ -209,3 +211,51 @@ def test_an_emitted_event_starts_a_sync_of_the_folder_it_names(served, prefect_a
     # The same day's export under another name is unchanged since the first of these runs: nothing resent.
     assert sent(sandbox_server) > before if not summary.get("unchanged_since") else sent(sandbox_server) == before
 
+
+def test_the_served_deployment_shows_sections_typed_with_defaults_and_state_required(served, night):
+    """Issue 26, item 8, from the server's side: the deployment's parameter schema (what the Parameters tab and
+    the custom-run form render) has `source` and `state` required and one section per group of options, each
+    field typed with its default; `flows.serve` gave the deployment the worker's BRAZE_MIGRATE_STATE as its
+    `state`, so the form shows it."""
+    _, state = night
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("sync/nightly-sync")
+    schema = deployment.parameter_openapi_schema
+    assert schema["required"] == ["source", "state"] and schema["properties"]["state"]["type"] == "string"
+    readiness = schema["definitions"]["Readiness"]["properties"]
+    assert readiness["ready_deadline"] == {"default": 7200, "description": readiness["ready_deadline"]["description"],
+                                           "minimum": 0, "title": "ready_deadline", "type": "integer"}
+    assert schema["properties"]["guards"]["default"]["decision_timeout"] == 21600
+    assert deployment.parameters["state"] == str(state)
+    assert deployment.parameters["requests"]["rate_limit"] == "3000/3s"
+
+
+def test_a_run_without_state_is_refused_and_a_relative_one_fails_with_one_line(served):
+    """`state` is required: the server refuses to create a run whose parameters lack it (the deployment's own
+    state aside, a section given replaces the deployment's, not `state`); a relative one ends Failed, one line."""
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("sync/nightly-sync")
+        try:
+            client.update_deployment(deployment.id, _without_state(deployment))
+            with pytest.raises(PrefectHTTPStatusError, match="'state' is a required property"):
+                client.create_flow_run_from_deployment(deployment.id, parameters={"source": "/srv/exports"})
+        finally:
+            client.update_deployment(deployment.id, _with(deployment.parameters))
+    run = run_deployment("sync/nightly-sync", timeout=RUN_TIMEOUT_S, poll_interval=0.5,
+                         parameters={"source": str(DAY1), "state": "state"})
+    assert run.state.is_failed(), run.state
+    assert run.state.message.startswith("this deployment's state folder is 'state', not an absolute path: set its "
+                                        "`state` parameter")
+    assert not any("Traceback" in line for line in logs(run.id))
+
+
+def _without_state(deployment):
+    return _with({k: v for k, v in deployment.parameters.items() if k != "state"})
+
+
+def _with(parameters: dict):
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    return DeploymentUpdate(parameters=parameters)

@@ -21,7 +21,6 @@ NOT_STATES = {
     ("braze_migrate/ops/repair.py", "in_doubt"): "the name of the --in-doubt option in a run's settings",
     ("braze_migrate/run/workers.py", "in_doubt"): "the name of the --in-doubt option in a run's settings",
     ("flows/load.py", "in_doubt"): "the name of the --in-doubt option in the flow's options",
-    ("flows/artifacts.py", "in_doubt"): "the name of the --in-doubt option in the flow's options",
     ("connectors/braze/client.py", "in_doubt"): "an attribute name in __slots__",
     ("connectors/braze/client.py", "pending"): "an attribute name in __slots__",
     ("braze_migrate/ops/verify.py", "rejected"): "a column name of verify's per-name counts",

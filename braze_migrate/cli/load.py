@@ -17,7 +17,7 @@ from braze_migrate.reporting.terminal import render_text
 from braze_migrate.run import stages
 from braze_migrate.run.advice import next_line
 from braze_migrate.run.credentials import resolve_credentials
-from braze_migrate.settings import ConfigError, public_options
+from braze_migrate.settings import ConfigError, LoadSettings, sections_of
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
 from connectors import readiness
 from connectors.errors import SourceError
@@ -49,12 +49,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     if not settings.ready_marker:  # with a marker the folder may not exist yet: the run waits for it
         require_source(source, args.mapping)
-    options = public_options(settings)
     with showing():  # on stderr: a bar on a terminal, periodic lines elsewhere; stdout keeps --json clean
         if args.no_prefect:
-            summary = stages.run_load(args.command, source, args.mapping, options)
+            summary = stages.run_load(args.command, source, args.mapping, settings)
         else:
-            summary = run_flow(args.command, source, args.mapping, options)
+            summary = run_flow(args.command, source, args.mapping, settings)
     print(json.dumps(summary.to_json(), sort_keys=True) if args.json else
           held_text(summary) if summary.status is RunStatus.HELD and not (summary.deletes or {}).get("held")
           else render_text(summary))
@@ -84,14 +83,16 @@ def held_text(summary: RunSummary) -> str:
                       render_text(GuardReport.from_dict(summary.guards or {}))])
 
 
-def run_flow(kind: str, source: str, mapping: str | None, options: dict) -> RunSummary:
-    """Run the Prefect flow (local mode unless PREFECT_API_URL points at a server); its final state carries
-    the summary, which is returned; a flow that failed before it had one re-raises its error."""
+def run_flow(kind: str, source: str, mapping: str | None, settings: LoadSettings) -> RunSummary:
+    """Run the Prefect flow (local mode unless PREFECT_API_URL points at a server) with the settings the flags and
+    this environment resolved as its parameters (every field set, so the flow takes them as they are); its final
+    state carries the summary, which is returned; a flow that failed before it had one re-raises its error."""
     from flows.load import backfill, sync
 
     flow = backfill if kind == "backfill" else sync
     try:
-        state = flow(source=source, mapping=mapping, **options, return_state=True)
+        state = flow(source=source, state=str(settings.state), mapping=mapping, **sections_of(settings),
+                     return_state=True)
     except Exception as exc:
         if not type(exc).__module__.startswith(("prefect", "httpx", "httpcore")):
             raise

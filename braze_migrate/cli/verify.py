@@ -55,8 +55,8 @@ def _run_flow(args: argparse.Namespace, state: str, sample: int, event_window_da
     """The `verify` flow, recorded in Prefect; its final state carries the report."""
     from flows.verify import verify
 
-    final = verify(source=args.source, mapping=args.mapping, state=state, sample=sample,
-                   event_window_days=event_window_days, return_state=True)
+    final = verify(source=args.source, mapping=args.mapping, state=state,
+                   verify={"sample": sample, "event_window_days": event_window_days}, return_state=True)
     report = final.result(raise_on_failure=False)
     if isinstance(report, logic.MismatchesFound):
         return report.report

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from braze_migrate.run.credentials import resolve_credentials
 from braze_migrate.run.engine import Engine
-from braze_migrate.settings import LoadSettings, load_settings
+from braze_migrate.settings import LoadSettings
 from connectors.state.ledger_base import Run
 from connectors.states import RunState
 
@@ -35,8 +35,7 @@ class AfterCommit:
 
 
 @contextmanager
-def after_commit(prepared, options) -> Iterator[AfterCommit]:
-    settings = load_settings(**options)
+def after_commit(prepared, settings: LoadSettings) -> Iterator[AfterCommit]:
     engine = Engine(settings)
     try:
         run = engine.ledger.run(prepared.run_id)

@@ -13,13 +13,13 @@ from connectors.braze.catalogs import CatalogClient
 from connectors.sources import CATALOGS
 
 
-def catalogs_stage(prepared, options, summary):
+def catalogs_stage(prepared, settings, summary):
     """The catalog sync of a finished load run (after its commit and deletes), added to its summary:
     `summary.catalogs`, a `catalogs/<name>` row in the datasets; a held delete makes the run HELD, requests
     without an answer INCOMPLETE, each with the command that goes on."""
     if summary.status not in (RunStatus.COMPLETED, RunStatus.INCOMPLETE):
         return summary  # a stopped load resumes first; the catalogs come after it
-    with after_commit(prepared, options) as done:
+    with after_commit(prepared, settings) as done:
         cs = CatalogSettings.of(done.settings)
         client = CatalogClient(done.endpoint, done.api_key, rate=cs.rate_limit, max_attempts=cs.max_attempts,
                                max_seconds=cs.max_retry_seconds, timeout=cs.timeout_seconds)

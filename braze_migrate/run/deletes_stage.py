@@ -10,12 +10,12 @@ from braze_migrate.run.after_commit import after_commit
 from braze_migrate.summary import Buckets, RunStatus
 
 
-def deletes_stage(prepared, options, summary):
+def deletes_stage(prepared, settings, summary):
     """The deletes of a finished load run (after its commit), added to its summary: `summary.deletes`, and
     a held or unfinished delete makes the run HELD or INCOMPLETE with the command that goes on."""
     if summary.status not in (RunStatus.COMPLETED, RunStatus.INCOMPLETE):
         return summary  # a stopped load resumes first; its deletes come after it
-    with after_commit(prepared, options) as done:
+    with after_commit(prepared, settings) as done:
         report = run_deletes(prepared.run_id, prepared.plan_dir, done.engine.state, done.run.source, done.mapping,
                              done.engine.ledger, done.endpoint, done.api_key, DeleteSettings.of(done.settings))
         if report is None:

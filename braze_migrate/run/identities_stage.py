@@ -12,17 +12,16 @@ from braze_migrate.ops.deletes import append_rejects
 from braze_migrate.ops.identities import DATASETS, IdentityReport, IdentitySettings, run_identities
 from braze_migrate.run.credentials import resolve_credentials
 from braze_migrate.run.engine import Engine
-from braze_migrate.settings import load_settings
+from braze_migrate.settings import LoadSettings
 from braze_migrate.summary import Buckets, RunStatus
 from connectors.states import RunState
 
 
-def identities_stage(prepared, options, summary):
+def identities_stage(prepared, settings: LoadSettings, summary):
     """Identify and rename (then remove deprecated ids), recorded in `summary.identities`; a held or
     unfinished request makes the run HELD or INCOMPLETE with the command that goes on."""
     if summary.status not in (RunStatus.COMPLETED, RunStatus.INCOMPLETE):
         return summary  # a stopped or held load resumes first; its identity requests come after it
-    settings = load_settings(**options)
     engine = Engine(settings)
     try:
         run = engine.ledger.run(prepared.run_id)

@@ -1,17 +1,18 @@
 """The stages of a load run as functions of plain parameters: what the flows run as Prefect tasks and what
 `--no-prefect` calls directly, so both paths run the very same code.
 
-Every stage takes the run's public options (`settings.public_options`: JSON values, no secret), resolves
-its settings from them plus its own environment (credentials, the ledger URL), opens what it needs and
-closes it before returning: nothing live (a database connection, an engine) travels between stages, so a
-stage can run in another process or on another machine (Dask, a Prefect worker).
+Every stage takes the run's settings (`LoadSettings`, resolved once by the CLI or the flow), takes Braze's
+credentials from its own environment, opens what it needs and closes it before returning: nothing live (a
+database connection, an engine) travels between stages, and no secret (the settings sent to another process
+leave the ledger URL behind, which that process takes from its environment), so a stage can run in another
+process or on another machine (Dask, a Prefect worker).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,33 +30,30 @@ from braze_migrate.run.deletes_stage import deletes_stage
 from braze_migrate.run.engine import Engine, Prepared
 from braze_migrate.run.identities_stage import identities_stage
 from braze_migrate.run.workers import still_planning
-from braze_migrate.settings import ConfigError, load_settings
+from braze_migrate.settings import ConfigError, LoadSettings
 from braze_migrate.summary import RunStatus, RunSummary, WorkerReport
 from connectors import readiness
 from connectors.state.ledger_base import LedgerUnavailable
 from connectors.state.lock import StateInUse, run_lock
 from connectors.states import BatchState, RunState
 
-Options = Mapping[str, Any]
 
-
-def ready(source: str, options: Options, on_wait: Callable[[float, float, str], None] | None = None
+def ready(source: str, settings: LoadSettings, on_wait: Callable[[float, float, str], None] | None = None
           ) -> readiness.Ready:
     """Wait until the export folder holds its readiness marker (`ready_marker`; none set: at once), checking a
     manifest's files; past `ready_deadline` seconds, ExportNotReady (one line)."""
-    settings = load_settings(**options)
     return readiness.wait_ready(str(source), settings.ready_marker or None, deadline_s=settings.ready_deadline,
                                 poll_s=settings.ready_poll_seconds, on_wait=on_wait)
 
 
-def plan(kind: str, source: str, mapping: str | None, options: Options,
+def plan(kind: str, source: str, mapping: str | None, settings: LoadSettings,
          on_progress: ProgressSink | None = None, plan_while_loading: bool = True,
          units_runner: UnitsRunner | None = None) -> Prepared:
     """Extract, normalize, diff and pack into a plan in the state folder, or pick up the unfinished plan of
     this source (a run is finished before anything new is planned). Progress events go to `on_progress`
     and to the process's listeners (braze_migrate/progress.py); `units_runner` plans units elsewhere
     (planner.UnitsRunner: the parallel flows' Dask workers)."""
-    engine = Engine(load_settings(**options))
+    engine = Engine(settings)
     try:
         return engine.prepare(kind, str(source), mapping=str(mapping) if mapping else None,
                               on_progress=progress.fan_out(on_progress), plan_while_loading=plan_while_loading,
@@ -64,10 +62,9 @@ def plan(kind: str, source: str, mapping: str | None, options: Options,
         engine.close()
 
 
-def load(prepared: Prepared, options: Options, on_progress: ProgressSink | None = None) -> int:
+def load(prepared: Prepared, settings: LoadSettings, on_progress: ProgressSink | None = None) -> int:
     """Send the plan's unacknowledged batches (this process as the run's main worker, waiting until every
     batch is final, taking over what lost workers left). Returns the batches this process handled."""
-    settings = load_settings(**options)
     endpoint, api_key = resolve_credentials(settings)
     engine = Engine(settings)
     try:
@@ -78,10 +75,9 @@ def load(prepared: Prepared, options: Options, on_progress: ProgressSink | None 
         engine.close()
 
 
-def load_worker(run_id: str, options: Options) -> WorkerReport:
+def load_worker(run_id: str, settings: LoadSettings) -> WorkerReport:
     """One more worker of a run: claim and send its batches until none is left and none is still to be
     planned, then return."""
-    settings = load_settings(**options)
     endpoint, api_key = resolve_credentials(settings)
     engine = Engine(settings)
     plan_dir = engine.run_dir(run_id) / "plan"
@@ -95,20 +91,20 @@ def load_worker(run_id: str, options: Options) -> WorkerReport:
                         throttled=stats.throttled, leases=stats.leases)
 
 
-def commit(prepared: Prepared, options: Options, started: float, on_progress: ProgressSink | None = None) -> RunSummary:
+def commit(prepared: Prepared, settings: LoadSettings, started: float, on_progress: ProgressSink | None = None) -> RunSummary:
     """Advance the snapshot with what Braze acknowledged; write the rejects file; the run's summary
     (`started`: time.monotonic() when the run began, for its duration)."""
-    engine = Engine(load_settings(**options))
+    engine = Engine(settings)
     try:
         return engine.summarize(prepared, started=started, on_progress=progress.fan_out(on_progress))
     finally:
         engine.close()
 
 
-def left_over(prepared: Prepared, options: Options) -> tuple[int, int]:
+def left_over(prepared: Prepared, settings: LoadSettings) -> tuple[int, int]:
     """(batches not acknowledged after the load: pending, in doubt or never sent; batches the run has): from the
     ledger, so a first load planned while loading counts the batches it planned."""
-    engine = Engine(load_settings(**options))
+    engine = Engine(settings)
     try:
         counts = engine.ledger.status_counts(prepared.run_id)
         return sum(n for status, n in counts.items() if status != BatchState.ACKNOWLEDGED), sum(counts.values())
@@ -116,11 +112,10 @@ def left_over(prepared: Prepared, options: Options) -> tuple[int, int]:
         engine.close()
 
 
-def guard(prepared: Prepared, options: Options) -> GuardReport | None:
+def guard(prepared: Prepared, settings: LoadSettings) -> GuardReport | None:
     """The guard figures of a plan about to be sent (None once any of its batches left). A figure over its
-    threshold that `options["accept"]` does not accept holds the run: its ledger status becomes `held`, so
+    threshold that `settings.accept` does not accept holds the run: its ledger status becomes `held`, so
     nothing joins or sends it until the same command is run again with `--accept`."""
-    settings = load_settings(**options)
     engine = Engine(settings)
     try:
         report = guards.guard_run(engine.state, prepared.plan_dir, prepared.run_id, engine.ledger,
@@ -134,10 +129,9 @@ def guard(prepared: Prepared, options: Options) -> GuardReport | None:
         engine.close()
 
 
-def held(kind: str, source: str, mapping: str | None, prepared: Prepared, options: Options,
+def held(kind: str, source: str, mapping: str | None, prepared: Prepared, settings: LoadSettings,
          report: GuardReport, note: str | None = None) -> RunSummary:
     """The summary of a run the guards held: nothing sent, the plan kept, the command that accepts it."""
-    settings = load_settings(**options)
     command = (f"braze-migrate {kind} {source}" + (f" --mapping {mapping}" if mapping else "")
                + f" --state {settings.state}")
     summary = RunSummary(
@@ -154,10 +148,10 @@ def held(kind: str, source: str, mapping: str | None, prepared: Prepared, option
     return summary
 
 
-def finish(summary: RunSummary, options: Options) -> RunSummary:
+def finish(summary: RunSummary, settings: LoadSettings) -> RunSummary:
     """Store the summary of a run whose every stage ended (with what it waited for); only such a run's export can
     later be "unchanged since" it."""
-    engine = Engine(load_settings(**options))
+    engine = Engine(settings)
     try:
         engine.finished(summary)
     finally:
@@ -209,38 +203,38 @@ class Stages:
     identities: Callable[..., RunSummary] = identities_stage
 
 
-def run_load(kind: str, source: str, mapping: str | None, options: Options, stages: Stages = Stages()) -> RunSummary:
+def run_load(kind: str, source: str, mapping: str | None, settings: LoadSettings, stages: Stages = Stages()) -> RunSummary:
     """plan → guard → load → commit: the body of the `backfill` and `sync` flows and of `--no-prefect`.
 
     The run holds its state folder (`connectors.state.lock`): a second run on it is refused at once."""
-    settings = load_settings(**options)
     url = settings.ledger_url.get_secret_value() if settings.ledger_url else None
-    export = stages.ready(source, options)
+    export = stages.ready(source, settings)
     answers: list[Answer] = []
     try:
         with run_lock(settings.state, f"{kind} {source}", ledger_url=url) as lock:
             started = time.monotonic()
-            prepared = stages.plan(kind, source, mapping, options)
+            prepared = stages.plan(kind, source, mapping, settings)
             lock.name_run(prepared.run_id)
             if prepared.unchanged is not None:
                 return _waited(RunSummary.coerce(prepared.unchanged), export, answers)
-            report = stages.guard(prepared, options)
+            report = stages.guard(prepared, settings)
             if report is not None and report.held:
                 answer = _answer(stages.decide(report, prepared) if stages.decide else "hold", report)
                 answers.append(answer)
                 started += answer.waited_s  # waiting for a person is not loading time
                 if answer.decision != "accept":
                     note = None if answer.decision == "hold" or stages.decide is None else "nobody answered in time"
-                    summary = held(kind, source, mapping, prepared, options, report, note)
+                    summary = held(kind, source, mapping, prepared, settings, report, note)
                     return with_advice(_waited(summary, export, answers))
-                options = {**options, "accept": [*report.accepted, *(f.accept for f in report.held)]}
-                report = stages.guard(prepared, options)
-            stages.load(prepared, options)
-            summary = stages.deletes(prepared, options, stages.commit(prepared, options, started))
-            summary = stages.identities(prepared, options, summary)
-            summary = stages.catalogs(prepared, options, summary)
+                settings = settings.model_copy(
+                    update={"accept": [*report.accepted, *(f.accept for f in report.held)]})
+                report = stages.guard(prepared, settings)
+            stages.load(prepared, settings)
+            summary = stages.deletes(prepared, settings, stages.commit(prepared, settings, started))
+            summary = stages.identities(prepared, settings, summary)
+            summary = stages.catalogs(prepared, settings, summary)
             summary = summary if report is None else summary.model_copy(update={"guards": report.to_dict()})
-            return stages.finish(with_advice(_waited(summary, export, answers)), options)
+            return stages.finish(with_advice(_waited(summary, export, answers)), settings)
     except (StateInUse, LedgerUnavailable) as exc:
         raise ConfigError(str(exc)) from None
 
