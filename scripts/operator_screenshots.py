@@ -131,6 +131,9 @@ def main() -> None:
     p.add_argument("--port", type=int, default=0, help="the Prefect server's port (default: a free one)")
     p.add_argument("--only-lists", action="store_true",
                    help="only the deployments lists (no runs): operator-deployments-list*.png")
+    p.add_argument("--only-parameters", action="store_true",
+                   help="only the nightly deployment's Parameters tab and custom-run form (no runs): "
+                        "operator-parameters-*.png")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="braze-operator-"))
     port = args.port or free_port()
@@ -214,10 +217,38 @@ async def shoot(args, ui: str, work: Path, box_url: str, alerts: Alerts) -> None
             await page.screenshot(path=str(out / f"operator-{name}.png"), full_page=True)
             print(f"operator-{name}.png", flush=True)
 
-        if args.only_lists:
-            await lists()
+        async def parameters() -> None:
+            # 8: the parameters in sections, typed, with their defaults; `state` required. The Parameters tab needs
+            # a wide window for its Default column; the form is photographed from its top after a Submit without
+            # a state, which the form refuses, naming it.
+            async with get_client() as client:
+                nightly = await client.read_deployment_by_name("sync/nightly-sync")
+            await page.set_viewport_size({"width": 2600, "height": 1000})
+            await page.goto(f"{ui}/deployments/deployment/{nightly.id}", wait_until="networkidle")
+            await page.wait_for_timeout(1500)
+            await page.get_by_text("Parameters", exact=True).first.click()
+            await page.wait_for_timeout(1500)
+            await page.screenshot(path=str(out / "operator-parameters-tab.png"), full_page=True)
+            print("operator-parameters-tab.png", flush=True)
+            await page.set_viewport_size({"width": 1400, "height": 2400})
+            await page.goto(f"{ui}/deployments/deployment/{nightly.id}/run", wait_until="networkidle")
+            await page.wait_for_timeout(2000)
+            await page.locator("textarea").first.fill("s3://warehouse-exports/braze/{date:%Y-%m-%d}/")
+            await page.get_by_role("button", name="Submit").click()
+            await page.wait_for_timeout(1500)
+            await page.evaluate("() => { for (const e of document.querySelectorAll('*')) e.scrollTop = 0; }")
+            await page.wait_for_timeout(500)
+            await page.screenshot(path=str(out / "operator-parameters-form.png"), full_page=True)
+            print("operator-parameters-form.png", flush=True)
+
+        if args.only_lists or args.only_parameters:
+            if args.only_lists:
+                await lists()
+            if args.only_parameters:
+                await parameters()
             await browser.close()
             return
+        await parameters()
 
         warm = await run_deployment("backfill/backfill", timeout=600, parameters={"source": str(DAY1), "state": state})
         assert warm.state.is_completed(), warm.state
@@ -225,7 +256,7 @@ async def shoot(args, ui: str, work: Path, box_url: str, alerts: Alerts) -> None
         # 2: held, answered "hold": the report says what was held and how to accept it exactly.
         broken = broken_copy(work)
         held = await run_deployment("sync/nightly-sync", timeout=0, parameters={
-            "source": str(broken), "state": state, "decision_timeout": 900})
+            "source": str(broken), "state": state, "guards": {"decision_timeout": 900}})
         await state_of(held.id, "Paused")
         await snap(f"{ui}/runs/flow-run/{held.id}", "held-form")
         await page.get_by_text("Resume", exact=True).first.click()  # the decision form, with the figures
@@ -237,7 +268,7 @@ async def shoot(args, ui: str, work: Path, box_url: str, alerts: Alerts) -> None
 
         # 3: accepted: logged with who and when; the guards artifact and the report say so; waiting apart.
         accepted = await run_deployment("sync/nightly-sync", timeout=0, parameters={
-            "source": str(broken), "state": state, "decision_timeout": 900})
+            "source": str(broken), "state": state, "guards": {"decision_timeout": 900}})
         await state_of(accepted.id, "Paused")
         await asyncio.sleep(20)  # someone reads the figures before answering: the report shows the wait apart
         await resume_flow_run(accepted.id, run_input={"decision": "accept", "answered_by": "Dana (ops on call)"})
@@ -249,7 +280,7 @@ async def shoot(args, ui: str, work: Path, box_url: str, alerts: Alerts) -> None
         # 4: Braze failing: a WARNING naming the error every 30 s; the end counts the batches right.
         faults(box_url, fail_rate=1.0)
         failing = await run_deployment("backfill/backfill", timeout=0, parameters={
-            "source": str(DAY2), "state": str(work / "state-failing"), "decision_timeout": 2})
+            "source": str(DAY2), "state": str(work / "state-failing"), "guards": {"decision_timeout": 2}})
         await state_of(failing.id, "final")
         faults(box_url, fail_rate=0.0)
         await snap(f"{ui}/runs/flow-run/{failing.id}", "failing-logs", tab="Logs", height=2600)
@@ -258,7 +289,7 @@ async def shoot(args, ui: str, work: Path, box_url: str, alerts: Alerts) -> None
         tonight = work / "exports" / "2026-12-07"
         live = await run_deployment("sync/nightly-sync", timeout=0, parameters={
             "source": str(work / "exports" / "{date}"), "date": "2026-12-07", "state": str(work / "state-live"),
-            "ready_marker": "_SUCCESS", "ready_deadline": 900, "rate_limit": "4/1s"})
+            "readiness": {"ready_marker": "_SUCCESS", "ready_deadline": 900}, "requests": {"rate_limit": "4/1s"}})
         await asyncio.sleep(15)
         await snap(f"{ui}/runs/flow-run/{live.id}", "readiness-waiting", tab="Artifacts", artifact="sync-readiness")
         shutil.copytree(DAY1, tonight)
@@ -268,7 +299,7 @@ async def shoot(args, ui: str, work: Path, box_url: str, alerts: Alerts) -> None
         await state_of(live.id, "final")
         again = await run_deployment("sync/nightly-sync", timeout=600, parameters={
             "source": str(work / "exports" / "{date}"), "date": "2026-12-07", "state": str(work / "state-live"),
-            "ready_marker": "_SUCCESS"})
+            "readiness": {"ready_marker": "_SUCCESS"}})
         await snap(f"{ui}/runs/flow-run/{again.id}", "unchanged-report", tab="Artifacts", artifact="sync-report")
 
         # 6: run names; 7: verify without a state default; 5: alerts with the run's URL and the form's choices.

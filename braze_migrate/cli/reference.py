@@ -23,12 +23,12 @@ MARKER = re.compile(r"(<!-- generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!--
 
 
 def options_table(command: str = "backfill") -> str:
-    """Every flag of `command`: its default, the environment variable that sets it (model options only) and
-    what it means."""
+    """Every flag of `command`: its default, the environment variable and the flows' parameter that set it (model
+    options only: `section.name` in a deployment's parameters, docs/prefect.md) and what it means."""
     from braze_migrate.cli.main import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    rows = ["| option | default | environment | meaning |", "|---|---|---|---|"]
+    rows = ["| option | default | environment | flow parameter | meaning |", "|---|---|---|---|---|"]
     for action in sub.choices[command]._actions:
         if not action.option_strings or isinstance(action, argparse._HelpAction):
             continue
@@ -37,11 +37,24 @@ def options_table(command: str = "backfill") -> str:
         if field is None:  # a flag of the command line only
             flag = action.option_strings[0] + (f" {action.metavar}" if action.metavar else "")
             default = "off" if isinstance(action, argparse._StoreTrueAction) else "unset"
-            rows.append(f"| `{flag}` | {default} | — | {_cell(action.help.replace('%%', '%'))} |")
+            param = f"`{name}`" if name in _flow_parameters(command) else "—"
+            rows.append(f"| `{flag}` | {default} | — | {param} | {_cell(action.help.replace('%%', '%'))} |")
             continue
+        section = (field.json_schema_extra or {}).get("section")
         rows.append(f"| `{_flag(action, field)}` | {_default(field.default)} | `BRAZE_MIGRATE_{name.upper()}` | "
-                    f"{_cell(field.description)} |")
+                    f"`{f'{section}.{name}' if section else name}` | {_cell(field.description)} |")
     return "\n".join(rows) + "\n"
+
+
+def _flow_parameters(command: str) -> set[str]:
+    """The parameters of the flow that `command` runs (source, state, mapping, date, the sections)."""
+    import inspect
+
+    from flows.load import backfill, sync
+    from flows.verify import verify
+
+    flow = {"backfill": backfill, "sync": sync, "verify": verify}[command]
+    return set(inspect.signature(flow.fn).parameters)
 
 
 def exit_codes_table() -> str:
