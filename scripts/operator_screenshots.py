@@ -241,11 +241,32 @@ async def shoot(args, ui: str, work: Path, box_url: str, alerts: Alerts) -> None
             await page.screenshot(path=str(out / "operator-parameters-form.png"), full_page=True)
             print("operator-parameters-form.png", flush=True)
 
+        async def form_sends() -> None:
+            """What the custom-run form sends, submitted with a state and nothing else changed (docs/prefect.md,
+            'Parameters'): printed, and every field of every section must be there."""
+            from braze_migrate.settings import flow_sections, section_options
+
+            async with get_client() as client:
+                nightly = await client.read_deployment_by_name("sync/nightly-sync")
+                await page.goto(f"{ui}/deployments/deployment/{nightly.id}/run", wait_until="networkidle")
+                await page.wait_for_timeout(2000)
+                await page.locator("textarea").first.fill(str(work / "exports" / "form-check"))
+                await page.locator("textarea").nth(1).fill(str(work / "state-form-check"))
+                await page.get_by_role("button", name="Submit").click()
+                await page.wait_for_timeout(3000)
+                (run,) = await client.read_flow_runs(limit=1, sort="EXPECTED_START_TIME_DESC")
+            sent = run.parameters
+            print("the custom-run form sent:", json.dumps(sent, sort_keys=True), flush=True)
+            missing = {s: set(section_options(s)) - set(sent.get(s) or {}) for s in flow_sections()}
+            assert not any(missing.values()), f"the form left out {missing}"
+            print(f"every field of the {len(flow_sections())} sections was sent", flush=True)
+
         if args.only_lists or args.only_parameters:
             if args.only_lists:
                 await lists()
             if args.only_parameters:
                 await parameters()
+                await form_sends()
             await browser.close()
             return
         await parameters()
