@@ -336,7 +336,7 @@ def test_batches_the_check_cannot_decide_are_asked_about_by_number(served, recei
     sandbox_server.set_faults(fail_rate=1.0)
     stored = sandbox_server.stats()["events_stored"]
     run = run_deployment("sync/nightly-sync", timeout=0, parameters={
-        "source": str(night), "state": str(backfilled), "decision_timeout": RUN_TIMEOUT_S})
+        "source": str(night), "state": str(backfilled), "guards": {"decision_timeout": RUN_TIMEOUT_S}})
     with get_client(sync_client=True) as client:
         try:
             paused = wait_for_state(client, run.id, "Paused")
