@@ -281,6 +281,22 @@ def _extra(f) -> dict:
     return f.json_schema_extra or {"commands": [], "flow": False, "section": None}
 
 
+def section_of(name: str) -> str | None:
+    """The section of the flows' parameters an option is a field of (None: a top-level parameter, or a secret)."""
+    return _extra(LoadSettings.model_fields[name])["section"]
+
+
+def section_parameters(values: dict[str, Any]) -> list[str]:
+    """Options as `prefect deployment run -p` arguments, one per section: {"allow_mass_delete": True} ->
+    `'deletes={"allow_mass_delete": true}'` (shell-quoted; a section given replaces the deployment's)."""
+    import json
+
+    sections: dict[str, dict[str, Any]] = {}
+    for name, value in values.items():
+        sections.setdefault(section_of(name) or name, {})[name] = value
+    return [f"'{section}={json.dumps(fields)}'" for section, fields in sections.items()]
+
+
 def section_options(section: str) -> list[str]:
     """The options of one section, in model order."""
     return [name for name, f in LoadSettings.model_fields.items() if _extra(f)["section"] == section]

@@ -6,7 +6,6 @@ per flow (`backfill-*`, `sync-*`, `verify-*`) so each deployment's artifacts for
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shlex
@@ -26,6 +25,7 @@ from prefect.runtime import deployment, flow_run
 
 from braze_migrate.progress import STAGES, Meter, ProgressEvent, eta_text, summary_text
 from braze_migrate.reporting.terminal import catalog_line, identity_line
+from braze_migrate.settings import section_parameters
 from braze_migrate.summary import RunSummary
 from connectors.states import Outcome, RunState
 
@@ -409,7 +409,8 @@ def unchanged_markdown(s: RunSummary) -> str:
         *([f"Export: {s.export}", ""] if s.export else []),
         "## What to do", "",
         "- If tonight's export should be new, check the warehouse's export job: it did not write a new export.",
-        "- To plan it again anyway: `-p skip_unchanged=false` (deployment) or `--no-skip-unchanged` (CLI).",
+        ("- To plan it again anyway: `-p readiness='{\"skip_unchanged\": false}'` (deployment) or "
+         "`--no-skip-unchanged` (CLI)."),
     ])
 
 
@@ -431,7 +432,7 @@ def held_markdown(s: RunSummary, deployment_name: str | None = None) -> str:
     if deployment_name:
         given = accept_parameters(s.resume_command) if s.resume_command else []
         if not given and accept:
-            given = [f"'accept={json.dumps(accept.split(','))}'"]
+            given = section_parameters({"accept": accept.split(",")})
         lines.append(f"- From Prefect (a new run of the deployment): `prefect deployment run '{deployment_name}' "
                      f"-p source={s.source} -p state={s.state}" + "".join(f" -p {p}" for p in given) + "`")
     lines += ["", ("If the export is broken instead, fix it upstream and run again: the held plan, of which "
@@ -440,20 +441,22 @@ def held_markdown(s: RunSummary, deployment_name: str | None = None) -> str:
 
 
 def accept_parameters(resume_command: str) -> list[str]:
-    """The deployment parameters that do what the flags a held run's resume command adds do: `--accept A,B` ->
-    `'accept=["A", "B"]'`, a switch such as `--allow-mass-delete` -> `allow_mass_delete=true`."""
+    """The deployment parameters that do what the flags a held run's resume command adds do, each in its section
+    (docs/prefect.md, "Parameters"): `--accept A,B` -> `'guards={"accept": ["A", "B"]}'`, switches such as
+    `--catalog-deletes --allow-mass-delete` -> `'catalogs={"catalog_deletes": true}'
+    'deletes={"allow_mass_delete": true}'`."""
     from braze_migrate.settings import LoadSettings
 
     words = shlex.split(resume_command)
-    given = []
+    given: dict = {}
     for i, word in enumerate(words):
         name = word.removeprefix("--").replace("-", "_")
         if word == "--accept" and i + 1 < len(words):
-            given.append(f"'accept={json.dumps(words[i + 1].split(','))}'")
+            given["accept"] = words[i + 1].split(",")
         elif word.startswith("--") and LoadSettings.model_fields.get(name) is not None \
                 and LoadSettings.model_fields[name].annotation is bool:
-            given.append(f"{name}=true")
-    return given
+            given[name] = True
+    return section_parameters(given)
 
 
 def publish_verify(report) -> None:

@@ -231,11 +231,31 @@ def test_a_held_delete_reports_what_was_held_and_the_deployment_parameter_that_a
                          resume_command="braze-migrate sync /x/n2 --state /s --allow-mass-delete")
     report = report_markdown(summary, "sync/nightly-sync")
     assert f"- {message}" in report.split("## What was held")[1].split("##")[0]
-    assert ("`prefect deployment run 'sync/nightly-sync' -p source=/x/n2 -p state=/s -p allow_mass_delete=true`"
-            in report) and "accept=" not in report
+    assert ("`prefect deployment run 'sync/nightly-sync' -p source=/x/n2 -p state=/s "
+            "-p 'deletes={\"allow_mass_delete\": true}'`" in report) and '"accept"' not in report
     catalogs = summary.model_copy(update={
         "resume_command": "braze-migrate sync /x/n2 --state /s --catalog-deletes --allow-mass-delete"})
-    assert "-p catalog_deletes=true -p allow_mass_delete=true`" in report_markdown(catalogs, "sync/nightly-sync")
+    assert ("-p 'catalogs={\"catalog_deletes\": true}' -p 'deletes={\"allow_mass_delete\": true}'`"
+            in report_markdown(catalogs, "sync/nightly-sync"))
+
+
+def test_held_guards_report_the_accept_parameter_in_its_section():
+    """The flows take options in sections (docs/prefect.md, "Parameters"): the report's Prefect command gives
+    `accept` inside `guards`, which the flow accepts (a flat `accept` is not a parameter of the flow)."""
+    from prefect.cli._utilities import load_json_key_values
+    from prefect.utilities.schema_tools.validation import validate
+
+    from flows.artifacts import accept_parameters
+    from flows.load import sync
+
+    given = accept_parameters("braze-migrate sync /x --state /s --accept column:users.email,rows:purchases "
+                              "--catalog-deletes")
+    assert given == ["'guards={\"accept\": [\"column:users.email\", \"rows:purchases\"]}'",
+                     "'catalogs={\"catalog_deletes\": true}'"]
+    parameters = load_json_key_values([g.strip("'") for g in given], "parameter")  # as the shell hands them over
+    assert parameters == {"guards": {"accept": ["column:users.email", "rows:purchases"]},
+                          "catalogs": {"catalog_deletes": True}}
+    validate({"source": "/x", "state": "/s", **parameters}, sync.parameters.model_dump(), raise_on_error=True)
 
 
 def test_an_unchanged_export_is_not_logged_as_a_first_load(tmp_path):

@@ -142,7 +142,8 @@ def test_case2_applied_then_5xx_a_deployment_run_advises_settle_first_in_its_mes
     n2 = write_night(tmp_path / "n2", USERS, [event(i, f"u{i % 30:03d}") for i in range(30)])
     sandbox.set_faults(applied_then_fail_rate=1.0)
     try:
-        run = deploy("sync/nightly-sync", n2, state, max_attempts=1, decision_timeout=2)  # nobody answers
+        run = deploy("sync/nightly-sync", n2, state, retries={"max_attempts": 1},
+                     guards={"decision_timeout": 2})  # nobody answers
     finally:
         sandbox.set_faults(applied_then_fail_rate=0.0)
     assert run.state.is_failed(), run.state
@@ -207,10 +208,10 @@ def test_case4_held_deletes_report_the_parameter_that_accepts_them_and_a_quiet_n
     assert held.state.is_failed() and held.state.message.startswith("deletes held: 120 users"), held.state
     report = artifact(held, "sync-report")
     command = (f"prefect deployment run 'sync/nightly-sync' -p source={n2} -p state={state} "
-               "-p allow_mass_delete=true")
+               "-p 'deletes={\"allow_mass_delete\": true}'")
     assert f"`{command}`" in report and f"- {held.state.message}" in report
     assert len(known(sandbox)) == 300
-    accepted = deploy("sync/nightly-sync", n2, state, allow_mass_delete=True)  # as the report says
+    accepted = deploy("sync/nightly-sync", n2, state, deletes={"allow_mass_delete": True})  # as the report says
     assert accepted.state.is_completed(), accepted.state
     assert len(known(sandbox)) == 180
     quiet = deploy("sync/nightly-sync", write_night(tmp_path / "n3", users), state)
@@ -224,7 +225,7 @@ def test_case5_renamed_column_pauses_and_accepting_the_form_sends_the_held_plan(
     assert cli("backfill", write_night(tmp_path / "n1", USERS), "--state", state, "--no-prefect") == 0
     renamed = {eid: {"Tier": a["tier"], "city": a["city"]} for eid, a in USERS.items()}
     run = deploy("sync/nightly-sync", write_night(tmp_path / "n2", renamed), state, timeout=0,
-                 decision_timeout=RUN_TIMEOUT_S)
+                 guards={"decision_timeout": RUN_TIMEOUT_S})
     waiting = paused(run.id)
     assert "'tier'" in waiting.state.message and "'Tier'" in waiting.state.message
     assert "--accept column:users.tier" in waiting.state.message
