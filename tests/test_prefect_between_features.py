@@ -291,7 +291,7 @@ def test_exit3_a_deployment_run_cancelled_while_loading_stops_cleanly_and_the_ne
     night = write_night(tmp_path / "n1", USERS, [event(i, f"u{i % 30:03d}") for i in range(60)])
     sandbox.set_faults(latency_ms=200)  # 90 batches of one object, one at a time: long enough to cancel
     try:
-        run = deploy("backfill/backfill", night, state, timeout=0, batch_size=1, concurrency=1)
+        run = deploy("backfill/backfill", night, state, timeout=0, requests={"batch_size": 1, "concurrency": 1})
         wait_for(lambda: len(known(sandbox)) >= 3, RUN_TIMEOUT_S, "the first batches acknowledged")
         with get_client(sync_client=True) as client:
             client.set_flow_run_state(run.id, Cancelling())
@@ -300,7 +300,7 @@ def test_exit3_a_deployment_run_cancelled_while_loading_stops_cleanly_and_the_ne
         sandbox.set_faults(latency_ms=0)
     assert done.state.is_cancelled(), done.state
     assert counts(sandbox) < (30, 60, 0)
-    again = deploy("backfill/backfill", night, state, batch_size=1, concurrency=1)
+    again = deploy("backfill/backfill", night, state, requests={"batch_size": 1, "concurrency": 1})
     assert again.state.is_completed(), again.state
     assert counts(sandbox) == (30, 60, 0)
     text = served.read_text(errors="replace")
