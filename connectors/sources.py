@@ -185,7 +185,7 @@ def scan_folder(path: str | Path) -> dict[str, Dataset]:
     return {
         name: Dataset(
             name,
-            _concat([_scan_one(f, fmt) for f in files]),
+            _concat([_scan_one(f, fmt, dataset=name) for f in files]),
             fmt,
             list(files),
             reader=_reader(_Located(name, fmt, list(files)), _Resolved(None, {}, {})),
@@ -699,6 +699,7 @@ def _scan_files(loc: _Located, resolved: _Resolved) -> pl.LazyFrame:
             separator=separator,
             partitions=_partition_values(f, loc.root) if hive else None,
             spec=spec,
+            dataset=loc.name,
         )
         for f in loc.files
     ]
@@ -718,7 +719,7 @@ def _reader(loc: _Located, resolved: _Resolved) -> Callable[[int], Iterator[pl.D
         if loc.format == "parquet":
             batches = parquet_batches([path], rows)
         else:
-            batches = _text_batches(path, loc.format, separator, spec)
+            batches = _text_batches(path, loc.format, separator, spec, loc.name)
         values = [pl.lit(v, dtype=pl.String).alias(k) for k, v in (partitions or {}).items()]
         yield from _numbered((b.with_columns(values) for b in batches), label)
 
@@ -741,11 +742,12 @@ def _reader(loc: _Located, resolved: _Resolved) -> Callable[[int], Iterator[pl.D
 TEXT_BLOCK = 8 << 20
 
 
-def _text_batches(f: str, fmt: str, separator: str, spec: DatasetMap | None = None) -> Iterator[pl.DataFrame]:
+def _text_batches(f: str, fmt: str, separator: str, spec: DatasetMap | None = None,
+                  dataset: str | None = None) -> Iterator[pl.DataFrame]:
     """A local CSV or NDJSON file (optionally .gz) parsed by Polars TEXT_BLOCK bytes at a time, each block cut
     at the end of a record, so the rows and their types are those of reading the file whole: CSV as text
     under the header's column names, NDJSON with the columns inferred from the whole file."""
-    head = _scan_one(f, fmt, separator=separator, spec=spec).collect_schema()
+    head = _scan_one(f, fmt, separator=separator, spec=spec, dataset=dataset).collect_schema()
     names = [c for c in head if c not in ORIGIN_COLUMNS]
     quoted = fmt == "csv"
     opener = gzip.open if f.lower().endswith(COMPRESSED) else open
@@ -831,11 +833,15 @@ def _concat(frames: list[pl.LazyFrame]) -> pl.LazyFrame:
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
 
-def _keyed_arrays(schema: pl.Schema, spec: DatasetMap | None) -> dict[str, pl.DataType]:
-    """The NDJSON columns that reach the pipeline as arrays of objects by item id (named `pets[id]` in the export,
-    or after the mapping's renames, or declared in its `arrays_of_objects`), to read as their JSON text: Polars
-    infers one type per column over all rows, so one string item id would turn every row's integer ids into
-    strings (#21 case 8), also when a mapping declares the array."""
+OCCURRENCE_DATASETS = ("events", "purchases")  # their `properties` object: transforms/normalize.py _properties
+
+
+def _json_text_columns(schema: pl.Schema, spec: DatasetMap | None, dataset: str | None) -> dict[str, pl.DataType]:
+    """The nested NDJSON columns to read as their JSON text: Polars infers one type per column over all rows, so
+    one string value would turn every row's numbers in it into strings (#21 case 8). Read as text, each row's
+    value keeps its own types; the pipeline reads both columns from text: the arrays of objects by item id
+    (named `pets[id]` in the export, or after the mapping's renames, or declared in its `arrays_of_objects`) and
+    an event's or purchase's `properties`."""
     from connectors.mapping import final_names
 
     have = [c for c in schema if c not in ORIGIN_COLUMNS]
@@ -844,7 +850,9 @@ def _keyed_arrays(schema: pl.Schema, spec: DatasetMap | None) -> dict[str, pl.Da
     out: dict[str, pl.DataType] = {}
     for c in have:
         final = finals.get(c) or c
-        if schema[c].is_nested() and (KEYED_ARRAY.match(c) or KEYED_ARRAY.match(final) or final in declared):
+        keyed = KEYED_ARRAY.match(c) or KEYED_ARRAY.match(final) or final in declared
+        properties = dataset in OCCURRENCE_DATASETS and final == "properties"
+        if schema[c].is_nested() and (keyed or properties):
             out[c] = pl.String
     return out
 
@@ -857,6 +865,7 @@ def _scan_one(
     separator: str = ",",
     partitions: dict[str, str | None] | None = None,
     spec: DatasetMap | None = None,
+    dataset: str | None = None,
 ) -> pl.LazyFrame:
     storage = options.polars() if options is not None else None
     try:
@@ -868,8 +877,8 @@ def _scan_one(
             )
         else:
             lf = pl.scan_ndjson(f, infer_schema_length=None, storage_options=storage)
-            as_text = _keyed_arrays(lf.collect_schema(), spec)
-            if as_text:  # arrays of objects by id: kept as their JSON text, so each item id keeps its own type
+            as_text = _json_text_columns(lf.collect_schema(), spec, dataset)
+            if as_text:  # kept as their JSON text, so each value keeps its own type
                 lf = pl.scan_ndjson(f, infer_schema_length=None, storage_options=storage, schema_overrides=as_text)
         schema = lf.collect_schema()
     except (pl.exceptions.PolarsError, OSError) as err:

@@ -402,6 +402,21 @@ def test_one_string_item_id_in_an_array_the_mapping_declares_leaves_the_others_a
     assert known(sandbox)["u3"]["custom_attributes"]["pets"] == [{"id": "x", "kind": "owl"}]
 
 
+def test_one_string_event_property_leaves_the_other_events_numbers_alone(sandbox, tmp_path):
+    """The same root cause in events: NDJSON `properties` were read as one struct type over all rows, so one
+    event's `"item_count": "many"` sent every event's `7` as `"7"`."""
+    night = write_night(tmp_path / "n1", {"u1": {"tier": "gold"}})
+    (night / "events.ndjson").write_text("".join(
+        json.dumps({"event_id": f"e{i}", "external_id": "u1", "name": "opened", "time": event(i, "u1")["time"],
+                    "properties": {"item_count": count, "box": {"n": count}}}) + "\n"
+        for i, count in enumerate([7, 8, "many"])))
+    code, _, _ = run("backfill", night, tmp_path / "state", env(sandbox, tmp_path))
+    assert code == 0
+    props = sorted((e["properties"] for e in known(sandbox)["u1"]["events"]), key=str)
+    assert props == sorted([{"item_count": 7, "box": {"n": 7}}, {"item_count": 8, "box": {"n": 8}},
+                            {"item_count": "many", "box": {"n": "many"}}], key=str)
+
+
 def test_ids_that_differ_only_by_whitespace_are_merged_with_a_reason():
     """Braze's ids are exact, case-sensitive strings (its "Setting user IDs" page): nothing documents trimming."""
     from transforms.normalize import normalize_users

@@ -160,7 +160,8 @@ def day1_into_postgres(conn, t: str) -> dict[str, tuple[str, list[str]]]:
             "CUSTOMER_ID": ("text", e["external_id"]),
             "EVENT_NAME": ("text", e["name"]),
             "OCCURRED_AT": ("timestamptz", e.select(parse_datetime(pl.col("time"))).to_series().cast(utc)),
-            "PROPERTIES": ("jsonb", e["properties"].map_elements(Jsonb, return_dtype=pl.Object)),
+            # The reader keeps NDJSON properties as their JSON text (each row's own types): stored as the object.
+            "PROPERTIES": ("jsonb", e["properties"].map_elements(lambda t: Jsonb(json.loads(t)), return_dtype=pl.Object)),
         },
         e.height,
     )
