@@ -334,6 +334,18 @@ def sections_of(settings: LoadSettings, sections: list[str] | None = None) -> di
             for section in (flow_sections() if sections is None else sections)}
 
 
+def environment_options(sections: dict[str, Any]) -> list[str]:
+    """The flow options that a run's parameters (`sections`) leave out and this process's environment sets
+    (BRAZE_MIGRATE_<NAME>): what the run takes from the worker, logged by the flow so the rule shows."""
+    import os
+
+    given = {name for section, value in sections.items()
+             for name in (value.model_fields_set if isinstance(value, BaseModel) else set(value or {}))}
+    present = {key.upper() for key in os.environ}
+    return [name for name in flow_options() if name != "state" and name not in given
+            and f"BRAZE_MIGRATE_{name.upper()}" in present]
+
+
 def settings_from_parameters(state: str | Path | None, sections: dict[str, Any]) -> LoadSettings:
     """A flow run's settings from its parameters: a field the run's parameters set (`model_fields_set`: given in
     the deployment, the custom-run form, `-p`/`--params` or the call) wins; a field they leave out is taken from

@@ -20,7 +20,7 @@ from braze_migrate.run.advice import next_line
 from braze_migrate.run.catalogs_stage import catalogs_stage
 from braze_migrate.run.engine import Prepared
 from braze_migrate.run.public import GuardReport, UnitsRunner
-from braze_migrate.settings import ConfigError, LoadSettings, settings_from_parameters
+from braze_migrate.settings import ConfigError, LoadSettings, environment_options, settings_from_parameters
 from braze_migrate.summary import RunStatus, RunSummary, RunUnfinished
 from connectors import readiness
 from connectors.states import Outcome
@@ -117,6 +117,9 @@ def run(kind: str, source: str, mapping: str | None, state: str, sections: dict,
     try:
         settings = settings_from_parameters(state, sections)
         check_configured(settings)
+        if from_env := environment_options(sections):  # docs/prefect.md, "Parameters"
+            get_run_logger().info("options from this worker's environment (the run's parameters leave them out): "
+                                  "%s", ", ".join(f"{name}={getattr(settings, name)}" for name in from_env))
         logical = tonight.logical_date(day)
         source = readiness.resolve(source, logical)
         tonight.rename(tonight.run_name(kind, logical, str(settings.state)))

@@ -286,3 +286,15 @@ def test_docs_prefect_md_lists_each_section_with_its_options():
     rows = dict(re.findall(r"^\| `(\w+)`[^|]* \| (`.*`) \|$", text, flags=re.MULTILINE))
     for section in SECTIONS:
         assert re.findall(r"`(\w+)`", rows[section]) == section_options(section), section
+
+
+def test_the_options_taken_from_the_environment_are_named(monkeypatch):
+    """The flow logs which options it took from the worker's environment (the parameters left them out)."""
+    from braze_migrate.settings import environment_options, section_model
+
+    monkeypatch.setenv("BRAZE_MIGRATE_BATCH_SIZE", "40")
+    monkeypatch.setenv("BRAZE_MIGRATE_READY_MARKER", "_SUCCESS")
+    monkeypatch.setenv("BRAZE_MIGRATE_STATE", "/elsewhere")  # a parameter of its own, required: never from here
+    assert environment_options({"requests": {"rate_limit": "1/1s"}}) == ["batch_size", "ready_marker"]
+    assert environment_options({"requests": section_model("requests")(batch_size=75),
+                                "readiness": {"ready_marker": ""}}) == []

@@ -160,6 +160,8 @@ def test_marker_that_never_comes_fails_at_the_deadline_with_one_line_and_an_aler
     alert = receiver.wait_for(f"{run.name} ended Failed")
     assert message in alert["body"] and "/runs/flow-run/" in alert["body"] and "Run: None" not in alert["body"]
     assert not any("Traceback" in line for line in logs(run.id))
+    (taken,) = [line for line in logs(run.id) if line.startswith("options from this worker's environment")]
+    assert "ready_marker=_SUCCESS" in taken and "ready_poll_seconds=0.5" in taken and "ready_deadline" not in taken
 
 
 def _curl(api_url: str, folder: Path) -> list[str]:
