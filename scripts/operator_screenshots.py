@@ -219,11 +219,13 @@ async def shoot(args, ui: str, work: Path, box_url: str, alerts: Alerts) -> None
 
         async def parameters() -> None:
             # 8: the parameters in sections, typed, with their defaults; `state` required. The Parameters tab needs
-            # a wide window for its Default column; the form is photographed from its top after a Submit without
-            # a state, which the form refuses, naming it.
+            # a wide window for its Default and Type columns; the form is photographed from its top after a Submit
+            # without a state, which the form refuses, naming it. 7: verify's parameters (its `verify` section).
             async with get_client() as client:
                 nightly = await client.read_deployment_by_name("sync/nightly-sync")
-            await page.set_viewport_size({"width": 2600, "height": 1000})
+                verify = await client.read_deployment_by_name("verify/verify")
+            await snap(f"{ui}/deployments/deployment/{verify.id}", "verify-parameters", tab="Parameters")
+            await page.set_viewport_size({"width": 3000, "height": 1000})
             await page.goto(f"{ui}/deployments/deployment/{nightly.id}", wait_until="networkidle")
             await page.wait_for_timeout(1500)
             await page.get_by_text("Parameters", exact=True).first.click()
