@@ -126,6 +126,7 @@ class RunSummary(BaseModel):
     duration_s: float = 0.0
     notes: list[str] = Field(default_factory=list)
     unread: list[UnreadFile] = Field(default_factory=list)  # files of the export no dataset reads
+    erased: int = 0  # rejected rows of users deleted from Braze (permanent until `braze-migrate undelete ID`)
     suspicious: int = 0  # rows and cells flagged as suspicious (held or sent, in the rejects file)
     resume_command: str | None = None
     workers: list[WorkerReport] | None = None  # parallel flows only

@@ -382,12 +382,26 @@ def report_markdown(summary: RunSummary, deployment_name: str | None = None) -> 
             lines.append(f"- Instead of the plain resume, from Prefect, run the deployment again on the same source "
                          f"and state: `prefect deployment run '{deployment_name}' -p source={s.source} "
                          f"-p state={s.state}` (or press Retry)")
-    if rejected:
-        lines.append(f"- **Warning:** {rejected} rows or cells were rejected, each with its reason: open "
-                     f"`{s.rejects_file}`, fix them in the warehouse; the next run sends the fixes.")
+    lines += reject_warnings(s, rejected)
     if not s.resume_command and not rejected:
         lines.append("- Nothing: every row was acknowledged by Braze or unchanged.")
     return "\n".join(lines)
+
+
+def reject_warnings(s: RunSummary, rejected: int) -> list[str]:
+    """What to do about the rejects, by kind: a warehouse error is fixed there and the next run sends the fix; a
+    row of a user deleted from Braze (an erasure) stays rejected whatever the warehouse does, until undeleted."""
+    erased = min(s.erased, rejected)
+    lines = []
+    if rejected - erased:
+        lines.append(f"- **Warning:** {rejected - erased} rows or cells were rejected, each with its reason: open "
+                     f"`{s.rejects_file}`, fix them in the warehouse; the next run sends the fixes.")
+    if erased:
+        lines.append(f"- {erased} rows belong to users deleted from Braze (user_deletes) and were not loaded: "
+                     f"erasure is permanent, so every later export's rows of them are rejected too (listed in "
+                     f"`{s.rejects_file}`); nothing to fix in the warehouse. Only if a deletion was a mistake: "
+                     f"`braze-migrate undelete ID --state {s.state}`, then the next run loads that user again.")
+    return lines
 
 
 def decisions_markdown(s: RunSummary) -> list[str]:

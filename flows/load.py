@@ -173,7 +173,9 @@ def finish(summary: RunSummary) -> State:
     logger.info("%s run %s %s: %d requests, %d rejected rows, %d pending", summary.kind, summary.run_id,
                 summary.status, summary.requests, summary.total(Outcome.REJECTED), summary.total(Outcome.PENDING))
     if summary.rejects:
-        logger.warning("%d rejected rows or cells: see %s", summary.rejects, summary.rejects_file)
+        logger.warning("%d rejected rows or cells: see %s%s", summary.rejects, summary.rejects_file,
+                       f" ({summary.erased} of them rows of users deleted from Braze: rejected until "
+                       "`braze-migrate undelete ID`, nothing to fix in the warehouse)" if summary.erased else "")
     if summary.unchanged_since:
         logger.info("%s", summary.message)
         return Completed(message=summary.message, data=summary)

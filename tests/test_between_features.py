@@ -13,6 +13,7 @@ import shutil
 import polars as pl
 import pytest
 
+from braze_migrate.summary import RunSummary
 from tests.nights import cli, env, event, known, last_line, purchase, run, write_night
 
 USERS = {f"u{i:03d}": {"tier": "gold" if i % 2 else "silver", "city": "Oslo"} for i in range(30)}
@@ -184,6 +185,11 @@ def test_deleted_users_stay_deleted_when_a_later_night_lists_other_ids(sandbox, 
     rejects = pl.read_csv(summary["rejects_file"])
     assert set(rejects.filter(pl.col("dataset") == "users")["key"]) == {"u001", "u002"}
     assert rejects["reason"].str.contains("erasure is permanent").all()
+    assert summary["erased"] == 5  # so the report does not ask to fix them in the warehouse
+    from flows.artifacts import report_markdown
+
+    report = report_markdown(RunSummary.coerce(summary))
+    assert "fix them in the warehouse" not in report and "5 rows belong to users deleted" in report
     # Night 4 without user_deletes at all: still gone.
     assert run("sync", write_night(tmp_path / "n4", USERS), state, e)[0] == 0
     assert "u001" not in known(sandbox)

@@ -65,3 +65,17 @@ def test_prefect_report_renders_the_same_summary():
     report = report_markdown(s, "sync/nightly-sync")
     assert "`braze-migrate sync exports/day2 --state /srv/state`" in report
     assert "prefect deployment run 'sync/nightly-sync'" in report and "batch 2" in report
+
+
+def test_the_reject_warning_tells_erasures_apart_from_rows_to_fix_in_the_warehouse():
+    from flows.artifacts import report_markdown
+
+    erased_only = report_markdown(summary(status="completed", resume_command=None, erased=3,
+                                          datasets={"users": {"read": 5, "acknowledged": 2, "rejected": 3}}))
+    assert "fix them in the warehouse" not in erased_only
+    assert "3 rows belong to users deleted from Braze" in erased_only
+    assert "braze-migrate undelete ID --state /srv/state" in erased_only
+    mixed = report_markdown(summary(erased=1))  # 1 rejected row (an erasure) and 2 rejected cells
+    assert "**Warning:** 2 rows or cells were rejected" in mixed and "fix them in the warehouse" in mixed
+    assert "1 rows belong to users deleted from Braze" in mixed
+    assert "3 rows or cells were rejected" in report_markdown(summary())  # no erasure: as before

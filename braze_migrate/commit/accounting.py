@@ -11,6 +11,7 @@ import polars as pl
 
 from connectors.states import Outcome
 from transforms import ecommerce, identity
+from transforms.deltas import DELETED
 
 BUCKETS = tuple(o.value for o in Outcome)  # acknowledged, rejected, unchanged, pending: every row counts in one
 ACKED, REJECTED, UNCHANGED, PENDING = BUCKETS
@@ -71,6 +72,16 @@ def suspicious_count(plan_dir: Path) -> int:
     if not path.exists():
         return 0
     return pl.scan_parquet(path).filter(pl.col("reason").str.starts_with("suspicious:")).select(pl.len()).collect().item()
+
+
+def erased_count(plan_dir: Path) -> int:
+    """Rows rejected because their user was deleted from Braze (user_deletes): not a warehouse error to fix, they
+    stay rejected until `braze-migrate undelete ID`."""
+    path = plan_dir / "kept.parquet"
+    if not path.exists():
+        return 0
+    return (pl.scan_parquet(path).filter((pl.col("bucket") == Outcome.REJECTED) & (pl.col("reason") == DELETED))
+            .select(pl.len()).collect().item())
 
 
 def in_doubt_batches(outcome: pl.DataFrame) -> list[dict]:

@@ -245,6 +245,7 @@ class Engine:
             requests_full_resend=math.ceil(stats["full_resend"]["objects"] / max(1, self.settings.batch_size)),
             rejects_file=str(rejects_path),
             rejects=n_rejects,
+            erased=report.erased_count(prepared.plan_dir),
             duration_s=round(time.monotonic() - started, 3),
             notes=prepared.notes + [f"not read: {u.path}: {u.reason}" for u in unread]
             + ([f"{suspicious} suspicious rows or cells ({self.settings.suspicious}): see the rejects file"]
