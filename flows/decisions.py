@@ -230,7 +230,7 @@ def guards_markdown(report: GuardReport, prepared: Prepared, answer: Answer | No
     # Four narrow columns: the form's dialog is about 400 px wide and cut a wider table off at the right.
     lines += ["", ("**accept** sends the held plan exactly as planned; **hold** ends the run Failed (fix the export "
               "and run again)."), "", "| column | users | unset | changed |", "|---|---:|---:|---:|"]
-    lines += [f"| {c['column']} | {c['users']:,} | {c['unset']:,} ({c['unset_share']:.1%}) | {c['changed']:,} "
+    lines += [f"| {report.column_label(c['column'])} | {c['users']:,} | {c['unset']:,} ({c['unset_share']:.1%}) | {c['changed']:,} "
               f"({c['changed_share']:.1%}) |" for c in report.columns]
     if report.datasets:
         lines += ["", "| dataset | last acknowledged | tonight | down |", "|---|---:|---:|---:|"]

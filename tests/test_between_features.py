@@ -291,6 +291,25 @@ def test_a_column_renamed_by_case_holds_the_run_naming_both_and_the_accept(sandb
     assert code == 0 and known(sandbox)["u001"]["custom_attributes"]["Tier"] == "gold"
 
 
+def test_the_guards_table_of_a_renamed_column_names_the_new_column_too(sandbox, tmp_path):
+    """The figures table (terminal, and the Prefect `guards` artifact and form) listed only the vanished column."""
+    from types import SimpleNamespace
+
+    from braze_migrate.plan.guards import GuardReport
+    from flows.decisions import guards_markdown
+
+    e, state = env(sandbox, tmp_path), tmp_path / "state"
+    assert run("backfill", write_night(tmp_path / "n1", USERS), state, e)[0] == 0
+    renamed = {eid: {"Tier": a["tier"], "city": a["city"]} for eid, a in USERS.items()}
+    done = cli("sync", write_night(tmp_path / "n2", renamed), "--state", state, "--no-prefect", env=e)
+    assert done.returncode == 4
+    assert [line for line in done.stdout.splitlines() if line.strip().startswith("tier → Tier (renamed?)")]
+    code, summary, _ = run("sync", tmp_path / "n2", state, e)
+    assert code == 4
+    artifact = guards_markdown(GuardReport.from_dict(summary["guards"]), SimpleNamespace(run_id="R", batches=1))
+    assert "| tier → Tier (renamed?) |" in artifact
+
+
 def test_a_vanished_column_holds_the_run(sandbox, tmp_path):
     e, state = env(sandbox, tmp_path), tmp_path / "state"
     assert run("backfill", write_night(tmp_path / "n1", USERS), state, e)[0] == 0

@@ -98,6 +98,13 @@ class GuardReport:
         """Findings not accepted: any one of them holds the run."""
         return [f for f in self.findings if f.accept not in self.accepted]
 
+    def column_label(self, column: str) -> str:
+        """A users column as the figures table names it: a column that looks renamed names tonight's name too,
+        as its held line does (`tier → Tier (renamed?)`), since tonight's name has no figures of its own."""
+        twin = next((f.renamed_to for f in self.findings
+                     if f.kind == "renamed" and f.accept == f"{SCHEMA_PREFIX}users.{column}"), None)
+        return f"{column} → {twin} (renamed?)" if twin else column
+
     def accept_value(self) -> str:
         return ",".join(dict.fromkeys([*self.accepted, *(f.accept for f in self.held)]))
 
@@ -290,7 +297,7 @@ def render_text(report: GuardReport) -> str:
     """The figures as a short table, for `plan` and the run report."""
     lines = [f"  {'column':<24}{'users':>9}{'unset':>9}{'share':>8}{'changed':>9}{'share':>8}"]
     for c in report.columns:
-        lines.append(f"  {c['column']:<24}{c['users']:>9,}{c['unset']:>9,}{c['unset_share']:>8.1%}"
+        lines.append(f"  {report.column_label(c['column']):<24}{c['users']:>9,}{c['unset']:>9,}{c['unset_share']:>8.1%}"
                      f"{c['changed']:>9,}{c['changed_share']:>8.1%}")
     if report.datasets:
         lines.append(f"  {'dataset':<24}{'before':>9}{'tonight':>9}{'down':>8}")
