@@ -300,10 +300,22 @@ def cleanly(fn):
             message = one_line(exc)
             if message is None:
                 raise
-            get_run_logger().error("%s", message)
+            get_run_logger().error("%s", message)  # in the red task's logs, which the flow run's logs show
+            _TOLD.add((_flow_run_id(), message))
             return Failed(message=message, data=exc)
 
     return body
+
+
+# The user errors a task has logged (flow run id, line): the flow then ends Failed with the same line as its
+# state message without logging it a second time (the trial of #21 saw every such line twice in a run's logs).
+_TOLD: set[tuple[str | None, str]] = set()
+
+
+def _flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else None
 
 
 class FailedWith(Exception):
@@ -334,6 +346,14 @@ def called(task):
 
 
 def failed(exc: BaseException):
-    """The flow's Failed state for an error the user can fix (None: a bug, let it raise)."""
+    """The flow's Failed state for an error the user can fix (None: a bug, let it raise), its line logged once:
+    by the flow, unless the task that raised it already logged it (with the task's name, `cleanly`)."""
     message = one_line(exc)
-    return None if message is None else Failed(message=message, data=exc)
+    if message is None:
+        return None
+    key = (_flow_run_id(), message)
+    if key in _TOLD:
+        _TOLD.discard(key)
+    else:
+        get_run_logger().error("%s", message)
+    return Failed(message=message, data=exc)

@@ -137,10 +137,9 @@ def run(kind: str, source: str, mapping: str | None, state: str, sections: dict,
                 "decisions": [*(summary.decisions or []), *map(vars, answers)],
                 "waited_s": (summary.waited_s or 0.0) + sum(a.waited_s for a in answers)})
     except Exception as exc:
-        failed = decisions.failed(exc)
+        failed = decisions.failed(exc)  # logs its line once (a task that raised it logged it already)
         if failed is None:
             raise
-        get_run_logger().error("%s", failed.message)
         return failed
     return finish(summary)
 
