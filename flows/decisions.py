@@ -33,6 +33,7 @@ from pydantic import Field
 
 from braze_migrate.errors import user_message
 from braze_migrate.run import settling
+from braze_migrate.run.advice import for_prefect
 from braze_migrate.run.engine import Prepared
 from braze_migrate.run.public import GuardReport
 from braze_migrate.run.stages import Answer, now_iso
@@ -282,10 +283,14 @@ for _name in ("prefect.flow_runs", "prefect.task_runs"):
 
 
 def one_line(exc: BaseException) -> str | None:
-    """The one line of an error the user can fix, or None for a bug."""
+    """The one line of an error the user can fix, or None for a bug. A deployment run says it the Prefect way
+    (Retry or a new run of the deployment where the CLI says "the same command"); the CLI's own flow runs (their
+    logs print in the terminal) keep the CLI's words."""
     if isinstance(exc, ConfigError):
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return user_message(exc)
+        line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    else:
+        line = user_message(exc)
+    return for_prefect(line) if line is not None and in_deployment() else line
 
 
 def cleanly(fn):

@@ -252,7 +252,9 @@ def test_case6_unwritable_snapshot_ends_failed_with_one_line_before_sending_and_
     finally:
         subprocess.run(["chattr", "-i", str(state / "snapshot")], check=True)
     assert run.state.is_failed() and run.state.message.startswith(f"cannot write {state / 'snapshot'}"), run.state
-    assert "the same command then resumes" in run.state.message and "\n" not in run.state.message
+    assert "a new run of the deployment with the same parameters (or Retry) then resumes" in run.state.message
+    assert "the same command" not in run.state.message and "\n" not in run.state.message
+    assert [line for line in logs(run) if line == run.state.message] == [run.state.message]  # logged once
     assert known(sandbox) == {}
     again = deploy("backfill/backfill", night, state)
     assert again.state.is_completed(), again.state

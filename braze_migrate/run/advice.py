@@ -98,6 +98,25 @@ def next_line(summary: RunSummary, every_step: bool = False) -> str | None:
     return f"{s.status}: {what}; next: " + (", then ".join(steps) if every_step else steps[0])
 
 
+# The CLI's words for "run it again to resume" (the one-line errors: connectors/state/private.py, ...), and a
+# deployment run's: in Prefect there is no command, the run resumes by Retry or by a new run of the deployment
+# with the same parameters. One table, rendered per surface: the CLI prints the text as it is, `for_prefect`
+# renders it for a flow run's logs, state message and alert (flows/decisions.py `one_line`).
+RESUME_WORDS = (
+    ("then run the same command", "then run the deployment again with the same parameters (or press Retry)"),
+    ("run the same command to resume", "run the deployment again with the same parameters (or press Retry)"),
+    ("the same command then resumes", "a new run of the deployment with the same parameters (or Retry) then resumes"),
+    ("the same command resumes", "a new run of the deployment with the same parameters (or Retry) resumes"),
+)
+
+
+def for_prefect(text: str) -> str:
+    """A CLI text as a deployment run says it: "the same command" becomes Retry or a new run of the deployment."""
+    for cli, prefect in RESUME_WORDS:
+        text = text.replace(cli, prefect)
+    return text
+
+
 def render(steps: list[Step] | list[dict]) -> list[str]:
     """The steps as lines, numbered when there are several."""
     steps = [s if isinstance(s, Step) else Step.model_validate(s) for s in steps]
