@@ -316,6 +316,8 @@ def test_in_doubt_events_answered_settle_are_checked_then_sent_once(served, rece
     finally:
         ledger.close()
     assert [s["status"] for s in syncs] == ["completed", "incomplete"]  # the plain resume, then the asking one
+    # The flow run is named after the run whose report it publishes (the resume), not the asking one.
+    assert final.name.endswith(syncs[0]["run_id"]), (final.name, syncs[0]["run_id"])
     acked = sum(s["datasets"]["events"]["acknowledged"] for s in syncs)
     assert acked > 0 and sandbox_server.stats()["events_stored"] - stored == acked  # each event stored once
 
@@ -361,6 +363,8 @@ def test_batches_the_check_cannot_decide_are_asked_about_by_number(served, recei
     finally:
         ledger.close()
     assert [s["status"] for s in syncs] == ["completed", "incomplete"]  # the plain resume, then the asking one
+    # The flow run is named after the run whose report it publishes (the resume), not the asking one.
+    assert final.name.endswith(syncs[0]["run_id"]), (final.name, syncs[0]["run_id"])
     acked = sum(s["datasets"]["events"]["acknowledged"] for s in syncs)
     assert acked > 0 and sandbox_server.stats()["events_stored"] - stored == acked  # each event stored once
 
