@@ -121,10 +121,11 @@ def test_case1_repair_refuses_a_vanished_plan_file_and_the_next_deployment_sync_
     state, sandbox = tmp_path / "state", braze_env
     assert cli("backfill", write_night(tmp_path / "n1", USERS, [event(i, f"u{i:03d}") for i in range(10)]),
                "--state", state, "--no-prefect") == 0
+    backfill = set((state / "runs").iterdir())
     n2 = write_night(tmp_path / "n2", USERS, [event(i, f"u{i % 30:03d}") for i in range(40)],
                      [purchase(i, f"u{i % 30:03d}") for i in range(20)])
     assert cli("sync", n2, "--state", state, "--no-prefect") == 0
-    second = max((state / "runs").iterdir())
+    (second,) = set((state / "runs").iterdir()) - backfill  # not the newest name: one second's runs sort at random
     max((second / "plan" / "objects").glob("*.parquet")).unlink()
     assert cli("repair", "--state", state) == 5  # names the file, rebuilds nothing
     n3 = write_night(tmp_path / "n3", USERS, [event(i, f"u{i % 30:03d}") for i in range(45)],
@@ -170,13 +171,15 @@ def test_case2_a_plain_resume_before_settle_still_advises_the_settle(served, bra
     same events pending and must still advise settling the earlier run, not itself 'nothing is in doubt'."""
     state, sandbox = tmp_path / "state", braze_env
     assert cli("backfill", write_night(tmp_path / "n1", USERS), "--state", state, "--no-prefect") == 0
+    backfill = {p.name for p in (state / "runs").iterdir()}
     n2 = write_night(tmp_path / "n2", USERS, [event(i, f"u{i % 30:03d}") for i in range(30)])
     sandbox.set_faults(applied_then_fail_rate=1.0)
     try:
         assert cli("sync", n2, "--state", state, "--no-prefect", "--max-attempts", "1") == 1
     finally:
         sandbox.set_faults(applied_then_fail_rate=0.0)
-    first = max(p.name for p in (state / "runs").iterdir())
+    # the sync's run (not the newest name: two runs of one second sort by their random suffix)
+    (first,) = {p.name for p in (state / "runs").iterdir()} - backfill
     run = deploy("sync/nightly-sync", n2, state)
     assert run.state.is_failed(), run.state
     assert run.state.message.startswith(f"incomplete: 30 rows pending; next: braze-migrate settle {first} --check")
