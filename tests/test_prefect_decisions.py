@@ -310,16 +310,7 @@ def test_in_doubt_events_answered_settle_are_checked_then_sent_once(served, rece
         lines = logs_of(client, final)
     assert final.state.is_completed(), final.state
     assert any("decision on " in line and ": settle by ops" in line for line in lines)
-    ledger = Ledger(backfilled / "ledger.sqlite")
-    try:
-        syncs = [r.summary for r in ledger.runs(limit=10) if r.kind == "sync"]
-    finally:
-        ledger.close()
-    assert [s["status"] for s in syncs] == ["completed", "incomplete"]  # the plain resume, then the asking one
-    # The flow run is named after the run whose report it publishes (the resume), not the asking one.
-    assert final.name.endswith(syncs[0]["run_id"]), (final.name, syncs[0]["run_id"])
-    acked = sum(s["datasets"]["events"]["acknowledged"] for s in syncs)
-    assert acked > 0 and sandbox_server.stats()["events_stored"] - stored == acked  # each event stored once
+    _resumed_once(final, backfilled, sandbox_server, stored)
 
 
 def test_batches_the_check_cannot_decide_are_asked_about_by_number(served, receiver, backfilled, sandbox_server,
@@ -357,13 +348,18 @@ def test_batches_the_check_cannot_decide_are_asked_about_by_number(served, recei
         lines = logs_of(client, final)
     assert final.state.is_completed(), final.state
     assert any("settled as resend by ops" in line for line in lines), lines
-    ledger = Ledger(backfilled / "ledger.sqlite")
+    _resumed_once(final, backfilled, sandbox_server, stored)
+
+
+def _resumed_once(final, state: Path, sandbox_server, stored: int) -> None:
+    """After the form's answers: the asking sync ended incomplete, the plain resume completed and names the flow
+    run (it publishes the report), and every event it acknowledged is stored once."""
+    ledger = Ledger(state / "ledger.sqlite")
     try:
         syncs = [r.summary for r in ledger.runs(limit=10) if r.kind == "sync"]
     finally:
         ledger.close()
     assert [s["status"] for s in syncs] == ["completed", "incomplete"]  # the plain resume, then the asking one
-    # The flow run is named after the run whose report it publishes (the resume), not the asking one.
     assert final.name.endswith(syncs[0]["run_id"]), (final.name, syncs[0]["run_id"])
     acked = sum(s["datasets"]["events"]["acknowledged"] for s in syncs)
     assert acked > 0 and sandbox_server.stats()["events_stored"] - stored == acked  # each event stored once
