@@ -232,7 +232,7 @@ def test_unanswered_decision_ends_failed_sends_nothing_and_a_retry_asks_again(se
     purchases.head(purchases.height // 2).write_csv(half / "purchases.csv")
     before = sent(sandbox_server)
     run = run_deployment("sync/nightly-sync", timeout=RUN_TIMEOUT_S, poll_interval=0.5, parameters={
-        "source": str(half), "state": str(backfilled), "guards": {"decision_timeout": 3}})
+        "source": str(half), "state": str(backfilled), "guards": {"decision_timeout": 20}})  # the retry's answer must beat it under load
     assert run.state.is_failed(), run.state
     assert "purchases: rows down" in run.state.message and "nobody answered in time" in run.state.message
     assert sent(sandbox_server) == before
